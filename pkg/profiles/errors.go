@@ -1,0 +1,58 @@
+package profiles
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Kind classifies an error so that every door (CLI exit code, HTTP status)
+// reports it the same way.
+type Kind string
+
+const (
+	KindInvalid  Kind = "invalid"   // bad input: fix the request
+	KindNotFound Kind = "not_found" // the named thing does not exist
+	KindConflict Kind = "conflict"  // clashes with what is stored
+)
+
+// Error is an error with a Kind and a message that says what is wrong and
+// how to fix it.
+type Error struct {
+	Kind Kind
+	Msg  string
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+func invalidf(format string, a ...any) error {
+	return &Error{Kind: KindInvalid, Msg: fmt.Sprintf(format, a...)}
+}
+
+func notFoundf(format string, a ...any) error {
+	return &Error{Kind: KindNotFound, Msg: fmt.Sprintf(format, a...)}
+}
+
+func conflictf(format string, a ...any) error {
+	return &Error{Kind: KindConflict, Msg: fmt.Sprintf(format, a...)}
+}
+
+// KindOf returns the Kind of err, or "" for internal errors.
+func KindOf(err error) Kind {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind
+	}
+	return ""
+}
+
+// at prefixes an error with where the input came from, keeping its kind.
+func at(source string, err error) error {
+	if source == "" || err == nil {
+		return err
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return &Error{Kind: e.Kind, Msg: source + ": " + e.Msg}
+	}
+	return fmt.Errorf("%s: %w", source, err)
+}

@@ -1,0 +1,112 @@
+// Package profiles holds bootsrv's model (the cluster, its profiles and its
+// machines), validates every write, and offers the service methods that the
+// CLI, the admin API and the boot servers all call. It is the one core behind
+// every door.
+package profiles
+
+import "time"
+
+// Roles a profile can have.
+const (
+	RoleMaster = "master"
+	RoleWorker = "worker"
+	RoleCustom = "custom"
+)
+
+// Operating systems a profile can boot.
+const (
+	OSFlatcar = "flatcar"
+	OSFCOS    = "fcos"
+	OSCustom  = "custom"
+)
+
+// Provisioning states of a machine, in journey order, plus failed.
+// "registered" is a machine an operator added that has not been seen yet.
+const (
+	StateRegistered  = "registered"
+	StateDiscovered  = "discovered"
+	StateDHCP        = "dhcp"
+	StatePXE         = "pxe"
+	StateIPXE        = "ipxe"
+	StateKernel      = "kernel"
+	StateIgnition    = "ignition"
+	StateProvisioned = "provisioned"
+	StateFailed      = "failed"
+)
+
+// Network is the provisioning network machines boot on.
+type Network struct {
+	Subnet  string   `json:"subnet" yaml:"subnet"`
+	Gateway string   `json:"gateway,omitempty" yaml:"gateway,omitempty"`
+	DNS     []string `json:"dns,omitempty" yaml:"dns,omitempty"`
+}
+
+// Cluster is the one Kubernetes cluster a bootsrv provisions.
+type Cluster struct {
+	Name                string    `json:"name" yaml:"name"`
+	APIServer           string    `json:"api_server" yaml:"api_server"`
+	PodNetwork          string    `json:"pod_network" yaml:"pod_network"`
+	ServiceRange        string    `json:"service_range" yaml:"service_range"`
+	KubernetesServiceIP string    `json:"kubernetes_service_ip" yaml:"kubernetes_service_ip"`
+	DNSServiceIP        string    `json:"dns_service_ip" yaml:"dns_service_ip"`
+	Domain              string    `json:"domain" yaml:"domain"`
+	KubernetesVersion   string    `json:"kubernetes_version" yaml:"kubernetes_version"`
+	SSHKeys             []string  `json:"ssh_keys,omitempty" yaml:"ssh_keys,omitempty"`
+	Network             Network   `json:"network" yaml:"network"`
+	CreatedAt           time.Time `json:"created_at" yaml:"created_at"`
+}
+
+// Profile is what a class of machines boots and becomes.
+type Profile struct {
+	Name    string   `json:"name" yaml:"name"`
+	Role    string   `json:"role" yaml:"role"`
+	OS      string   `json:"os" yaml:"os"`
+	Kernel  string   `json:"kernel,omitempty" yaml:"kernel,omitempty"`
+	Initrds []string `json:"initrds,omitempty" yaml:"initrds,omitempty"`
+	Args    []string `json:"args,omitempty" yaml:"args,omitempty"`
+	// Ignition is an Ignition config (JSON, spec 3.0 to 3.4) merged into
+	// what bootsrv generates for the machine.
+	Ignition string `json:"ignition,omitempty" yaml:"ignition,omitempty"`
+
+	// Source names where the profile was read from ("file.yaml:3"), so
+	// that errors point at it. Not stored.
+	Source string `json:"-" yaml:"-"`
+}
+
+// Machine is one physical (or virtual) server, keyed by its MAC.
+type Machine struct {
+	MAC      string            `json:"mac" yaml:"mac"`
+	Hostname string            `json:"hostname" yaml:"hostname"`
+	IP       string            `json:"ip" yaml:"ip"`
+	Iface    string            `json:"iface" yaml:"iface"`
+	Profile  string            `json:"profile" yaml:"profile"`
+	Labels   map[string]string `json:"labels,omitempty" yaml:"labels,omitempty"`
+
+	State     string    `json:"state" yaml:"state"`
+	LastEvent string    `json:"last_event,omitempty" yaml:"last_event,omitempty"`
+	UpdatedAt time.Time `json:"updated_at" yaml:"updated_at"`
+	CreatedAt time.Time `json:"created_at" yaml:"created_at"`
+
+	// What the firmware told about itself, for discovered machines and as
+	// a record for known ones.
+	Arch        string `json:"arch,omitempty" yaml:"arch,omitempty"`
+	UUID        string `json:"uuid,omitempty" yaml:"uuid,omitempty"`
+	VendorClass string `json:"vendor_class,omitempty" yaml:"vendor_class,omitempty"`
+
+	// Event sequence bounds: events [EventFirst, EventNext) are kept.
+	EventFirst uint64 `json:"event_first,omitempty" yaml:"-"`
+	EventNext  uint64 `json:"event_next,omitempty" yaml:"-"`
+
+	Source string `json:"-" yaml:"-"`
+}
+
+// Event is one timestamped step of a machine's journey.
+type Event struct {
+	Time   time.Time         `json:"time" yaml:"time"`
+	Type   string            `json:"type" yaml:"type"`
+	Detail string            `json:"detail,omitempty" yaml:"detail,omitempty"`
+	Fields map[string]string `json:"fields,omitempty" yaml:"fields,omitempty"`
+}
+
+// MaxEvents is how many events a machine keeps; older ones are dropped.
+const MaxEvents = 200

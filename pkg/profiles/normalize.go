@@ -1,0 +1,243 @@
+package profiles
+
+import (
+	"net/netip"
+	"sort"
+	"strings"
+)
+
+// Defaults from the seed guides (see shared/REFERENCE.md).
+const (
+	DefaultPodNetwork        = "10.2.0.0/16"
+	DefaultServiceRange      = "10.3.0.0/24"
+	DefaultDNSServiceIP      = "10.3.0.10"
+	DefaultDomain            = "cluster.local"
+	DefaultKubernetesVersion = "v1.37.2"
+)
+
+// NormalizeCluster fills defaults into c and checks it as a whole: every
+// address parses, the pod, service and node networks do not overlap, the
+// service IPs lie in the service range, the gateway in the subnet.
+func NormalizeCluster(c Cluster) (Cluster, error) {
+	if err := ValidName("cluster", c.Name); err != nil {
+		return c, err
+	}
+	api, err := parseIPv4("--api-server", c.APIServer)
+	if err != nil {
+		return c, err
+	}
+	c.APIServer = api.String()
+	if c.PodNetwork == "" {
+		c.PodNetwork = DefaultPodNetwork
+	}
+	if c.ServiceRange == "" {
+		c.ServiceRange = DefaultServiceRange
+	}
+	if c.Domain == "" {
+		c.Domain = DefaultDomain
+	}
+	c.Domain = strings.ToLower(strings.TrimSuffix(c.Domain, "."))
+	if _, err := NormalizeHostname(c.Domain); err != nil {
+		return c, invalidf("--domain %q is not a valid DNS domain", c.Domain)
+	}
+	if c.KubernetesVersion == "" {
+		c.KubernetesVersion = DefaultKubernetesVersion
+	}
+	if !strings.HasPrefix(c.KubernetesVersion, "v") {
+		c.KubernetesVersion = "v" + c.KubernetesVersion
+	}
+	pods, err := parsePrefix("--pod-network", c.PodNetwork)
+	if err != nil {
+		return c, err
+	}
+	svc, err := parsePrefix("--service-range", c.ServiceRange)
+	if err != nil {
+		return c, err
+	}
+	if svc.Bits() > 30 {
+		return c, invalidf("--service-range %s is too small: it needs room for the Kubernetes and DNS service IPs (/30 or larger)", svc)
+	}
+	var subnet netip.Prefix
+	if c.Network.Subnet == "" {
+		subnet = netip.PrefixFrom(api, 24).Masked()
+	} else if subnet, err = parsePrefix("--subnet", c.Network.Subnet); err != nil {
+		return c, err
+	}
+	c.Network.Subnet = subnet.String()
+	c.PodNetwork, c.ServiceRange = pods.String(), svc.String()
+
+	if overlaps(pods, svc) {
+		return c, invalidf("--pod-network %s overlaps --service-range %s: pick ranges that do not overlap (defaults: pods %s, services %s)", pods, svc, DefaultPodNetwork, DefaultServiceRange)
+	}
+	if overlaps(pods, subnet) {
+		return c, invalidf("--pod-network %s overlaps the node network %s: pick a pod network that does not contain your machines' addresses", pods, subnet)
+	}
+	if overlaps(svc, subnet) {
+		return c, invalidf("--service-range %s overlaps the node network %s: pick a service range that does not contain your machines' addresses", svc, subnet)
+	}
+	if !subnet.Contains(api) && c.Network.Subnet != "" {
+		// The API endpoint may be a load balancer outside the node network;
+		// it must still not sit in a cluster-internal range.
+		if pods.Contains(api) || svc.Contains(api) {
+			return c, invalidf("--api-server %s lies in the pod or service range: give the master's address on the node network", api)
+		}
+	}
+
+	if c.KubernetesServiceIP == "" {
+		c.KubernetesServiceIP = firstHost(svc).String()
+	}
+	kip, err := parseIPv4("kubernetes service IP", c.KubernetesServiceIP)
+	if err != nil {
+		return c, err
+	}
+	if !svc.Contains(kip) {
+		return c, invalidf("kubernetes service IP %s is outside --service-range %s", kip, svc)
+	}
+	if c.DNSServiceIP == "" {
+		c.DNSServiceIP = DefaultDNSServiceIP
+	}
+	dip, err := parseIPv4("--dns-ip", c.DNSServiceIP)
+	if err != nil {
+		return c, err
+	}
+	if !svc.Contains(dip) {
+		return c, invalidf("--dns-ip %s is outside --service-range %s: pick an address inside it (the guides use %s)", dip, svc, DefaultDNSServiceIP)
+	}
+	if dip == kip {
+		return c, invalidf("--dns-ip %s is the Kubernetes service IP: pick another address in %s", dip, svc)
+	}
+	c.KubernetesServiceIP, c.DNSServiceIP = kip.String(), dip.String()
+
+	if c.Network.Gateway != "" {
+		gw, err := parseIPv4("--gateway", c.Network.Gateway)
+		if err != nil {
+			return c, err
+		}
+		if !subnet.Contains(gw) {
+			return c, invalidf("--gateway %s is outside the provisioning subnet %s", gw, subnet)
+		}
+		c.Network.Gateway = gw.String()
+	}
+	for i, d := range c.Network.DNS {
+		a, err := parseIPv4("--dns", d)
+		if err != nil {
+			return c, err
+		}
+		c.Network.DNS[i] = a.String()
+	}
+	for i, k := range c.SSHKeys {
+		k = strings.TrimSpace(k)
+		if f := strings.Fields(k); len(f) < 2 || !(strings.HasPrefix(f[0], "ssh-") || strings.HasPrefix(f[0], "ecdsa-") || strings.HasPrefix(f[0], "sk-")) {
+			return c, invalidf("SSH key %d is not an OpenSSH public key line (type, base64 key, optional comment)", i+1)
+		}
+		c.SSHKeys[i] = k
+	}
+	c.SSHKeys = dedupe(c.SSHKeys)
+	return c, nil
+}
+
+// NormalizeProfile fills defaults into p and checks it on its own.
+func NormalizeProfile(p Profile) (Profile, error) {
+	p.Name = strings.TrimSpace(p.Name)
+	if err := ValidName("profile", p.Name); err != nil {
+		return p, at(p.Source, err)
+	}
+	switch p.Role {
+	case RoleMaster, RoleWorker, RoleCustom:
+	case "":
+		return p, at(p.Source, invalidf("profile %s has no role: give --role master, worker or custom", p.Name))
+	default:
+		return p, at(p.Source, invalidf("profile %s: role %q is not one of master, worker, custom", p.Name, p.Role))
+	}
+	switch p.OS {
+	case OSFlatcar, OSFCOS, OSCustom:
+	case "":
+		p.OS = OSFlatcar
+	default:
+		return p, at(p.Source, invalidf("profile %s: os %q is not one of flatcar, fcos, custom", p.Name, p.OS))
+	}
+	for _, u := range append([]string{p.Kernel}, p.Initrds...) {
+		if strings.ContainsAny(u, " \t\n\"'") {
+			return p, at(p.Source, invalidf("profile %s: %q is not a usable kernel/initrd location: no spaces or quotes", p.Name, u))
+		}
+	}
+	for _, a := range p.Args {
+		if strings.ContainsAny(a, "\n\r") {
+			return p, at(p.Source, invalidf("profile %s: kernel arg %q contains a line break", p.Name, a))
+		}
+	}
+	if err := ValidateIgnitionSnippet(p.Ignition); err != nil {
+		return p, at(p.Source, invalidf("profile %s: %s", p.Name, err))
+	}
+	return p, nil
+}
+
+// NormalizeMachine checks m against the cluster's provisioning subnet and
+// fills the iface default (its IP). Uniqueness against other machines is
+// checked by the service, in the transaction.
+func NormalizeMachine(m Machine, subnet netip.Prefix) (Machine, error) {
+	mac, err := NormalizeMAC(m.MAC)
+	if err != nil {
+		return m, at(m.Source, fieldErr("mac", err))
+	}
+	m.MAC = mac
+	if m.Hostname, err = NormalizeHostname(m.Hostname); err != nil {
+		return m, at(m.Source, fieldErr("hostname", err))
+	}
+	if strings.TrimSpace(m.IP) == "" {
+		return m, at(m.Source, invalidf("field ip: machine %s has no IP: give one with --ip", m.MAC))
+	}
+	ip, err := parseIPv4("ip", m.IP)
+	if err != nil {
+		return m, at(m.Source, fieldErr("ip", err))
+	}
+	if !subnet.Contains(ip) {
+		return m, at(m.Source, invalidf("field ip: %s is outside the provisioning subnet %s: give an address inside it, or change the cluster's --subnet", ip, subnet))
+	}
+	if ip == subnet.Addr() || ip == lastAddr(subnet) {
+		return m, at(m.Source, invalidf("field ip: %s is the network or broadcast address of %s", ip, subnet))
+	}
+	m.IP = ip.String()
+	if m.Iface == "" {
+		m.Iface = m.IP
+	}
+	if err := validIface(m.Iface); err != nil {
+		return m, at(m.Source, fieldErr("iface", err))
+	}
+	if m.Profile == "" {
+		return m, at(m.Source, invalidf("field profile: machine %s has no profile: give one with --profile", m.MAC))
+	}
+	for k, v := range m.Labels {
+		if err := ValidLabel(k, v); err != nil {
+			return m, at(m.Source, fieldErr("labels", err))
+		}
+	}
+	return m, nil
+}
+
+func fieldErr(field string, err error) error {
+	if e, ok := err.(*Error); ok {
+		return &Error{Kind: e.Kind, Msg: "field " + field + ": " + e.Msg}
+	}
+	return err
+}
+
+func lastAddr(p netip.Prefix) netip.Addr {
+	a := p.Masked().Addr().As4()
+	host := 32 - p.Bits()
+	for i := 3; i >= 0 && host > 0; i-- {
+		n := min(host, 8)
+		a[i] |= byte(1<<n - 1)
+		host -= n
+	}
+	return netip.AddrFrom4(a)
+}
+
+func sortedKeys(m map[string]string) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}

@@ -1,0 +1,485 @@
+package profiles
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"sort"
+	"time"
+
+	"github.com/bootsrv/bootsrv/pkg/store"
+)
+
+// Service is the one core: every door (CLI, admin API, DHCP, TFTP, HTTP)
+// calls these methods, and each change is one transaction.
+type Service struct {
+	st  store.Store
+	now func() time.Time
+}
+
+// NewService returns the service over st.
+func NewService(st store.Store) *Service {
+	return &Service{st: st, now: func() time.Time { return time.Now().UTC() }}
+}
+
+// Store returns the state the service works on, for packages that keep
+// their own buckets in the same file (leases, certificates).
+func (s *Service) Store() store.Store { return s.st }
+
+const clusterKey = "cluster"
+
+var errNoCluster = &Error{Kind: KindNotFound, Msg: "no cluster yet: create it with `bootsrv cluster init --name NAME --api-server IP`"}
+
+// ClusterInit creates the cluster. It refuses to replace an existing one.
+func (s *Service) ClusterInit(_ context.Context, c Cluster) (Cluster, error) {
+	c, err := NormalizeCluster(c)
+	if err != nil {
+		return c, err
+	}
+	c.CreatedAt = s.now()
+	err = s.st.Update(func(tx store.Tx) error {
+		if old := tx.Get("cluster", []byte(clusterKey)); old != nil {
+			var o Cluster
+			_ = json.Unmarshal(old, &o)
+			return conflictf("cluster %q already exists; bootsrv provisions one cluster per data dir (use another --data-dir for another cluster)", o.Name)
+		}
+		return putJSON(tx, "cluster", clusterKey, c)
+	})
+	return c, err
+}
+
+// Cluster returns the cluster, or a not-found error that says how to make one.
+func (s *Service) Cluster(_ context.Context) (Cluster, error) {
+	var c Cluster
+	err := s.st.View(func(tx store.Tx) error { return getCluster(tx, &c) })
+	return c, err
+}
+
+func getCluster(tx store.Tx, c *Cluster) error {
+	v := tx.Get("cluster", []byte(clusterKey))
+	if v == nil {
+		return errNoCluster
+	}
+	return json.Unmarshal(v, c)
+}
+
+// AddProfiles stores profiles, all or none. A name already stored is a
+// conflict unless replace is set.
+func (s *Service) AddProfiles(_ context.Context, ps []Profile, replace bool) ([]Profile, error) {
+	if len(ps) == 0 {
+		return nil, invalidf("no profiles given")
+	}
+	seen := map[string]string{}
+	for i := range ps {
+		p, err := NormalizeProfile(ps[i])
+		if err != nil {
+			return nil, err
+		}
+		if prev, dup := seen[p.Name]; dup {
+			return nil, at(p.Source, invalidf("profile %s is given twice (first at %s)", p.Name, prev))
+		}
+		seen[p.Name] = p.Source
+		ps[i] = p
+	}
+	err := s.st.Update(func(tx store.Tx) error {
+		for _, p := range ps {
+			if !replace && tx.Get("profiles", []byte(p.Name)) != nil {
+				return at(p.Source, conflictf("profile %s already exists: remove it first, or use --replace", p.Name))
+			}
+			if err := putJSON(tx, "profiles", p.Name, p); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ps, nil
+}
+
+// Profiles lists every profile by name.
+func (s *Service) Profiles(_ context.Context) ([]Profile, error) {
+	var out []Profile
+	err := s.st.View(func(tx store.Tx) error {
+		return tx.Scan("profiles", nil, func(_, v []byte) error {
+			var p Profile
+			if err := json.Unmarshal(v, &p); err != nil {
+				return err
+			}
+			out = append(out, p)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Profile returns one profile.
+func (s *Service) Profile(_ context.Context, name string) (Profile, error) {
+	var p Profile
+	err := s.st.View(func(tx store.Tx) error { return getProfile(tx, name, &p) })
+	return p, err
+}
+
+func getProfile(tx store.Tx, name string, p *Profile) error {
+	v := tx.Get("profiles", []byte(name))
+	if v == nil {
+		return notFoundf("profile %q does not exist: list them with `bootsrv profile list`, add one with `bootsrv profile add`", name)
+	}
+	return json.Unmarshal(v, p)
+}
+
+// RemoveProfile deletes a profile no machine uses.
+func (s *Service) RemoveProfile(_ context.Context, name string) error {
+	return s.st.Update(func(tx store.Tx) error {
+		var p Profile
+		if err := getProfile(tx, name, &p); err != nil {
+			return err
+		}
+		var users []string
+		err := tx.Scan("idx_profile", []byte(name+"\x00"), func(k, _ []byte) error {
+			users = append(users, string(k[len(name)+1:]))
+			if len(users) == 3 {
+				return store.ErrStop
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if len(users) > 0 {
+			return conflictf("profile %s is in use by machine(s) %v (and maybe more): move or remove them first", name, users)
+		}
+		return tx.Delete("profiles", []byte(name))
+	})
+}
+
+// AddMachines stores machines, all or none: a whole rack in one
+// transaction. Each is checked against the cluster subnet, the profiles,
+// every stored machine and every other machine of the batch.
+func (s *Service) AddMachines(_ context.Context, ms []Machine) ([]Machine, error) {
+	if len(ms) == 0 {
+		return nil, invalidf("no machines given")
+	}
+	now := s.now()
+	err := s.st.Update(func(tx store.Tx) error {
+		var c Cluster
+		if err := getCluster(tx, &c); err != nil {
+			return err
+		}
+		subnet, err := netip.ParsePrefix(c.Network.Subnet)
+		if err != nil {
+			return fmt.Errorf("stored cluster subnet %q: %w", c.Network.Subnet, err)
+		}
+		profileOK := map[string]bool{}
+		batch := map[string]string{} // "mac:…", "ip:…", "host:…" -> source
+		for i := range ms {
+			m, err := NormalizeMachine(ms[i], subnet)
+			if err != nil {
+				return err
+			}
+			if !profileOK[m.Profile] {
+				if tx.Get("profiles", []byte(m.Profile)) == nil {
+					return at(m.Source, notFoundf("field profile: profile %q does not exist: add it with `bootsrv profile add %s --role ...` first", m.Profile, m.Profile))
+				}
+				profileOK[m.Profile] = true
+			}
+			for _, key := range []struct{ kind, val, bucket string }{
+				{"mac", m.MAC, "machines"}, {"ip", m.IP, "idx_ip"}, {"hostname", m.Hostname, "idx_hostname"},
+			} {
+				if prev, dup := batch[key.kind+":"+key.val]; dup {
+					return at(m.Source, invalidf("field %s: %s is given twice (first at %s)", key.kind, key.val, orHere(prev)))
+				}
+				batch[key.kind+":"+key.val] = m.Source
+				if owner := tx.Get(key.bucket, []byte(key.val)); owner != nil {
+					if key.kind == "mac" {
+						return at(m.Source, conflictf("field mac: machine %s already exists: remove it first with `bootsrv machine rm %s`", m.MAC, m.MAC))
+					}
+					return at(m.Source, conflictf("field %s: %s is already used by machine %s", key.kind, key.val, owner))
+				}
+			}
+			m.State, m.CreatedAt, m.UpdatedAt = StateRegistered, now, now
+			m.EventFirst, m.EventNext = 0, 0
+			if err := putMachine(tx, m, nil); err != nil {
+				return err
+			}
+			ms[i] = m
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ms, nil
+}
+
+func orHere(src string) string {
+	if src == "" {
+		return "an earlier entry"
+	}
+	return src
+}
+
+// putMachine writes m and keeps the index buckets in step with it; old is
+// the stored record it replaces (nil for a new machine).
+func putMachine(tx store.Tx, m Machine, old *Machine) error {
+	if old != nil {
+		for _, d := range []struct{ bucket, oldKey, newKey string }{
+			{"idx_ip", old.IP, m.IP}, {"idx_hostname", old.Hostname, m.Hostname},
+			{"idx_profile", old.Profile + "\x00" + old.MAC, m.Profile + "\x00" + m.MAC},
+		} {
+			if d.oldKey != d.newKey && d.oldKey != "" && d.oldKey != "\x00"+old.MAC {
+				if err := tx.Delete(d.bucket, []byte(d.oldKey)); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if m.IP != "" {
+		if err := tx.Put("idx_ip", []byte(m.IP), []byte(m.MAC)); err != nil {
+			return err
+		}
+	}
+	if m.Hostname != "" {
+		if err := tx.Put("idx_hostname", []byte(m.Hostname), []byte(m.MAC)); err != nil {
+			return err
+		}
+	}
+	if m.Profile != "" {
+		if err := tx.Put("idx_profile", []byte(m.Profile+"\x00"+m.MAC), nil); err != nil {
+			return err
+		}
+	}
+	return putJSON(tx, "machines", m.MAC, m)
+}
+
+// Machines lists every machine by MAC.
+func (s *Service) Machines(_ context.Context) ([]Machine, error) {
+	var out []Machine
+	err := s.st.View(func(tx store.Tx) error {
+		return tx.Scan("machines", nil, func(_, v []byte) error {
+			var m Machine
+			if err := json.Unmarshal(v, &m); err != nil {
+				return err
+			}
+			out = append(out, m)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Machine returns one machine by MAC, in any spelling.
+func (s *Service) Machine(_ context.Context, mac string) (Machine, error) {
+	var m Machine
+	n, err := NormalizeMAC(mac)
+	if err != nil {
+		return m, err
+	}
+	err = s.st.View(func(tx store.Tx) error { return getMachine(tx, n, &m) })
+	return m, err
+}
+
+// MachineByIP returns the machine whose reserved IP is ip.
+func (s *Service) MachineByIP(_ context.Context, ip string) (Machine, error) {
+	var m Machine
+	err := s.st.View(func(tx store.Tx) error {
+		mac := tx.Get("idx_ip", []byte(ip))
+		if mac == nil {
+			return notFoundf("no machine has IP %s", ip)
+		}
+		return getMachine(tx, string(mac), &m)
+	})
+	return m, err
+}
+
+func getMachine(tx store.Tx, mac string, m *Machine) error {
+	v := tx.Get("machines", []byte(mac))
+	if v == nil {
+		return notFoundf("machine %s does not exist: list them with `bootsrv machine list`", mac)
+	}
+	return json.Unmarshal(v, m)
+}
+
+// RemoveMachine deletes a machine, its index entries and its events.
+func (s *Service) RemoveMachine(_ context.Context, mac string) error {
+	n, err := NormalizeMAC(mac)
+	if err != nil {
+		return err
+	}
+	return s.st.Update(func(tx store.Tx) error {
+		var m Machine
+		if err := getMachine(tx, n, &m); err != nil {
+			return err
+		}
+		for _, d := range []struct{ bucket, key string }{
+			{"idx_ip", m.IP}, {"idx_hostname", m.Hostname}, {"idx_profile", m.Profile + "\x00" + m.MAC}, {"machines", m.MAC},
+		} {
+			if err := tx.Delete(d.bucket, []byte(d.key)); err != nil {
+				return err
+			}
+		}
+		var keys [][]byte
+		if err := tx.Scan("events", []byte(m.MAC+"\x00"), func(k, _ []byte) error {
+			keys = append(keys, append([]byte(nil), k...))
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if err := tx.Delete("events", k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// MachineEvents returns a machine's kept history, oldest first.
+func (s *Service) MachineEvents(_ context.Context, mac string) ([]Event, error) {
+	n, err := NormalizeMAC(mac)
+	if err != nil {
+		return nil, err
+	}
+	var out []Event
+	err = s.st.View(func(tx store.Tx) error {
+		var m Machine
+		if err := getMachine(tx, n, &m); err != nil {
+			return err
+		}
+		return tx.Scan("events", []byte(n+"\x00"), func(_, v []byte) error {
+			var e Event
+			if err := json.Unmarshal(v, &e); err != nil {
+				return err
+			}
+			out = append(out, e)
+			return nil
+		})
+	})
+	return out, err
+}
+
+func eventKey(mac string, seq uint64) []byte {
+	k := make([]byte, len(mac)+1+8)
+	copy(k, mac)
+	binary.BigEndian.PutUint64(k[len(mac)+1:], seq)
+	return k
+}
+
+// appendEvent adds e to m's history in tx, dropping the oldest past
+// MaxEvents, and moves m's state when e is a state. The caller writes m.
+func appendEvent(tx store.Tx, m *Machine, e Event) error {
+	if err := putJSONKey(tx, "events", eventKey(m.MAC, m.EventNext), e); err != nil {
+		return err
+	}
+	m.EventNext++
+	for m.EventNext-m.EventFirst > MaxEvents {
+		if err := tx.Delete("events", eventKey(m.MAC, m.EventFirst)); err != nil {
+			return err
+		}
+		m.EventFirst++
+	}
+	m.LastEvent, m.UpdatedAt = e.Type, e.Time
+	if isState(e.Type) {
+		m.State = e.Type
+	}
+	return nil
+}
+
+var states = map[string]bool{
+	StateDiscovered: true, StateDHCP: true, StatePXE: true, StateIPXE: true,
+	StateKernel: true, StateIgnition: true, StateProvisioned: true, StateFailed: true,
+}
+
+func isState(t string) bool { return states[t] }
+
+// RecordEvent appends an event to a known machine's history and, when the
+// event names a state, moves the machine to it, in one transaction shared
+// with other concurrent recorders (group commit).
+func (s *Service) RecordEvent(_ context.Context, mac string, e Event) error {
+	if e.Time.IsZero() {
+		e.Time = s.now()
+	}
+	return s.st.Batch(func(tx store.Tx) error {
+		var m Machine
+		if err := getMachine(tx, mac, &m); err != nil {
+			return err
+		}
+		if err := appendEvent(tx, &m, e); err != nil {
+			return err
+		}
+		return putJSON(tx, "machines", m.MAC, m)
+	})
+}
+
+func putJSON(tx store.Tx, bucket, key string, v any) error {
+	return putJSONKey(tx, bucket, []byte(key), v)
+}
+
+func putJSONKey(tx store.Tx, bucket string, key []byte, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s/%q: %w", bucket, key, err)
+	}
+	return tx.Put(bucket, key, b)
+}
+
+// SortMachines orders machines by hostname, then MAC, for display.
+func SortMachines(ms []Machine) {
+	sort.Slice(ms, func(i, j int) bool {
+		if ms[i].Hostname != ms[j].Hostname {
+			return ms[i].Hostname < ms[j].Hostname
+		}
+		return ms[i].MAC < ms[j].MAC
+	})
+}
+
+
+// Firmware is what a booting machine said about itself (DHCP options 93,
+// 97 and 60).
+type Firmware struct {
+	Arch        string `json:"arch,omitempty"`
+	UUID        string `json:"uuid,omitempty"`
+	VendorClass string `json:"vendor_class,omitempty"`
+}
+
+// Observe records event e for the machine with this MAC together with what
+// its firmware said. An unknown MAC is recorded as a discovered machine
+// (no profile, no address) when discover is set, so an operator can see it
+// and assign it; otherwise Observe returns a not-found error and stores
+// nothing.
+func (s *Service) Observe(_ context.Context, mac string, fw Firmware, e Event, discover bool) error {
+	if e.Time.IsZero() {
+		e.Time = s.now()
+	}
+	return s.st.Batch(func(tx store.Tx) error {
+		var m Machine
+		err := getMachine(tx, mac, &m)
+		switch {
+		case KindOf(err) == KindNotFound && discover:
+			m = Machine{MAC: mac, State: StateDiscovered, CreatedAt: e.Time}
+			if e.Type != StateDiscovered {
+				if err := appendEvent(tx, &m, Event{Time: e.Time, Type: StateDiscovered}); err != nil {
+					return err
+				}
+			}
+		case err != nil:
+			return err
+		}
+		if fw.Arch != "" {
+			m.Arch = fw.Arch
+		}
+		if fw.UUID != "" {
+			m.UUID = fw.UUID
+		}
+		if fw.VendorClass != "" {
+			m.VendorClass = fw.VendorClass
+		}
+		if err := appendEvent(tx, &m, e); err != nil {
+			return err
+		}
+		return putJSON(tx, "machines", m.MAC, m)
+	})
+}

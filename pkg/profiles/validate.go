@@ -1,0 +1,190 @@
+package profiles
+
+import (
+	"encoding/hex"
+	"net"
+	"net/netip"
+	"regexp"
+	"strings"
+
+	ign "github.com/coreos/ignition/v2/config/v3_4"
+)
+
+// NormalizeMAC turns any common spelling of an Ethernet MAC
+// (AA-BB-CC-DD-EE-FF, aabb.ccdd.eeff, AA:BB:..., aabbccddeeff) into the
+// lower-case colon form bootsrv keys machines by.
+func NormalizeMAC(s string) (string, error) {
+	t := strings.TrimSpace(s)
+	var hw net.HardwareAddr
+	if len(t) == 12 {
+		b, err := hex.DecodeString(t)
+		if err == nil {
+			hw = b
+		}
+	}
+	if hw == nil {
+		var err error
+		hw, err = net.ParseMAC(t)
+		if err != nil {
+			return "", invalidf("%q is not a MAC address: use six hex pairs such as 52:54:00:12:34:56 (dashes, dots or no separators work too)", s)
+		}
+	}
+	if len(hw) != 6 {
+		return "", invalidf("%q is not a 6-byte Ethernet MAC address", s)
+	}
+	return hw.String(), nil
+}
+
+// dns1123Label: what Kubernetes accepts as a node name component.
+var dns1123Label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+
+// NormalizeHostname lower-cases and checks a hostname (a DNS name of
+// RFC 1123 labels, as Kubernetes requires of node names).
+func NormalizeHostname(s string) (string, error) {
+	h := strings.ToLower(strings.TrimSpace(s))
+	if h == "" {
+		return "", invalidf("hostname is empty: give one with --hostname")
+	}
+	if len(h) > 253 {
+		return "", invalidf("hostname %q is longer than 253 characters", s)
+	}
+	for _, l := range strings.Split(h, ".") {
+		if !dns1123Label.MatchString(l) {
+			return "", invalidf("hostname %q is not a valid DNS name: use letters, digits and '-' in dot-separated labels of at most 63 characters", s)
+		}
+	}
+	return h, nil
+}
+
+var nameRe = regexp.MustCompile(`^[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?$`)
+
+// ValidName checks a cluster or profile name.
+func ValidName(what, s string) error {
+	if !nameRe.MatchString(s) {
+		return invalidf("%s name %q is not valid: use lower-case letters, digits, '-', '_' and '.', starting and ending with a letter or digit, at most 63 characters", what, s)
+	}
+	return nil
+}
+
+func parseIPv4(field, s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(strings.TrimSpace(s))
+	if err != nil || !a.Is4() {
+		return netip.Addr{}, invalidf("%s %q is not an IPv4 address", field, s)
+	}
+	return a, nil
+}
+
+func parsePrefix(field, s string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(strings.TrimSpace(s))
+	if err != nil || !p.Addr().Is4() {
+		return netip.Prefix{}, invalidf("%s %q is not an IPv4 network in CIDR form (such as 10.2.0.0/16)", field, s)
+	}
+	if p.Masked() != p {
+		return netip.Prefix{}, invalidf("%s %q has host bits set: did you mean %s?", field, s, p.Masked())
+	}
+	return p, nil
+}
+
+var ifaceRe = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,15}$`)
+
+// validIface accepts an interface name (eth0, ens3f0, bond0.100) or an IPv4
+// address, the two things FLANNELD_IFACE takes.
+func validIface(s string) error {
+	if _, err := netip.ParseAddr(s); err == nil {
+		if _, err := parseIPv4("iface", s); err != nil {
+			return err
+		}
+		return nil
+	}
+	if !ifaceRe.MatchString(s) || strings.Contains(s, "/") {
+		return invalidf("iface %q is neither an interface name (such as eth0, at most 15 characters) nor an IPv4 address", s)
+	}
+	return nil
+}
+
+var (
+	labelNameRe   = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
+	labelPrefixRe = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
+)
+
+// ValidLabel checks a Kubernetes node label the kubelet will accept through
+// --node-labels.
+func ValidLabel(k, v string) error {
+	name := k
+	if i := strings.LastIndex(k, "/"); i >= 0 {
+		prefix := k[:i]
+		name = k[i+1:]
+		if !labelPrefixRe.MatchString(prefix) {
+			return invalidf("label key %q: prefix %q is not a DNS subdomain", k, prefix)
+		}
+		if prefix == "node-role.kubernetes.io" || strings.HasSuffix(prefix, ".kubernetes.io") && !strings.HasPrefix(prefix, "node.kubernetes.io") {
+			return invalidf("label key %q: the kubelet refuses to set labels under %s itself; use a label of your own domain, or let bootsrv set the role", k, prefix)
+		}
+	}
+	if !labelNameRe.MatchString(name) {
+		return invalidf("label key %q is not valid: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit", k)
+	}
+	if v != "" && !labelNameRe.MatchString(v) {
+		return invalidf("label %s value %q is not valid: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit", k, v)
+	}
+	return nil
+}
+
+// ParseLabel splits "k=v".
+func ParseLabel(s string) (string, string, error) {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" {
+		return "", "", invalidf("label %q is not key=value", s)
+	}
+	if err := ValidLabel(k, v); err != nil {
+		return "", "", err
+	}
+	return k, v, nil
+}
+
+// ValidateIgnitionSnippet checks that s is an Ignition config of spec 3.0
+// to 3.4 without errors or warnings, with the real Ignition parser.
+func ValidateIgnitionSnippet(s string) error {
+	if strings.TrimSpace(s) == "" {
+		return nil
+	}
+	_, rpt, err := ign.ParseCompatibleVersion([]byte(s))
+	if err != nil {
+		msg := err.Error()
+		if r := strings.TrimSpace(rpt.String()); r != "" {
+			msg += ": " + r
+		}
+		return invalidf("ignition snippet is not a valid Ignition config (spec 3.0-3.4): %s", msg)
+	}
+	if len(rpt.Entries) > 0 {
+		return invalidf("ignition snippet has warnings (bootsrv treats them as errors): %s", strings.TrimSpace(rpt.String()))
+	}
+	return nil
+}
+
+func overlaps(a, b netip.Prefix) bool { return a.Overlaps(b) }
+
+// firstHost is the first usable address of a network (network address + 1).
+func firstHost(p netip.Prefix) netip.Addr { return p.Masked().Addr().Next() }
+
+func containsAll(p netip.Prefix, addrs ...netip.Addr) bool {
+	for _, a := range addrs {
+		if !p.Contains(a) {
+			return false
+		}
+	}
+	return true
+}
+
+func dedupe(ss []string) []string {
+	seen := map[string]bool{}
+	out := ss[:0:0]
+	for _, s := range ss {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+

@@ -70,7 +70,7 @@ type Profile struct {
 
 	// Source names where the profile was read from ("file.yaml:3"), so
 	// that errors point at it. Not stored.
-	Source string `json:"-" yaml:"-"`
+	Source string `json:"source,omitempty" yaml:"-"`
 }
 
 // Machine is one physical (or virtual) server, keyed by its MAC.
@@ -81,6 +81,9 @@ type Machine struct {
 	Iface    string            `json:"iface" yaml:"iface"`
 	Profile  string            `json:"profile" yaml:"profile"`
 	Labels   map[string]string `json:"labels,omitempty" yaml:"labels,omitempty"`
+	// BootFile overrides the first-stage file DHCP hands this machine's
+	// firmware (a TFTP file name, or an http:// URL for UEFI HTTP Boot).
+	BootFile string `json:"boot_file,omitempty" yaml:"boot_file,omitempty"`
 
 	State     string    `json:"state" yaml:"state"`
 	LastEvent string    `json:"last_event,omitempty" yaml:"last_event,omitempty"`
@@ -97,7 +100,7 @@ type Machine struct {
 	EventFirst uint64 `json:"event_first,omitempty" yaml:"-"`
 	EventNext  uint64 `json:"event_next,omitempty" yaml:"-"`
 
-	Source string `json:"-" yaml:"-"`
+	Source string `json:"source,omitempty" yaml:"-"`
 }
 
 // Event is one timestamped step of a machine's journey.

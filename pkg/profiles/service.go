@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/bootsrv/bootsrv/pkg/store"
@@ -88,6 +89,7 @@ func (s *Service) AddProfiles(_ context.Context, ps []Profile, replace bool) ([]
 			if !replace && tx.Get("profiles", []byte(p.Name)) != nil {
 				return at(p.Source, conflictf("profile %s already exists: remove it first, or use --replace", p.Name))
 			}
+			p.Source = ""
 			if err := putJSON(tx, "profiles", p.Name, p); err != nil {
 				return err
 			}
@@ -150,7 +152,11 @@ func (s *Service) RemoveProfile(_ context.Context, name string) error {
 			return err
 		}
 		if len(users) > 0 {
-			return conflictf("profile %s is in use by machine(s) %v (and maybe more): move or remove them first", name, users)
+			more := ""
+			if len(users) == 3 {
+				more = " and maybe more"
+			}
+			return conflictf("profile %s is in use by machine(s) %s%s: remove them first (bootsrv machine rm MAC)", name, strings.Join(users, ", "), more)
 		}
 		return tx.Delete("profiles", []byte(name))
 	})
@@ -180,6 +186,7 @@ func (s *Service) AddMachines(_ context.Context, ms []Machine) ([]Machine, error
 			if err != nil {
 				return err
 			}
+			var adopted Machine
 			if !profileOK[m.Profile] {
 				if tx.Get("profiles", []byte(m.Profile)) == nil {
 					return at(m.Source, notFoundf("field profile: profile %q does not exist: add it with `bootsrv profile add %s --role ...` first", m.Profile, m.Profile))
@@ -193,15 +200,32 @@ func (s *Service) AddMachines(_ context.Context, ms []Machine) ([]Machine, error
 					return at(m.Source, invalidf("field %s: %s is given twice (first at %s)", key.kind, key.val, orHere(prev)))
 				}
 				batch[key.kind+":"+key.val] = m.Source
-				if owner := tx.Get(key.bucket, []byte(key.val)); owner != nil {
-					if key.kind == "mac" {
-						return at(m.Source, conflictf("field mac: machine %s already exists: remove it first with `bootsrv machine rm %s`", m.MAC, m.MAC))
-					}
+				owner := tx.Get(key.bucket, []byte(key.val))
+				if owner == nil {
+					continue
+				}
+				if key.kind != "mac" {
 					return at(m.Source, conflictf("field %s: %s is already used by machine %s", key.kind, key.val, owner))
+				}
+				if err := json.Unmarshal(owner, &adopted); err != nil {
+					return fmt.Errorf("decode machine %s: %w", m.MAC, err)
+				}
+				if adopted.State != StateDiscovered || adopted.Profile != "" {
+					return at(m.Source, conflictf("field mac: machine %s already exists: remove it first with `bootsrv machine rm %s`", m.MAC, m.MAC))
 				}
 			}
 			m.State, m.CreatedAt, m.UpdatedAt = StateRegistered, now, now
 			m.EventFirst, m.EventNext = 0, 0
+			if adopted.MAC != "" {
+				// A machine DHCP discovered gets its profile: keep what its
+				// firmware said and its history.
+				m.CreatedAt, m.EventFirst, m.EventNext = adopted.CreatedAt, adopted.EventFirst, adopted.EventNext
+				m.Arch, m.UUID, m.VendorClass = adopted.Arch, adopted.UUID, adopted.VendorClass
+				if err := appendEvent(tx, &m, Event{Time: now, Type: StateRegistered, Detail: "profile " + m.Profile}); err != nil {
+					return err
+				}
+			}
+			m.Source = ""
 			if err := putMachine(tx, m, nil); err != nil {
 				return err
 			}
@@ -435,7 +459,6 @@ func SortMachines(ms []Machine) {
 		return ms[i].MAC < ms[j].MAC
 	})
 }
-
 
 // Firmware is what a booting machine said about itself (DHCP options 93,
 // 97 and 60).

@@ -187,4 +187,3 @@ func dedupe(ss []string) []string {
 	}
 	return out
 }
-

@@ -1,0 +1,260 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/bootsrv/bootsrv/pkg/profiles"
+)
+
+func machineCommand() *command {
+	return &command{
+		name:    "machine",
+		summary: "Manage machines and watch their provisioning",
+		subs: []*command{
+			{
+				name:    "add",
+				args:    "MAC",
+				summary: "Add one machine",
+				long: `The MAC may be written AA-BB-CC-DD-EE-FF, aabb.ccdd.eeff or any case; it is
+stored lower-case with colons. --iface is what flannel binds to
+(FLANNELD_IFACE): an interface name or an IP (default: --ip).`,
+				flags: func(fs *flag.FlagSet, o *opts) {
+					fs.StringVar(&o.m.Profile, "profile", "", "profile name (required)")
+					fs.StringVar(&o.m.Hostname, "hostname", "", "hostname, also the Kubernetes node name (required)")
+					fs.StringVar(&o.m.IP, "ip", "", "the machine's IP on the provisioning network (required)")
+					fs.StringVar(&o.m.Iface, "iface", "", "FLANNELD_IFACE: interface name or IP (default: --ip)")
+					fs.StringVar(&o.m.BootFile, "boot-file", "", "override the first-stage boot file DHCP hands out")
+					fs.Var(&o.labels, "label", "node label key=value (repeatable)")
+					outputFlag(fs, o)
+				},
+				run: runMachineAdd,
+			},
+			{
+				name:    "import",
+				args:    "-f FILE",
+				summary: "Add a whole rack from YAML or CSV, all or nothing",
+				long: `CSV: a header line naming the columns mac, hostname, ip, profile and
+optionally iface, labels (k=v;k2=v2), boot_file. YAML: a list of machines
+(or "machines:" and the list) with the same fields, labels as a mapping.
+Either every machine is stored or none is; an error names the file, line
+and field.`,
+				flags: func(fs *flag.FlagSet, o *opts) {
+					fs.StringVar(&o.file, "f", "", "YAML or CSV file ('-' for stdin) (required)")
+					outputFlag(fs, o)
+				},
+				run: runMachineImport,
+			},
+			{
+				name:    "list",
+				summary: "List machines with their state, last event and its age",
+				flags:   func(fs *flag.FlagSet, o *opts) { outputFlag(fs, o) },
+				run: func(ctx context.Context, c *cli, o *opts, args []string) error {
+					if len(args) > 0 {
+						return usagef("unexpected argument %q", args[0])
+					}
+					api, done, err := openAPI(o)
+					if err != nil {
+						return err
+					}
+					defer done()
+					ms, err := api.Machines(ctx)
+					if err != nil {
+						return err
+					}
+					profiles.SortMachines(ms)
+					return printMachines(c.stdout, o.output, ms, time.Now())
+				},
+			},
+			{
+				name:    "show",
+				args:    "MAC",
+				summary: "Show one machine and its whole history",
+				flags:   func(fs *flag.FlagSet, o *opts) { outputFlag(fs, o) },
+				run:     runMachineShow,
+			},
+			{
+				name:    "rm",
+				args:    "MAC",
+				summary: "Remove a machine and its history",
+				run: func(ctx context.Context, c *cli, o *opts, args []string) error {
+					if len(args) != 1 {
+						return usagef("give exactly one MAC")
+					}
+					api, done, err := openAPI(o)
+					if err != nil {
+						return err
+					}
+					defer done()
+					if err := api.RemoveMachine(ctx, args[0]); err != nil {
+						return err
+					}
+					mac, _ := profiles.NormalizeMAC(args[0])
+					fmt.Fprintf(c.stdout, "machine %s removed\n", mac)
+					return nil
+				},
+			},
+		},
+	}
+}
+
+func runMachineAdd(ctx context.Context, c *cli, o *opts, args []string) error {
+	if len(args) != 1 {
+		return usagef("give exactly one MAC")
+	}
+	m := o.m
+	m.MAC = args[0]
+	for _, l := range o.labels {
+		k, v, err := profiles.ParseLabel(l)
+		if err != nil {
+			return err
+		}
+		if m.Labels == nil {
+			m.Labels = map[string]string{}
+		}
+		m.Labels[k] = v
+	}
+	var missing []string
+	for _, f := range []struct{ name, val string }{{"--profile", m.Profile}, {"--hostname", m.Hostname}, {"--ip", m.IP}} {
+		if f.val == "" {
+			missing = append(missing, f.name)
+		}
+	}
+	if len(missing) > 0 {
+		return usagef("%s required", strings.Join(missing, ", "))
+	}
+	api, done, err := openAPI(o)
+	if err != nil {
+		return err
+	}
+	defer done()
+	ms, err := api.AddMachines(ctx, []profiles.Machine{m})
+	if err != nil {
+		return err
+	}
+	return printMachines(c.stdout, o.output, ms, time.Now())
+}
+
+func runMachineImport(ctx context.Context, c *cli, o *opts, args []string) error {
+	if len(args) > 0 {
+		return usagef("unexpected argument %q: give the file with -f", args[0])
+	}
+	if o.file == "" {
+		return usagef("-f FILE is required")
+	}
+	data, name, err := readInput(o.file)
+	if err != nil {
+		return err
+	}
+	ms, err := profiles.ParseMachinesFile(name, data)
+	if err != nil {
+		return err
+	}
+	api, done, err := openAPI(o)
+	if err != nil {
+		return err
+	}
+	defer done()
+	start := time.Now()
+	fmt.Fprintf(c.stderr, "importing %d machines from %s ...\n", len(ms), name)
+	ms, err = api.AddMachines(ctx, ms)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stderr, "imported %d machines in one transaction (%s)\n", len(ms), time.Since(start).Round(time.Millisecond))
+	return printMachines(c.stdout, o.output, ms, time.Now())
+}
+
+func runMachineShow(ctx context.Context, c *cli, o *opts, args []string) error {
+	if len(args) != 1 {
+		return usagef("give exactly one MAC")
+	}
+	api, done, err := openAPI(o)
+	if err != nil {
+		return err
+	}
+	defer done()
+	m, err := api.Machine(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	evs, err := api.MachineEvents(ctx, m.MAC)
+	if err != nil {
+		return err
+	}
+	out := struct {
+		profiles.Machine `yaml:",inline"`
+		Events           []profiles.Event `json:"events" yaml:"events"`
+	}{m, evs}
+	if out.Events == nil {
+		out.Events = []profiles.Event{}
+	}
+	now := time.Now()
+	return emit(c.stdout, o.output, out, func(tw *tabwriter.Writer) {
+		row(tw, "MAC", m.MAC)
+		row(tw, "HOSTNAME", m.Hostname)
+		row(tw, "IP", m.IP)
+		row(tw, "IFACE", m.Iface)
+		row(tw, "PROFILE", m.Profile)
+		row(tw, "LABELS", labelString(m.Labels))
+		row(tw, "STATE", m.State)
+		row(tw, "ARCH", m.Arch)
+		row(tw, "UUID", m.UUID)
+		row(tw, "VENDOR CLASS", m.VendorClass)
+		row(tw, "CREATED", m.CreatedAt.Format(time.RFC3339))
+		fmt.Fprintln(tw)
+		row(tw, "TIME", "AGE", "EVENT", "DETAIL")
+		for _, e := range evs {
+			row(tw, e.Time.Format(time.RFC3339), age(e.Time, now), e.Type, eventDetail(e))
+		}
+	})
+}
+
+func eventDetail(e profiles.Event) string {
+	parts := []string{}
+	if e.Detail != "" {
+		parts = append(parts, e.Detail)
+	}
+	keys := make([]string, 0, len(e.Fields))
+	for k := range e.Fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		parts = append(parts, k+"="+e.Fields[k])
+	}
+	return strings.Join(parts, " ")
+}
+
+func labelString(l map[string]string) string {
+	keys := make([]string, 0, len(l))
+	for k := range l {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for i, k := range keys {
+		keys[i] = k + "=" + l[k]
+	}
+	return strings.Join(keys, ",")
+}
+
+func printMachines(w io.Writer, format string, ms []profiles.Machine, now time.Time) error {
+	if ms == nil {
+		ms = []profiles.Machine{}
+	}
+	return emit(w, format, ms, func(tw *tabwriter.Writer) {
+		row(tw, "MAC", "HOSTNAME", "IP", "PROFILE", "STATE", "LAST EVENT", "AGE")
+		for _, m := range ms {
+			row(tw, m.MAC, m.Hostname, m.IP, m.Profile, m.State, m.LastEvent, age(m.UpdatedAt, now))
+		}
+	})
+}
+
+func readAllStdin() ([]byte, error) { return io.ReadAll(os.Stdin) }

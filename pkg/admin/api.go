@@ -1,0 +1,40 @@
+// Package admin is bootsrv's admin API: JSON over HTTP on a Unix socket in
+// the data dir. The server side maps routes onto the core service; the
+// client side implements the same API interface, so the CLI calls one set of
+// methods whether a server holds the state file or not.
+package admin
+
+import (
+	"context"
+
+	"github.com/bootsrv/bootsrv/pkg/profiles"
+)
+
+// SocketName is the admin socket's name inside the data dir.
+const SocketName = "bootsrv.sock"
+
+// API is what the CLI can ask of bootsrv. *profiles.Service implements it
+// directly (no server running) and *Client over the socket.
+type API interface {
+	ClusterInit(ctx context.Context, c profiles.Cluster) (profiles.Cluster, error)
+	Cluster(ctx context.Context) (profiles.Cluster, error)
+	AddProfiles(ctx context.Context, ps []profiles.Profile, replace bool) ([]profiles.Profile, error)
+	Profiles(ctx context.Context) ([]profiles.Profile, error)
+	Profile(ctx context.Context, name string) (profiles.Profile, error)
+	RemoveProfile(ctx context.Context, name string) error
+	AddMachines(ctx context.Context, ms []profiles.Machine) ([]profiles.Machine, error)
+	Machines(ctx context.Context) ([]profiles.Machine, error)
+	Machine(ctx context.Context, mac string) (profiles.Machine, error)
+	MachineEvents(ctx context.Context, mac string) ([]profiles.Event, error)
+	RemoveMachine(ctx context.Context, mac string) error
+}
+
+var (
+	_ API = (*profiles.Service)(nil)
+	_ API = (*Client)(nil)
+)
+
+type errorBody struct {
+	Error string        `json:"error"`
+	Kind  profiles.Kind `json:"kind,omitempty"`
+}

@@ -1,0 +1,153 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/bootsrv/bootsrv/pkg/profiles"
+)
+
+// ErrNoServer means no bootsrv server listens on the socket.
+var ErrNoServer = errors.New("no bootsrv server is running")
+
+// Client reaches a running server's admin API over its Unix socket.
+type Client struct {
+	hc   *http.Client
+	path string
+}
+
+// Dial returns a client for the socket at path, or ErrNoServer when nothing
+// listens there.
+func Dial(path string) (*Client, error) {
+	c, err := net.DialTimeout("unix", path, 2*time.Second)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) {
+			return nil, ErrNoServer
+		}
+		return nil, fmt.Errorf("connect to admin socket %s: %w", path, err)
+	}
+	c.Close()
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+	}
+	return &Client{hc: &http.Client{Transport: tr}, path: path}, nil
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encode request: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://bootsrv"+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("admin API at %s: %w", c.path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 400 {
+		var eb errorBody
+		if err := json.NewDecoder(resp.Body).Decode(&eb); err != nil || eb.Error == "" {
+			return fmt.Errorf("admin API %s %s: HTTP %d", method, path, resp.StatusCode)
+		}
+		if eb.Kind != "" {
+			return &profiles.Error{Kind: eb.Kind, Msg: eb.Error}
+		}
+		return errors.New(eb.Error)
+	}
+	if out == nil || resp.StatusCode == http.StatusNoContent {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decode admin API reply to %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+func (c *Client) ClusterInit(ctx context.Context, cl profiles.Cluster) (profiles.Cluster, error) {
+	var out profiles.Cluster
+	err := c.do(ctx, http.MethodPost, "/v1/cluster", cl, &out)
+	return out, err
+}
+
+func (c *Client) Cluster(ctx context.Context) (profiles.Cluster, error) {
+	var out profiles.Cluster
+	err := c.do(ctx, http.MethodGet, "/v1/cluster", nil, &out)
+	return out, err
+}
+
+func (c *Client) AddProfiles(ctx context.Context, ps []profiles.Profile, replace bool) ([]profiles.Profile, error) {
+	var out []profiles.Profile
+	q := ""
+	if replace {
+		q = "?replace=1"
+	}
+	err := c.do(ctx, http.MethodPost, "/v1/profiles"+q, ps, &out)
+	return out, err
+}
+
+func (c *Client) Profiles(ctx context.Context) ([]profiles.Profile, error) {
+	var out []profiles.Profile
+	err := c.do(ctx, http.MethodGet, "/v1/profiles", nil, &out)
+	return out, err
+}
+
+func (c *Client) Profile(ctx context.Context, name string) (profiles.Profile, error) {
+	var out profiles.Profile
+	err := c.do(ctx, http.MethodGet, "/v1/profiles/"+url.PathEscape(name), nil, &out)
+	return out, err
+}
+
+func (c *Client) RemoveProfile(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/profiles/"+url.PathEscape(name), nil, nil)
+}
+
+func (c *Client) AddMachines(ctx context.Context, ms []profiles.Machine) ([]profiles.Machine, error) {
+	var out []profiles.Machine
+	err := c.do(ctx, http.MethodPost, "/v1/machines", ms, &out)
+	return out, err
+}
+
+func (c *Client) Machines(ctx context.Context) ([]profiles.Machine, error) {
+	var out []profiles.Machine
+	err := c.do(ctx, http.MethodGet, "/v1/machines", nil, &out)
+	return out, err
+}
+
+func (c *Client) Machine(ctx context.Context, mac string) (profiles.Machine, error) {
+	var out profiles.Machine
+	err := c.do(ctx, http.MethodGet, "/v1/machines/"+url.PathEscape(mac), nil, &out)
+	return out, err
+}
+
+func (c *Client) MachineEvents(ctx context.Context, mac string) ([]profiles.Event, error) {
+	var out []profiles.Event
+	err := c.do(ctx, http.MethodGet, "/v1/machines/"+url.PathEscape(mac)+"/events", nil, &out)
+	return out, err
+}
+
+func (c *Client) RemoveMachine(ctx context.Context, mac string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/machines/"+url.PathEscape(mac), nil, nil)
+}

@@ -1,0 +1,206 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/bootsrv/bootsrv/pkg/profiles"
+)
+
+// maxBody bounds a request: a rack of 100,000 machines is about 20 MB.
+const maxBody = 64 << 20
+
+// Handler returns the admin API's routes over api.
+func Handler(api API, log *slog.Logger) http.Handler {
+	r := mux.NewRouter()
+	h := &handler{api: api, log: log}
+	r.HandleFunc("/v1/cluster", h.getCluster).Methods(http.MethodGet)
+	r.HandleFunc("/v1/cluster", h.initCluster).Methods(http.MethodPost)
+	r.HandleFunc("/v1/profiles", h.listProfiles).Methods(http.MethodGet)
+	r.HandleFunc("/v1/profiles", h.addProfiles).Methods(http.MethodPost)
+	r.HandleFunc("/v1/profiles/{name}", h.getProfile).Methods(http.MethodGet)
+	r.HandleFunc("/v1/profiles/{name}", h.rmProfile).Methods(http.MethodDelete)
+	r.HandleFunc("/v1/machines", h.listMachines).Methods(http.MethodGet)
+	r.HandleFunc("/v1/machines", h.addMachines).Methods(http.MethodPost)
+	r.HandleFunc("/v1/machines/{mac}", h.getMachine).Methods(http.MethodGet)
+	r.HandleFunc("/v1/machines/{mac}", h.rmMachine).Methods(http.MethodDelete)
+	r.HandleFunc("/v1/machines/{mac}/events", h.machineEvents).Methods(http.MethodGet)
+	return r
+}
+
+type handler struct {
+	api API
+	log *slog.Logger
+}
+
+func (h *handler) reply(w http.ResponseWriter, r *http.Request, v any, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	if err != nil {
+		code := statusOf(err)
+		if code >= 500 {
+			h.log.Error("admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		}
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(errorBody{Error: err.Error(), Kind: profiles.KindOf(err)})
+		return
+	}
+	if v == nil {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func statusOf(err error) int {
+	switch profiles.KindOf(err) {
+	case profiles.KindInvalid:
+		return http.StatusBadRequest
+	case profiles.KindNotFound:
+		return http.StatusNotFound
+	case profiles.KindConflict:
+		return http.StatusConflict
+	}
+	return http.StatusInternalServerError
+}
+
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return &profiles.Error{Kind: profiles.KindInvalid, Msg: "request body is not the expected JSON: " + err.Error()}
+	}
+	return nil
+}
+
+func (h *handler) getCluster(w http.ResponseWriter, r *http.Request) {
+	c, err := h.api.Cluster(r.Context())
+	h.reply(w, r, c, err)
+}
+
+func (h *handler) initCluster(w http.ResponseWriter, r *http.Request) {
+	var c profiles.Cluster
+	if err := decode(r, &c); err != nil {
+		h.reply(w, r, nil, err)
+		return
+	}
+	c, err := h.api.ClusterInit(r.Context(), c)
+	h.reply(w, r, c, err)
+}
+
+func (h *handler) listProfiles(w http.ResponseWriter, r *http.Request) {
+	ps, err := h.api.Profiles(r.Context())
+	h.reply(w, r, nonNil(ps), err)
+}
+
+func (h *handler) addProfiles(w http.ResponseWriter, r *http.Request) {
+	var ps []profiles.Profile
+	if err := decode(r, &ps); err != nil {
+		h.reply(w, r, nil, err)
+		return
+	}
+	ps, err := h.api.AddProfiles(r.Context(), ps, r.URL.Query().Get("replace") == "1")
+	h.reply(w, r, ps, err)
+}
+
+func (h *handler) getProfile(w http.ResponseWriter, r *http.Request) {
+	p, err := h.api.Profile(r.Context(), mux.Vars(r)["name"])
+	h.reply(w, r, p, err)
+}
+
+func (h *handler) rmProfile(w http.ResponseWriter, r *http.Request) {
+	h.reply(w, r, nil, h.api.RemoveProfile(r.Context(), mux.Vars(r)["name"]))
+}
+
+func (h *handler) listMachines(w http.ResponseWriter, r *http.Request) {
+	ms, err := h.api.Machines(r.Context())
+	h.reply(w, r, nonNil(ms), err)
+}
+
+func (h *handler) addMachines(w http.ResponseWriter, r *http.Request) {
+	var ms []profiles.Machine
+	if err := decode(r, &ms); err != nil {
+		h.reply(w, r, nil, err)
+		return
+	}
+	ms, err := h.api.AddMachines(r.Context(), ms)
+	h.reply(w, r, ms, err)
+}
+
+func (h *handler) getMachine(w http.ResponseWriter, r *http.Request) {
+	m, err := h.api.Machine(r.Context(), mux.Vars(r)["mac"])
+	h.reply(w, r, m, err)
+}
+
+func (h *handler) rmMachine(w http.ResponseWriter, r *http.Request) {
+	h.reply(w, r, nil, h.api.RemoveMachine(r.Context(), mux.Vars(r)["mac"]))
+}
+
+func (h *handler) machineEvents(w http.ResponseWriter, r *http.Request) {
+	es, err := h.api.MachineEvents(r.Context(), mux.Vars(r)["mac"])
+	h.reply(w, r, nonNil(es), err)
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// Listen opens the admin socket at path, readable and writable by its
+// owner only. A stale socket left by a crashed server is replaced; a live
+// one means another server runs, and is an error.
+func Listen(path string) (net.Listener, error) {
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("admin socket %s is served by another bootsrv: stop it first", path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("remove stale admin socket %s: %w", path, err)
+	}
+	// The umask makes the socket 0600 from its first moment, so no other
+	// user can connect between bind and chmod.
+	old := umask(0o177)
+	l, err := net.Listen("unix", path)
+	umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("listen on admin socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("chmod admin socket %s: %w", path, err)
+	}
+	return l, nil
+}
+
+// Serve runs the admin API on l until ctx is done, then shuts down,
+// letting requests in flight finish.
+func Serve(ctx context.Context, l net.Listener, api API, log *slog.Logger) error {
+	srv := &http.Server{
+		Handler:           Handler(api, log),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       5 * time.Minute, // a whole rack can be large
+		WriteTimeout:      5 * time.Minute,
+		IdleTimeout:       time.Minute,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("admin API: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}

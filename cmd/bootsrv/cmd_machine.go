@@ -81,6 +81,59 @@ and field.`,
 				run:     runMachineShow,
 			},
 			{
+				name:    "events",
+				args:    "MAC",
+				summary: "Show a machine's event history",
+				flags:   func(fs *flag.FlagSet, o *opts) { outputFlag(fs, o) },
+				run: func(ctx context.Context, c *cli, o *opts, args []string) error {
+					if len(args) != 1 {
+						return usagef("give exactly one MAC")
+					}
+					api, done, err := openAPI(o)
+					if err != nil {
+						return err
+					}
+					defer done()
+					evs, err := api.MachineEvents(ctx, args[0])
+					if err != nil {
+						return err
+					}
+					if evs == nil {
+						evs = []profiles.Event{}
+					}
+					now := time.Now()
+					return emit(c.stdout, o.output, evs, func(tw *tabwriter.Writer) {
+						row(tw, "TIME", "AGE", "EVENT", "DETAIL")
+						for _, e := range evs {
+							row(tw, e.Time.Format(time.RFC3339), age(e.Time, now), e.Type, eventDetail(e))
+						}
+					})
+				},
+			},
+			{
+				name:    "reprovision",
+				args:    "MAC",
+				summary: "Install the machine again on its next network boot",
+				long: `A provisioned machine is told to boot from its disk. This makes its next
+network boot install it again, with new tokens and new certificates.`,
+				flags: func(fs *flag.FlagSet, o *opts) { outputFlag(fs, o) },
+				run: func(ctx context.Context, c *cli, o *opts, args []string) error {
+					if len(args) != 1 {
+						return usagef("give exactly one MAC")
+					}
+					api, done, err := openAPI(o)
+					if err != nil {
+						return err
+					}
+					defer done()
+					m, err := api.Reprovision(ctx, args[0])
+					if err != nil {
+						return err
+					}
+					return printMachines(c.stdout, o.output, []profiles.Machine{m}, time.Now())
+				},
+			},
+			{
 				name:    "rm",
 				args:    "MAC",
 				summary: "Remove a machine and its history",

@@ -75,7 +75,8 @@ type opts struct {
 	m      profiles.Machine
 	labels stringList
 
-	serve serveOpts
+	serve   serveOpts
+	baseURL string
 }
 
 type stringList []string
@@ -324,6 +325,7 @@ func rootCommand() *command {
 			clusterCommand(),
 			profileCommand(),
 			machineCommand(),
+			renderCommand(),
 			{name: "version", summary: "Print bootsrv's version", run: func(_ context.Context, c *cli, o *opts, args []string) error {
 				fmt.Fprintln(c.stdout, "bootsrv", versionString())
 				return nil

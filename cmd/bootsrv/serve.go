@@ -6,34 +6,48 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/bootsrv/bootsrv/pkg/admin"
+	"github.com/bootsrv/bootsrv/pkg/httpd"
+	"github.com/bootsrv/bootsrv/pkg/metrics"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
 	"github.com/bootsrv/bootsrv/pkg/store"
 )
 
 type serveOpts struct {
-	listen   string
-	logLevel string
+	listen        string
+	logLevel      string
+	httpAddr      string
+	assetsDir     string
+	tokenTTL      time.Duration
+	reportTimeout time.Duration
 }
 
 func serveCommand() *command {
 	return &command{
 		name:    "serve",
-		summary: "Run the server: admin API (and DHCP, TFTP, HTTP as they are enabled)",
+		summary: "Run the server: HTTP boot chain and admin API (DHCP and TFTP as enabled)",
 		long: `Holds the state file and serves the admin API on a Unix socket in the data
-dir (0600), through which every other bootsrv command then works. Stops
-cleanly on SIGTERM or SIGINT.`,
+dir (0600), through which every other bootsrv command then works, and the
+HTTP boot chain (/boot.ipxe, /ipxe, /assets/, /ignition, /report, /metrics).
+Stops cleanly on SIGTERM or SIGINT, committing every queued event.`,
 		flags: func(fs *flag.FlagSet, o *opts) {
-			fs.StringVar(&o.serve.listen, "listen", "", "IP address this server is reached at on the provisioning network")
+			fs.StringVar(&o.serve.listen, "listen", "", "IP address machines reach this server at (default: the --http-addr host, else 127.0.0.1)")
 			fs.StringVar(&o.serve.logLevel, "log-level", "info", "debug, info, warn or error")
+			fs.StringVar(&o.serve.httpAddr, "http-addr", ":8080", "HTTP listen address")
+			fs.StringVar(&o.serve.assetsDir, "assets-dir", "", "directory served under /assets/ (default DATA-DIR/assets)")
+			fs.DurationVar(&o.serve.tokenTTL, "token-ttl", profiles.DefaultBootConfig.TokenTTL, "how long a boot script's Ignition token is valid")
+			fs.DurationVar(&o.serve.reportTimeout, "report-timeout", time.Hour, "mark a machine failed when it has not reported this long after fetching Ignition")
 		},
 		run: runServe,
 	}
@@ -43,11 +57,25 @@ func runServe(ctx context.Context, c *cli, o *opts, args []string) error {
 	if len(args) > 0 {
 		return usagef("unexpected argument %q", args[0])
 	}
+	so := o.serve
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(o.serve.logLevel)); err != nil {
-		return usagef("--log-level %q: use debug, info, warn or error", o.serve.logLevel)
+	if err := level.UnmarshalText([]byte(so.logLevel)); err != nil {
+		return usagef("--log-level %q: use debug, info, warn or error", so.logLevel)
+	}
+	if so.tokenTTL <= 0 || so.reportTimeout <= 0 {
+		return usagef("--token-ttl and --report-timeout must be positive durations such as 30m")
 	}
 	log := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: level}))
+	baseURL, err := advertisedURL(so.listen, so.httpAddr)
+	if err != nil {
+		return err
+	}
+	if so.assetsDir == "" {
+		so.assetsDir = filepath.Join(o.dataDir, "assets")
+		if err := os.MkdirAll(so.assetsDir, 0o755); err != nil {
+			return fmt.Errorf("create assets dir: %w", err)
+		}
+	}
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -58,6 +86,14 @@ func runServe(ctx context.Context, c *cli, o *opts, args []string) error {
 	}
 	defer st.Close()
 	svc := profiles.NewService(st)
+	svc.Configure(profiles.BootConfig{TokenTTL: so.tokenTTL, BaseURL: baseURL}, nil)
+	svc.StartRecorder(log)
+	// Runs after the servers stopped: queued events reach the file before
+	// it closes.
+	defer svc.Close()
+
+	reg := metrics.NewRegistry()
+	reg.GaugeFunc("bootsrv_machines", "Machines by provisioning state.", "state", svc.StateCounts)
 
 	sock := filepath.Join(o.dataDir, admin.SocketName)
 	l, err := admin.Listen(sock)
@@ -66,13 +102,67 @@ func runServe(ctx context.Context, c *cli, o *opts, args []string) error {
 	}
 	defer os.Remove(sock)
 
-	log.Info("bootsrv serving", "version", versionString(), "data_dir", o.dataDir, "state", st.Path(), "admin_socket", sock)
+	hs, err := httpd.New(httpd.Config{Addr: so.httpAddr, AssetsDir: so.assetsDir}, svc, reg, log)
+	if err != nil {
+		return err
+	}
+	if err := hs.Listen(); err != nil {
+		return err
+	}
+
+	log.Info("bootsrv serving", "version", versionString(), "data_dir", o.dataDir, "state", st.Path(),
+		"admin_socket", sock, "http", hs.Addr().String(), "url", baseURL, "assets_dir", so.assetsDir)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return admin.Serve(gctx, l, svc, log) })
+	g.Go(func() error { return hs.Serve(gctx) })
+	g.Go(func() error { return sweepSilent(gctx, svc, so.reportTimeout, log) })
 	err = g.Wait()
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("serve: %w", err)
 	}
 	log.Info("bootsrv stopped")
 	return nil
+}
+
+// sweepSilent marks machines that never reported after Ignition as failed.
+func sweepSilent(ctx context.Context, svc *profiles.Service, timeout time.Duration, log *slog.Logger) error {
+	every := min(timeout/4, 30*time.Second)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			n, err := svc.FailSilent(timeout)
+			if err != nil {
+				log.Error("report-timeout sweep failed", "err", err)
+			} else if n > 0 {
+				log.Warn("machines never reported after fetching Ignition: marked failed", "count", n, "timeout", timeout)
+			}
+		}
+	}
+}
+
+// advertisedURL is the HTTP base URL put in scripts that are not rendered
+// in answer to a request (previews, DHCP boot-file URLs).
+func advertisedURL(listen, httpAddr string) (string, error) {
+	host, port, err := net.SplitHostPort(httpAddr)
+	if err != nil {
+		return "", usagef("--http-addr %q: use HOST:PORT or :PORT", httpAddr)
+	}
+	if _, err := strconv.Atoi(port); err != nil {
+		return "", usagef("--http-addr %q: the port is not a number", httpAddr)
+	}
+	if listen != "" {
+		a, err := netip.ParseAddr(listen)
+		if err != nil || !a.Is4() {
+			return "", usagef("--listen %q is not an IPv4 address", listen)
+		}
+		host = listen
+	}
+	if host == "" || host == "0.0.0.0" {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port), nil
 }

@@ -27,6 +27,8 @@ type API interface {
 	Machine(ctx context.Context, mac string) (profiles.Machine, error)
 	MachineEvents(ctx context.Context, mac string) ([]profiles.Event, error)
 	RemoveMachine(ctx context.Context, mac string) error
+	Reprovision(ctx context.Context, mac string) (profiles.Machine, error)
+	Render(ctx context.Context, kind, mac, baseURL string) (string, error)
 }
 
 var (

@@ -151,3 +151,19 @@ func (c *Client) MachineEvents(ctx context.Context, mac string) ([]profiles.Even
 func (c *Client) RemoveMachine(ctx context.Context, mac string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/machines/"+url.PathEscape(mac), nil, nil)
 }
+
+func (c *Client) Reprovision(ctx context.Context, mac string) (profiles.Machine, error) {
+	var out profiles.Machine
+	err := c.do(ctx, http.MethodPost, "/v1/machines/"+url.PathEscape(mac)+"/reprovision", nil, &out)
+	return out, err
+}
+
+func (c *Client) Render(ctx context.Context, kind, mac, baseURL string) (string, error) {
+	var out renderReply
+	q := ""
+	if baseURL != "" {
+		q = "?base_url=" + url.QueryEscape(baseURL)
+	}
+	err := c.do(ctx, http.MethodGet, "/v1/render/"+url.PathEscape(kind)+"/"+url.PathEscape(mac)+q, nil, &out)
+	return out.Output, err
+}

@@ -35,12 +35,21 @@ func Handler(api API, log *slog.Logger) http.Handler {
 	r.HandleFunc("/v1/machines/{mac}", h.getMachine).Methods(http.MethodGet)
 	r.HandleFunc("/v1/machines/{mac}", h.rmMachine).Methods(http.MethodDelete)
 	r.HandleFunc("/v1/machines/{mac}/events", h.machineEvents).Methods(http.MethodGet)
+	r.HandleFunc("/v1/machines/{mac}/reprovision", h.reprovision).Methods(http.MethodPost)
+	r.HandleFunc("/v1/render/{kind}/{mac}", h.render).Methods(http.MethodGet)
 	return r
 }
 
 type handler struct {
 	api API
 	log *slog.Logger
+}
+
+// flush makes reads see every event the boot servers queued before them.
+func (h *handler) flush() {
+	if f, ok := h.api.(interface{ Flush() }); ok {
+		f.Flush()
+	}
 }
 
 func (h *handler) reply(w http.ResponseWriter, r *http.Request, v any, err error) {
@@ -69,6 +78,8 @@ func statusOf(err error) int {
 		return http.StatusNotFound
 	case profiles.KindConflict:
 		return http.StatusConflict
+	case profiles.KindDenied:
+		return http.StatusForbidden
 	}
 	return http.StatusInternalServerError
 }
@@ -122,6 +133,7 @@ func (h *handler) rmProfile(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) listMachines(w http.ResponseWriter, r *http.Request) {
+	h.flush()
 	ms, err := h.api.Machines(r.Context())
 	h.reply(w, r, nonNil(ms), err)
 }
@@ -137,6 +149,7 @@ func (h *handler) addMachines(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) getMachine(w http.ResponseWriter, r *http.Request) {
+	h.flush()
 	m, err := h.api.Machine(r.Context(), mux.Vars(r)["mac"])
 	h.reply(w, r, m, err)
 }
@@ -146,8 +159,24 @@ func (h *handler) rmMachine(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) machineEvents(w http.ResponseWriter, r *http.Request) {
+	h.flush()
 	es, err := h.api.MachineEvents(r.Context(), mux.Vars(r)["mac"])
 	h.reply(w, r, nonNil(es), err)
+}
+
+func (h *handler) reprovision(w http.ResponseWriter, r *http.Request) {
+	m, err := h.api.Reprovision(r.Context(), mux.Vars(r)["mac"])
+	h.reply(w, r, m, err)
+}
+
+func (h *handler) render(w http.ResponseWriter, r *http.Request) {
+	v := mux.Vars(r)
+	out, err := h.api.Render(r.Context(), v["kind"], v["mac"], r.URL.Query().Get("base_url"))
+	h.reply(w, r, renderReply{Output: out}, err)
+}
+
+type renderReply struct {
+	Output string `json:"output"`
 }
 
 func nonNil[T any](s []T) []T {

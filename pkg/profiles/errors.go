@@ -13,6 +13,7 @@ const (
 	KindInvalid  Kind = "invalid"   // bad input: fix the request
 	KindNotFound Kind = "not_found" // the named thing does not exist
 	KindConflict Kind = "conflict"  // clashes with what is stored
+	KindDenied   Kind = "denied"    // a token is missing, wrong or expired
 )
 
 // Error is an error with a Kind and a message that says what is wrong and

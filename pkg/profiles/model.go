@@ -18,6 +18,9 @@ const (
 	OSFlatcar = "flatcar"
 	OSFCOS    = "fcos"
 	OSCustom  = "custom"
+	// OSLab is the QEMU lab's tiny OS (busybox and the real Ignition
+	// binary in an initrd): serial console, Ignition on the metal platform.
+	OSLab = "lab"
 )
 
 // Provisioning states of a machine, in journey order, plus failed.
@@ -85,10 +88,16 @@ type Machine struct {
 	// firmware (a TFTP file name, or an http:// URL for UEFI HTTP Boot).
 	BootFile string `json:"boot_file,omitempty" yaml:"boot_file,omitempty"`
 
-	State     string    `json:"state" yaml:"state"`
-	LastEvent string    `json:"last_event,omitempty" yaml:"last_event,omitempty"`
-	UpdatedAt time.Time `json:"updated_at" yaml:"updated_at"`
-	CreatedAt time.Time `json:"created_at" yaml:"created_at"`
+	State   string    `json:"state" yaml:"state"`
+	StateAt time.Time `json:"state_at,omitempty" yaml:"state_at,omitempty"`
+	// Reprovision asks that the next network boot installs again instead
+	// of booting from disk; Generation counts installs, so tokens of an
+	// earlier install stop working.
+	Reprovision bool      `json:"reprovision,omitempty" yaml:"reprovision,omitempty"`
+	Generation  uint64    `json:"generation,omitempty" yaml:"generation,omitempty"`
+	LastEvent   string    `json:"last_event,omitempty" yaml:"last_event,omitempty"`
+	UpdatedAt   time.Time `json:"updated_at" yaml:"updated_at"`
+	CreatedAt   time.Time `json:"created_at" yaml:"created_at"`
 
 	// What the firmware told about itself, for discovered machines and as
 	// a record for known ones.

@@ -150,11 +150,11 @@ func NormalizeProfile(p Profile) (Profile, error) {
 		return p, at(p.Source, invalidf("profile %s: role %q is not one of master, worker, custom", p.Name, p.Role))
 	}
 	switch p.OS {
-	case OSFlatcar, OSFCOS, OSCustom:
+	case OSFlatcar, OSFCOS, OSCustom, OSLab:
 	case "":
 		p.OS = OSFlatcar
 	default:
-		return p, at(p.Source, invalidf("profile %s: os %q is not one of flatcar, fcos, custom", p.Name, p.OS))
+		return p, at(p.Source, invalidf("profile %s: os %q is not one of flatcar, fcos, lab, custom", p.Name, p.OS))
 	}
 	for _, u := range append([]string{p.Kernel}, p.Initrds...) {
 		if strings.ContainsAny(u, " \t\n\"'") {

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/bootsrv/bootsrv/pkg/store"
@@ -18,6 +19,13 @@ import (
 type Service struct {
 	st  store.Store
 	now func() time.Time
+	rec *recorder
+
+	boot     BootConfig
+	leases   LeaseView
+	keyOnce  sync.Once
+	tokenKey []byte
+	keyErr   error
 }
 
 // NewService returns the service over st.
@@ -406,8 +414,8 @@ func appendEvent(tx store.Tx, m *Machine, e Event) error {
 		m.EventFirst++
 	}
 	m.LastEvent, m.UpdatedAt = e.Type, e.Time
-	if isState(e.Type) {
-		m.State = e.Type
+	if isState(e.Type) && (m.State != e.Type || e.Type == StateFailed) {
+		m.State, m.StateAt = e.Type, e.Time
 	}
 	return nil
 }
@@ -505,4 +513,21 @@ func (s *Service) Observe(_ context.Context, mac string, fw Firmware, e Event, d
 		}
 		return putJSON(tx, "machines", m.MAC, m)
 	})
+}
+
+// StateCounts counts machines by state, for the metrics page.
+func (s *Service) StateCounts() map[string]float64 {
+	out := map[string]float64{}
+	_ = s.st.View(func(tx store.Tx) error {
+		return tx.Scan("machines", nil, func(_, v []byte) error {
+			var m struct {
+				State string `json:"state"`
+			}
+			if json.Unmarshal(v, &m) == nil {
+				out[m.State]++
+			}
+			return nil
+		})
+	})
+	return out
 }

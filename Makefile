@@ -1,0 +1,47 @@
+# bootsrv's build, test and benchmark entry points. `make help` lists them.
+GO        ?= go
+BIN       ?= bin/bootsrv
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+PKGS      := ./...
+
+.PHONY: help build assets run test test-short lint bench bench-dhcp bench-tftp bench-http demo clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+
+build: assets ## build bin/bootsrv with the iPXE binaries embedded
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/bootsrv
+
+assets: ## fetch the pinned iPXE binaries into assets/ipxe (from Debian's ipxe package)
+	@if [ -x assets/fetch-ipxe.sh ]; then assets/fetch-ipxe.sh; fi
+
+run: build ## run the server on built-in defaults
+	$(BIN) serve
+
+test: assets ## vet, then every test with the race detector (root runs the namespace and QEMU tests too)
+	$(GO) vet $(PKGS)
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt would change:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) test -race -count=1 -timeout 40m $(PKGS)
+
+test-short: ## unit tests only, no namespaces or VMs
+	$(GO) test -short -count=1 $(PKGS)
+
+lint: ## gofmt and go vet
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet $(PKGS)
+
+bench: ## Go benchmarks of every package
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s $(PKGS)
+
+bench-dhcp: build ## DORA/s: bootsrv against dnsmasq with perfdhcp (root)
+	bench/dhcp.sh
+
+bench-tftp: build ## fetches/s of ipxe.efi: bootsrv against tftpd-hpa (root)
+	bench/tftp.sh
+
+bench-http: build ## /ipxe and /ignition req/s at 10 and 10,000 machines
+	bench/http.sh
+
+clean: ## remove build products
+	rm -rf bin

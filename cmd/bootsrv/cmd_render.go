@@ -1,0 +1,40 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"strings"
+)
+
+func renderCommand() *command {
+	return &command{
+		name:    "render",
+		args:    "ipxe|ignition MAC",
+		summary: "Print exactly what a machine would get from /ipxe or /ignition",
+		long: `Nothing is recorded and no token is spent. URLs in the output point at
+--base-url; with a server running, at the server's own address by default.`,
+		flags: func(fs *flag.FlagSet, o *opts) {
+			fs.StringVar(&o.baseURL, "base-url", "", "http://HOST:PORT machines reach bootsrv at")
+		},
+		run: func(ctx context.Context, c *cli, o *opts, args []string) error {
+			if len(args) != 2 {
+				return usagef("give what to render (ipxe or ignition) and a MAC")
+			}
+			api, done, err := openAPI(o)
+			if err != nil {
+				return err
+			}
+			defer done()
+			out, err := api.Render(ctx, args[0], args[1], o.baseURL)
+			if err != nil {
+				return err
+			}
+			fmt.Fprint(c.stdout, out)
+			if !strings.HasSuffix(out, "\n") {
+				fmt.Fprintln(c.stdout)
+			}
+			return nil
+		},
+	}
+}

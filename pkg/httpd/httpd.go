@@ -1,0 +1,359 @@
+// Package httpd is bootsrv's HTTP server: the boot chain (/boot.ipxe,
+// /ipxe, /assets, /ignition, /report), health and metrics. Handlers only
+// move bytes; every decision is the core service's.
+package httpd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/bootsrv/bootsrv/pkg/metrics"
+	"github.com/bootsrv/bootsrv/pkg/profiles"
+	"github.com/bootsrv/bootsrv/pkg/render"
+)
+
+// Config is the HTTP server's settings.
+type Config struct {
+	Addr      string // listen address, default ":8080"
+	AssetsDir string // served under /assets/, jailed; may be empty
+	// FirstStage holds the iPXE binaries, served under /assets/ipxe/ for
+	// UEFI HTTP Boot before the assets dir is looked at.
+	FirstStage fs.FS
+}
+
+// Server is the HTTP side of bootsrv.
+type Server struct {
+	cfg    Config
+	svc    *profiles.Service
+	log    *slog.Logger
+	root   *os.Root
+	reg    *metrics.Registry
+	reqs   *metrics.CounterVec
+	render *metrics.Histogram
+	srv    *http.Server
+	ln     net.Listener
+}
+
+// maxQuery bounds query strings: a MAC and a token need about 100 bytes.
+const maxQuery = 2048
+
+// New prepares the server; Listen and Serve start it.
+func New(cfg Config, svc *profiles.Service, reg *metrics.Registry, log *slog.Logger) (*Server, error) {
+	if cfg.Addr == "" {
+		cfg.Addr = ":8080"
+	}
+	s := &Server{cfg: cfg, svc: svc, log: log, reg: reg}
+	if cfg.AssetsDir != "" {
+		root, err := os.OpenRoot(cfg.AssetsDir)
+		if err != nil {
+			return nil, fmt.Errorf("open --assets-dir %s: %w", cfg.AssetsDir, err)
+		}
+		s.root = root
+	}
+	s.reqs = reg.Counter("bootsrv_http_requests_total", "HTTP requests by route and status code.", "route", "code")
+	s.render = reg.Histogram("bootsrv_render_seconds", "Time to render a boot script or Ignition config.",
+		[]float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1})
+	s.srv = &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		// Large initrds extend their own deadline (see serveAsset).
+		WriteTimeout:   60 * time.Second,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 16 << 10,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	return s, nil
+}
+
+// Listen binds the address, so that start-up fails early when it is taken.
+func (s *Server) Listen() error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("http: listen on %s: %w (choose another with --http-addr)", s.cfg.Addr, err)
+	}
+	s.ln = ln
+	return nil
+}
+
+// Addr is the bound address (useful with port 0 in tests).
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Serve runs until ctx is done, then lets requests in flight finish.
+func (s *Server) Serve(ctx context.Context) error {
+	if s.ln == nil {
+		if err := s.Listen(); err != nil {
+			return err
+		}
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- s.srv.Serve(s.ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := s.srv.Shutdown(sctx)
+	if s.root != nil {
+		s.root.Close()
+	}
+	return err
+}
+
+// Handler is the route table.
+func (s *Server) Handler() http.Handler {
+	r := mux.NewRouter()
+	r.Handle("/boot.ipxe", s.route("boot.ipxe", s.bootIPXE)).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/ipxe", s.route("ipxe", s.ipxe)).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/ignition", s.route("ignition", s.ignition)).Methods(http.MethodGet)
+	r.Handle("/report", s.route("report", s.report)).Methods(http.MethodGet, http.MethodPost)
+	r.PathPrefix("/assets/").Handler(s.route("assets", s.asset)).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/healthz", s.route("healthz", func(w http.ResponseWriter, _ *http.Request) int {
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, "ok\n")
+		return http.StatusOK
+	})).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/metrics", s.route("metrics", func(w http.ResponseWriter, _ *http.Request) int {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		s.reg.Write(w)
+		return http.StatusOK
+	})).Methods(http.MethodGet)
+	r.NotFoundHandler = s.route("other", func(w http.ResponseWriter, _ *http.Request) int {
+		http.Error(w, "not found", http.StatusNotFound)
+		return http.StatusNotFound
+	})
+	r.MethodNotAllowedHandler = s.route("other", func(w http.ResponseWriter, _ *http.Request) int {
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return http.StatusMethodNotAllowed
+	})
+	return r
+}
+
+// route wraps a handler that returns its status, counting it by route.
+func (s *Server) route(name string, h func(http.ResponseWriter, *http.Request) int) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if len(r.URL.RawQuery) > maxQuery {
+			http.Error(w, "query string too long", http.StatusRequestURITooLong)
+			s.reqs.Inc(name, "414")
+			return
+		}
+		code := h(w, r)
+		s.reqs.Inc(name, strconv.Itoa(code))
+	})
+}
+
+// baseURL is the server as the client addressed it, so scripts point back
+// at the address that worked for the machine.
+func baseURL(r *http.Request) string {
+	host := r.Host
+	if host == "" {
+		host = "localhost"
+	}
+	return "http://" + host
+}
+
+func remoteIP(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+func (s *Server) bootIPXE(w http.ResponseWriter, r *http.Request) int {
+	w.Header().Set("Content-Type", "text/plain")
+	io.WriteString(w, render.ChainScript(baseURL(r)))
+	return http.StatusOK
+}
+
+func statusOf(err error) int {
+	switch profiles.KindOf(err) {
+	case profiles.KindInvalid:
+		return http.StatusBadRequest
+	case profiles.KindNotFound:
+		return http.StatusNotFound
+	case profiles.KindConflict:
+		return http.StatusConflict
+	case profiles.KindDenied:
+		return http.StatusForbidden
+	}
+	return http.StatusInternalServerError
+}
+
+func (s *Server) ipxe(w http.ResponseWriter, r *http.Request) int {
+	w.Header().Set("Content-Type", "text/plain")
+	mac := r.URL.Query().Get("mac")
+	if mac == "" {
+		w.WriteHeader(http.StatusBadRequest)
+		io.WriteString(w, render.MessageScript("the request names no machine: chain /boot.ipxe, which adds ?mac=${mac:hexhyp}"))
+		return http.StatusBadRequest
+	}
+	start := time.Now()
+	script, err := s.svc.IPXE(r.Context(), profiles.BootRequest{MAC: mac, BaseURL: baseURL(r), RemoteIP: remoteIP(r)}, true)
+	s.render.Observe(time.Since(start).Seconds())
+	if err != nil {
+		code := statusOf(err)
+		if code >= 500 {
+			s.log.Error("boot script failed", "mac", mac, "err", err)
+		} else {
+			s.log.Info("no boot script", "mac", mac, "code", code, "reason", err)
+		}
+		w.WriteHeader(code)
+		io.WriteString(w, render.MessageScript(fmt.Sprintf("no boot script for %s:", mac), err.Error()))
+		return code
+	}
+	io.WriteString(w, script)
+	return http.StatusOK
+}
+
+func (s *Server) ignition(w http.ResponseWriter, r *http.Request) int {
+	q := r.URL.Query()
+	mac := q.Get("mac")
+	if mac == "" {
+		http.Error(w, "missing mac", http.StatusBadRequest)
+		return http.StatusBadRequest
+	}
+	start := time.Now()
+	cfg, err := s.svc.Ignition(r.Context(), profiles.BootRequest{MAC: mac, Token: q.Get("token"), BaseURL: baseURL(r), RemoteIP: remoteIP(r)})
+	s.render.Observe(time.Since(start).Seconds())
+	if err != nil {
+		code := statusOf(err)
+		if code >= 500 {
+			s.log.Error("ignition not served", "mac", mac, "err", err)
+			http.Error(w, "bootsrv could not render this machine's Ignition config; the server log names the cause", code)
+			return code
+		}
+		s.log.Warn("ignition refused", "mac", mac, "from", r.RemoteAddr, "code", code, "reason", err)
+		http.Error(w, err.Error(), code)
+		return code
+	}
+	w.Header().Set("Content-Type", "application/vnd.coreos.ignition+json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(cfg)
+	return http.StatusOK
+}
+
+func (s *Server) report(w http.ResponseWriter, r *http.Request) int {
+	q := r.URL.Query()
+	mac, state := q.Get("mac"), q.Get("state")
+	if mac == "" || state == "" {
+		http.Error(w, "missing mac or state", http.StatusBadRequest)
+		return http.StatusBadRequest
+	}
+	var detail string
+	if r.Method == http.MethodPost {
+		b, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+		if err != nil {
+			http.Error(w, "reading body: "+err.Error(), http.StatusBadRequest)
+			return http.StatusBadRequest
+		}
+		detail = string(b)
+	}
+	if d := q.Get("detail"); d != "" && detail == "" {
+		detail = d
+	}
+	m, err := s.svc.Report(r.Context(), profiles.BootRequest{MAC: mac, Token: q.Get("token"), RemoteIP: remoteIP(r)}, state, detail)
+	if err != nil {
+		code := statusOf(err)
+		s.log.Warn("report refused", "mac", mac, "state", state, "from", r.RemoteAddr, "code", code, "reason", err)
+		http.Error(w, err.Error(), code)
+		return code
+	}
+	s.log.Info("machine reported", "mac", m.MAC, "hostname", m.Hostname, "state", state, "now", m.State)
+	fmt.Fprintf(w, "ok %s %s\n", m.MAC, m.State)
+	return http.StatusOK
+}
+
+// asset serves a file from the first-stage set (under /assets/ipxe/) or
+// the assets dir, jailed by os.Root, with Range and ETag, streamed.
+func (s *Server) asset(w http.ResponseWriter, r *http.Request) int {
+	rel := strings.TrimPrefix(r.URL.Path, "/assets/")
+	clean := path.Clean("/" + rel)[1:]
+	if rel == "" || clean != rel || strings.ContainsAny(rel, "\\\x00") {
+		http.Error(w, "bad asset path", http.StatusBadRequest)
+		return http.StatusBadRequest
+	}
+	code := s.serveAsset(w, r, rel)
+	s.svc.AssetFetched(remoteIP(r), r.URL.Path, code)
+	return code
+}
+
+func (s *Server) serveAsset(w http.ResponseWriter, r *http.Request, rel string) int {
+	if name, ok := strings.CutPrefix(rel, "ipxe/"); ok && s.cfg.FirstStage != nil {
+		if f, err := s.cfg.FirstStage.Open(name); err == nil {
+			defer f.Close()
+			if rs, ok := f.(io.ReadSeeker); ok {
+				if st, err := f.Stat(); err == nil && !st.IsDir() {
+					return serveContent(w, r, st, rs)
+				}
+			}
+		}
+	}
+	if s.root == nil {
+		http.Error(w, "not found (no --assets-dir)", http.StatusNotFound)
+		return http.StatusNotFound
+	}
+	f, err := s.root.Open(rel)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			http.Error(w, "not found", http.StatusNotFound)
+			return http.StatusNotFound
+		}
+		// os.Root refuses paths that escape it (symlinks out, ..).
+		s.log.Warn("asset refused", "path", rel, "from", r.RemoteAddr, "err", err)
+		http.Error(w, "forbidden", http.StatusForbidden)
+		return http.StatusForbidden
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || st.IsDir() {
+		http.Error(w, "not found", http.StatusNotFound)
+		return http.StatusNotFound
+	}
+	// A 1 GiB initrd over a slow link outlasts the server's write timeout.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(time.Hour))
+	return serveContent(w, r, st, f)
+}
+
+// serveContent leaves Range, If-None-Match and HEAD to net/http and
+// reports the status it chose.
+func serveContent(w http.ResponseWriter, r *http.Request, st fs.FileInfo, rs io.ReadSeeker) int {
+	w.Header().Set("ETag", fmt.Sprintf(`"%x-%x"`, st.Size(), st.ModTime().UnixNano()))
+	rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+	http.ServeContent(rec, r, st.Name(), st.ModTime(), rs)
+	return rec.code
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.code = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+// ReadFrom keeps sendfile for large files.
+func (s *statusRecorder) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := s.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(s.ResponseWriter, r)
+}

@@ -1,0 +1,531 @@
+package profiles
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/bootsrv/bootsrv/pkg/render"
+	"github.com/bootsrv/bootsrv/pkg/store"
+	"github.com/bootsrv/bootsrv/pkg/token"
+)
+
+// BootConfig tunes the boot chain.
+type BootConfig struct {
+	// TokenTTL is how long the Ignition token in a boot script is good for.
+	TokenTTL time.Duration
+	// ReportTTL bounds the report token: an install to disk and a reboot
+	// can take far longer than TokenTTL. It also dies when the machine is
+	// provisioned or re-provisioned.
+	ReportTTL time.Duration
+	// BaseURL is how machines reach the HTTP server, for previews that do
+	// not come in over HTTP (`bootsrv render`).
+	BaseURL string
+}
+
+// DefaultBootConfig: 30 minutes to fetch Ignition, a week to report.
+var DefaultBootConfig = BootConfig{TokenTTL: 30 * time.Minute, ReportTTL: 7 * 24 * time.Hour, BaseURL: "http://127.0.0.1:8080"}
+
+// LeaseView answers which address the DHCP server leased to a MAC, so that
+// a token is only accepted from that address.
+type LeaseView interface {
+	LeasedIP(mac string) (netip.Addr, bool)
+	LeasedMAC(ip netip.Addr) (string, bool)
+}
+
+// Configure sets the boot chain's settings and, when bootsrv is the DHCP
+// server, its leases.
+func (s *Service) Configure(cfg BootConfig, leases LeaseView) {
+	if cfg.TokenTTL <= 0 {
+		cfg.TokenTTL = DefaultBootConfig.TokenTTL
+	}
+	if cfg.ReportTTL <= 0 {
+		cfg.ReportTTL = DefaultBootConfig.ReportTTL
+	}
+	if cfg.BaseURL == "" {
+		cfg.BaseURL = DefaultBootConfig.BaseURL
+	}
+	s.boot, s.leases = cfg, leases
+}
+
+func (s *Service) bootConfig() BootConfig {
+	if s.boot.TokenTTL == 0 {
+		return DefaultBootConfig
+	}
+	return s.boot
+}
+
+const tokenKeyName = "token-key"
+
+// key returns the token key, made once per state file and kept, so tokens
+// survive a restart of the server.
+func (s *Service) key() ([]byte, error) {
+	s.keyOnce.Do(func() {
+		s.keyErr = s.st.View(func(tx store.Tx) error {
+			if v := tx.Get("cluster", []byte(tokenKeyName)); v != nil {
+				s.tokenKey = append([]byte(nil), v...)
+			}
+			return nil
+		})
+		if s.keyErr != nil || s.tokenKey != nil {
+			return
+		}
+		k, err := token.NewKey()
+		if err != nil {
+			s.keyErr = err
+			return
+		}
+		s.keyErr = s.st.Update(func(tx store.Tx) error {
+			if v := tx.Get("cluster", []byte(tokenKeyName)); v != nil {
+				k = append([]byte(nil), v...)
+				return nil
+			}
+			return tx.Put("cluster", []byte(tokenKeyName), k)
+		})
+		s.tokenKey = k
+	})
+	return s.tokenKey, s.keyErr
+}
+
+func reportPurpose(m Machine) string { return fmt.Sprintf("%s/%d", token.PurposeReport, m.Generation) }
+
+// BootRequest is what a booting machine asks with.
+type BootRequest struct {
+	MAC      string
+	BaseURL  string // http://host:port the request came to
+	RemoteIP netip.Addr
+	Token    string
+}
+
+// bootable loads the machine and its profile for a boot request.
+func (s *Service) bootable(mac string) (Machine, Profile, Cluster, error) {
+	var m Machine
+	var p Profile
+	var c Cluster
+	n, err := NormalizeMAC(mac)
+	if err != nil {
+		return m, p, c, err
+	}
+	err = s.st.View(func(tx store.Tx) error {
+		if err := getMachine(tx, n, &m); err != nil {
+			return err
+		}
+		if m.Profile == "" {
+			return notFoundf("machine %s was discovered but has no profile: assign one with `bootsrv machine add %s --profile NAME --hostname H --ip IP`", n, n)
+		}
+		if err := getProfile(tx, m.Profile, &p); err != nil {
+			return err
+		}
+		return getCluster(tx, &c)
+	})
+	return m, p, c, err
+}
+
+// IPXE returns the iPXE script for a machine: its profile's kernel and
+// initrds with a fresh Ignition token, or "boot from disk" once it is
+// provisioned (unless re-provisioning was asked). record says whether this
+// is a real boot (an event) or a preview (`bootsrv render`).
+func (s *Service) IPXE(_ context.Context, req BootRequest, record bool) (string, error) {
+	m, p, c, err := s.bootable(req.MAC)
+	if err != nil {
+		return "", err
+	}
+	if m.State == StateProvisioned && !m.Reprovision {
+		if record {
+			s.record(m.MAC, Event{Type: "localboot", Detail: "provisioned: told to boot from disk"})
+		}
+		return render.LocalBootScript(m.MAC, m.Hostname), nil
+	}
+	key, err := s.key()
+	if err != nil {
+		return "", err
+	}
+	tok, err := token.Mint(key, m.MAC, token.PurposeIgnition, s.now().Add(s.bootConfig().TokenTTL))
+	if err != nil {
+		return "", err
+	}
+	b := render.Boot{MAC: m.MAC, Hostname: m.Hostname, Profile: p.Name, Kernel: absURL(req.BaseURL, p.Kernel)}
+	for _, i := range p.Initrds {
+		b.Initrds = append(b.Initrds, absURL(req.BaseURL, i))
+	}
+	ignURL := fmt.Sprintf("%s/ignition?mac=%s&token=%s", req.BaseURL, m.MAC, tok)
+	b.Args = kernelArgs(p, c, ignURL)
+	script, err := render.BootScript(b)
+	if err != nil {
+		return "", &Error{Kind: KindInvalid, Msg: fmt.Sprintf("machine %s: %v: give the profile a --kernel", m.MAC, err)}
+	}
+	if record {
+		s.record(m.MAC, Event{Type: StateIPXE, Detail: "boot script for profile " + p.Name})
+	}
+	return script, nil
+}
+
+// kernelArgs are the OS's own arguments for a network boot with Ignition,
+// then the profile's.
+func kernelArgs(p Profile, c Cluster, ignURL string) []string {
+	var a []string
+	switch p.OS {
+	case OSFlatcar:
+		a = []string{"flatcar.first_boot=1", "ignition.config.url=" + ignURL}
+	case OSFCOS:
+		a = []string{"ignition.firstboot", "ignition.platform.id=metal", "ignition.config.url=" + ignURL}
+	case OSLab:
+		a = []string{"console=ttyS0", "ignition.platform.id=metal", "ignition.config.url=" + ignURL}
+	default:
+		a = []string{"ignition.config.url=" + ignURL}
+	}
+	return append(a, p.Args...)
+}
+
+// absURL makes a profile's /assets/... path absolute on the address the
+// request came to; full URLs stay as they are.
+func absURL(base, u string) string {
+	if u == "" || strings.Contains(u, "://") {
+		return u
+	}
+	if !strings.HasPrefix(u, "/") {
+		u = "/assets/" + u
+	}
+	return base + u
+}
+
+// Ignition serves a machine's Ignition config to the machine itself: the
+// token must be its own, unexpired, and come from the address bootsrv
+// leased it.
+func (s *Service) Ignition(ctx context.Context, req BootRequest) ([]byte, error) {
+	mac, err := NormalizeMAC(req.MAC)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkToken(mac, req, token.PurposeIgnition); err != nil {
+		return nil, err
+	}
+	cfg, err := s.RenderIgnition(ctx, mac, req.BaseURL)
+	if err != nil {
+		s.record(mac, Event{Type: "error", Detail: "ignition: " + err.Error()})
+		return nil, err
+	}
+	s.record(mac, Event{Type: StateIgnition, Fields: map[string]string{"from": req.RemoteIP.String()}})
+	return cfg, nil
+}
+
+func (s *Service) checkToken(mac string, req BootRequest, purpose string) error {
+	key, err := s.key()
+	if err != nil {
+		return err
+	}
+	if req.Token == "" {
+		return &Error{Kind: KindDenied, Msg: "no token: use the URL from the machine's boot script"}
+	}
+	if _, err := token.Check(key, req.Token, mac, purpose, s.now()); err != nil {
+		s.recordIfKnown(mac, Event{Type: "denied", Detail: purpose + ": " + err.Error(), Fields: map[string]string{"from": req.RemoteIP.String()}})
+		return &Error{Kind: KindDenied, Msg: fmt.Sprintf("%s token for %s refused: %v", purpose, mac, err)}
+	}
+	if s.leases != nil && req.RemoteIP.IsValid() {
+		if ip, ok := s.leases.LeasedIP(mac); ok && ip != req.RemoteIP.Unmap() {
+			s.recordIfKnown(mac, Event{Type: "denied", Detail: fmt.Sprintf("%s token used from %s, leased address is %s", purpose, req.RemoteIP, ip)})
+			return &Error{Kind: KindDenied, Msg: fmt.Sprintf("%s token for %s refused: request from %s, but bootsrv leased %s to it", purpose, mac, req.RemoteIP, ip)}
+		}
+	}
+	return nil
+}
+
+func (s *Service) recordIfKnown(mac string, e Event) {
+	var known bool
+	_ = s.st.View(func(tx store.Tx) error { known = tx.Get("machines", []byte(mac)) != nil; return nil })
+	if known {
+		s.record(mac, e)
+	}
+}
+
+// RenderIgnition builds the machine's Ignition config (without checking a
+// token): what /ignition serves, and what `bootsrv render ignition` shows.
+func (s *Service) RenderIgnition(_ context.Context, mac, baseURL string) ([]byte, error) {
+	m, p, c, err := s.bootable(mac)
+	if err != nil {
+		return nil, err
+	}
+	key, err := s.key()
+	if err != nil {
+		return nil, err
+	}
+	rtok, err := token.Mint(key, m.MAC, reportPurpose(m), s.now().Add(s.bootConfig().ReportTTL))
+	if err != nil {
+		return nil, err
+	}
+	reportURL := fmt.Sprintf("%s/report?mac=%s&token=%s", baseURL, m.MAC, rtok)
+	cfg := render.Config{SSHKeys: c.SSHKeys, Snippet: p.Ignition}
+	cfg.Files = append(cfg.Files,
+		render.File{Path: "/etc/hostname", Mode: 0o644, Contents: []byte(m.Hostname + "\n")},
+		render.File{Path: ReportEnvPath, Mode: 0o600, Contents: []byte(fmt.Sprintf("BOOTSRV_REPORT_URL=%q\n", reportURL))},
+	)
+	cfg.Units = append(cfg.Units, render.Unit{Name: ReportUnit, Enabled: true, Contents: reportUnit})
+	node, err := s.nodeContent(m, p, c)
+	if err != nil {
+		return nil, fmt.Errorf("render ignition for %s: %w", m.MAC, err)
+	}
+	cfg.Files = append(cfg.Files, node.Files...)
+	cfg.Units = append(cfg.Units, node.Units...)
+	out, err := render.Ignition(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("render ignition for %s (profile %s): %w", m.MAC, p.Name, err)
+	}
+	return out, nil
+}
+
+// Where the first-boot report's settings go, and the unit that sends it.
+const (
+	ReportEnvPath = "/etc/bootsrv/report.env"
+	ReportUnit    = "bootsrv-report.service"
+)
+
+// reportUnit tells bootsrv the machine came up, once, retrying until
+// bootsrv answers; the stamp file keeps it from reporting every boot.
+const reportUnit = `[Unit]
+Description=Report to bootsrv that this machine booted
+Wants=network-online.target
+After=network-online.target
+ConditionPathExists=!/var/lib/bootsrv-reported
+
+[Service]
+Type=oneshot
+EnvironmentFile=/etc/bootsrv/report.env
+ExecStart=/bin/sh -c 'until curl -fsS -X POST "$BOOTSRV_REPORT_URL&state=booted"; do sleep 10; done'
+ExecStartPost=/bin/touch /var/lib/bootsrv-reported
+RemainAfterExit=yes
+
+[Install]
+WantedBy=multi-user.target
+`
+
+// Report states a machine may send.
+const (
+	ReportInstalled = "installed"
+	ReportBooted    = "booted"
+	ReportFailed    = "failed"
+)
+
+// Report records what a machine says about itself; "booted" makes it
+// provisioned, after which its report token is spent.
+func (s *Service) Report(_ context.Context, req BootRequest, state, detail string) (Machine, error) {
+	var m Machine
+	mac, err := NormalizeMAC(req.MAC)
+	if err != nil {
+		return m, err
+	}
+	switch state {
+	case ReportInstalled, ReportBooted, ReportFailed:
+	default:
+		return m, invalidf("state %q is not one of installed, booted, failed", state)
+	}
+	if len(detail) > 4096 {
+		detail = detail[:4096]
+	}
+	var cur Machine
+	err = s.st.View(func(tx store.Tx) error { return getMachine(tx, mac, &cur) })
+	if err != nil {
+		return m, err
+	}
+	if err := s.checkToken(mac, req, reportPurpose(cur)); err != nil {
+		return m, err
+	}
+	// Events queued before the report (ignition, kernel) must land first,
+	// or a late one would move a provisioned machine back.
+	s.Flush()
+	e := Event{Time: s.now(), Type: "report", Detail: detail, Fields: map[string]string{"state": state, "from": req.RemoteIP.String()}}
+	err = s.st.Update(func(tx store.Tx) error {
+		if err := getMachine(tx, mac, &m); err != nil {
+			return err
+		}
+		if m.State == StateProvisioned && !m.Reprovision {
+			return &Error{Kind: KindDenied, Msg: fmt.Sprintf("machine %s is already provisioned: its report token is spent", mac)}
+		}
+		if err := appendEvent(tx, &m, e); err != nil {
+			return err
+		}
+		switch state {
+		case ReportBooted:
+			m.Reprovision = false
+			if err := appendEvent(tx, &m, Event{Time: e.Time, Type: StateProvisioned}); err != nil {
+				return err
+			}
+		case ReportFailed:
+			if err := appendEvent(tx, &m, Event{Time: e.Time, Type: StateFailed, Detail: "machine reported failure: " + detail}); err != nil {
+				return err
+			}
+		}
+		return putJSON(tx, "machines", m.MAC, m)
+	})
+	return m, err
+}
+
+// Reprovision asks that the machine installs again on its next network
+// boot: it gets a boot script instead of "boot from disk", and the tokens
+// (and, with Kubernetes roles, certificates) of its earlier install die.
+func (s *Service) Reprovision(_ context.Context, mac string) (Machine, error) {
+	var m Machine
+	n, err := NormalizeMAC(mac)
+	if err != nil {
+		return m, err
+	}
+	err = s.st.Update(func(tx store.Tx) error {
+		if err := getMachine(tx, n, &m); err != nil {
+			return err
+		}
+		m.Reprovision = true
+		m.Generation++
+		if err := dropCerts(tx, n); err != nil {
+			return err
+		}
+		if err := appendEvent(tx, &m, Event{Time: s.now(), Type: "reprovision", Detail: "operator asked to install again"}); err != nil {
+			return err
+		}
+		return putJSON(tx, "machines", m.MAC, m)
+	})
+	return m, err
+}
+
+// AssetFetched records that the machine at ip fetched path: its kernel, an
+// initrd, or another file.
+func (s *Service) AssetFetched(ip netip.Addr, path string, status int) {
+	mac, p, ok := s.machineAt(ip)
+	if !ok {
+		return
+	}
+	typ := "asset"
+	if status < 400 {
+		if p.Kernel != "" && (path == p.Kernel || path == "/assets/"+strings.TrimPrefix(p.Kernel, "/")) {
+			typ = StateKernel
+		}
+		for _, i := range p.Initrds {
+			if path == i || path == "/assets/"+strings.TrimPrefix(i, "/") {
+				typ = "initrd"
+			}
+		}
+	}
+	s.record(mac, Event{Type: typ, Detail: path, Fields: map[string]string{"status": fmt.Sprint(status)}})
+}
+
+// FirstStageFetched records a TFTP (or HTTP Boot) fetch of a first-stage
+// binary by the machine at ip: the pxe step.
+func (s *Service) FirstStageFetched(ip netip.Addr, file string, bytes int64, ferr error) {
+	mac, _, ok := s.machineAt(ip)
+	if !ok {
+		return
+	}
+	e := Event{Type: StatePXE, Detail: file, Fields: map[string]string{"bytes": fmt.Sprint(bytes)}}
+	if ferr != nil {
+		e.Type, e.Detail = "pxe-error", file+": "+ferr.Error()
+	}
+	s.record(mac, e)
+}
+
+// machineAt finds the machine that holds ip: its lease, else its
+// reservation.
+func (s *Service) machineAt(ip netip.Addr) (string, Profile, bool) {
+	ip = ip.Unmap()
+	var mac string
+	if s.leases != nil {
+		mac, _ = s.leases.LeasedMAC(ip)
+	}
+	var p Profile
+	found := false
+	_ = s.st.View(func(tx store.Tx) error {
+		if mac == "" {
+			v := tx.Get("idx_ip", []byte(ip.String()))
+			if v == nil {
+				return nil
+			}
+			mac = string(v)
+		}
+		var m Machine
+		if err := getMachine(tx, mac, &m); err != nil {
+			return nil
+		}
+		found = true
+		if m.Profile != "" {
+			_ = getProfile(tx, m.Profile, &p)
+		}
+		return nil
+	})
+	return mac, p, found
+}
+
+// FailSilent marks machines that were handed Ignition but did not report
+// within timeout as failed, and returns how many.
+func (s *Service) FailSilent(timeout time.Duration) (int, error) {
+	s.Flush()
+	now := s.now()
+	var late []string
+	err := s.st.View(func(tx store.Tx) error {
+		return tx.Scan("machines", nil, func(k, v []byte) error {
+			// Cheap pre-filter before decoding: most machines are not waiting.
+			if !strings.Contains(string(v), `"state":"ignition"`) {
+				return nil
+			}
+			var m Machine
+			if err := json.Unmarshal(v, &m); err != nil {
+				return err
+			}
+			if m.State == StateIgnition && now.Sub(m.StateAt) > timeout {
+				late = append(late, m.MAC)
+			}
+			return nil
+		})
+	})
+	if err != nil || len(late) == 0 {
+		return 0, err
+	}
+	n := 0
+	err = s.st.Update(func(tx store.Tx) error {
+		for _, mac := range late {
+			var m Machine
+			if err := getMachine(tx, mac, &m); err != nil {
+				continue
+			}
+			if m.State != StateIgnition || now.Sub(m.StateAt) <= timeout {
+				continue
+			}
+			if err := appendEvent(tx, &m, Event{Time: now, Type: StateFailed, Detail: fmt.Sprintf("no report within %s of fetching Ignition", timeout)}); err != nil {
+				return err
+			}
+			if err := putJSON(tx, "machines", m.MAC, m); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+// Render kinds for Render.
+const (
+	RenderIPXE     = "ipxe"
+	RenderIgnition = "ignition"
+)
+
+// Render shows exactly what the machine would get from /ipxe or
+// /ignition, without recording an event. baseURL defaults to the
+// server's.
+func (s *Service) Render(ctx context.Context, kind, mac, baseURL string) (string, error) {
+	if baseURL == "" {
+		baseURL = s.bootConfig().BaseURL
+	}
+	baseURL = strings.TrimSuffix(baseURL, "/")
+	switch kind {
+	case RenderIPXE:
+		return s.IPXE(ctx, BootRequest{MAC: mac, BaseURL: baseURL}, false)
+	case RenderIgnition:
+		n, err := NormalizeMAC(mac)
+		if err != nil {
+			return "", err
+		}
+		b, err := s.RenderIgnition(ctx, n, baseURL)
+		return string(b), err
+	}
+	return "", invalidf("nothing to render called %q: use ipxe or ignition", kind)
+}

@@ -1,0 +1,132 @@
+package profiles
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync"
+
+	"github.com/bootsrv/bootsrv/pkg/store"
+)
+
+// recorder commits events from the boot servers' hot paths in batches: a
+// request enqueues its event and goes on, and one writer commits everything
+// queued in one transaction. A boot request thus never waits for an fsync,
+// and a thousand events cost one commit.
+type recorder struct {
+	st   store.Store
+	log  *slog.Logger
+	ch   chan pending
+	done chan struct{}
+	once sync.Once
+}
+
+type pending struct {
+	mac   string
+	e     Event
+	flush chan struct{} // non-nil: a Flush marker, closed once all before it are committed
+}
+
+const recorderQueue = 1 << 16
+
+// StartRecorder makes event recording asynchronous and batched until ctx is
+// done or Close is called. Without it (the CLI path) events are written
+// synchronously.
+func (s *Service) StartRecorder(log *slog.Logger) {
+	r := &recorder{st: s.st, log: log, ch: make(chan pending, recorderQueue), done: make(chan struct{})}
+	s.rec = r
+	go r.run()
+}
+
+// Close commits every queued event and stops the recorder.
+func (s *Service) Close() {
+	if s.rec != nil {
+		s.rec.once.Do(func() { close(s.rec.ch) })
+		<-s.rec.done
+	}
+}
+
+// Flush waits until every event recorded before the call is committed, so
+// a read that follows sees them.
+func (s *Service) Flush() {
+	if s.rec == nil {
+		return
+	}
+	f := make(chan struct{})
+	s.rec.ch <- pending{flush: f}
+	<-f
+}
+
+// record stores an event for a known machine: queued when the recorder
+// runs, else at once.
+func (s *Service) record(mac string, e Event) {
+	if e.Time.IsZero() {
+		e.Time = s.now()
+	}
+	if s.rec != nil {
+		s.rec.ch <- pending{mac: mac, e: e}
+		return
+	}
+	_ = s.RecordEvent(context.Background(), mac, e)
+}
+
+func (r *recorder) run() {
+	defer close(r.done)
+	batch := make([]pending, 0, 1024)
+	for p := range r.ch {
+		batch = append(batch[:0], p)
+	drain:
+		for len(batch) < cap(batch) {
+			select {
+			case q, ok := <-r.ch:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, q)
+			default:
+				break drain
+			}
+		}
+		r.commit(batch)
+	}
+}
+
+func (r *recorder) commit(batch []pending) {
+	err := r.st.Update(func(tx store.Tx) error {
+		machines := map[string]*Machine{}
+		for _, p := range batch {
+			if p.flush != nil {
+				continue
+			}
+			m := machines[p.mac]
+			if m == nil {
+				m = &Machine{}
+				if err := getMachine(tx, p.mac, m); err != nil {
+					continue // removed meanwhile: nothing to record on
+				}
+				machines[p.mac] = m
+			}
+			if err := appendEvent(tx, m, p.e); err != nil {
+				return err
+			}
+		}
+		for _, m := range machines {
+			b, err := json.Marshal(m)
+			if err != nil {
+				return err
+			}
+			if err := tx.Put("machines", []byte(m.MAC), b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil && r.log != nil {
+		r.log.Error("recording events failed", "events", len(batch), "err", err)
+	}
+	for _, p := range batch {
+		if p.flush != nil {
+			close(p.flush)
+		}
+	}
+}

@@ -1,0 +1,160 @@
+package render
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+
+	ign "github.com/coreos/ignition/v2/config/v3_4"
+	"github.com/coreos/ignition/v2/config/v3_4/types"
+)
+
+// IgnitionVersion is the spec bootsrv writes: the one most deployed OS
+// releases accept.
+const IgnitionVersion = "3.4.0"
+
+// File is a file the config writes.
+type File struct {
+	Path     string
+	Mode     int
+	Contents []byte
+}
+
+// Dropin is a systemd drop-in for a unit.
+type Dropin struct {
+	Name, Contents string
+}
+
+// Unit is a systemd unit the config writes (and maybe enables).
+type Unit struct {
+	Name     string
+	Enabled  bool
+	Contents string
+	Dropins  []Dropin
+}
+
+// Config is what a machine's Ignition is made of.
+type Config struct {
+	SSHKeys []string // for user core
+	Files   []File
+	Units   []Unit
+	// Snippet is the profile's own Ignition (spec 3.0-3.4), merged in.
+	Snippet string
+}
+
+// Ignition builds the config, merges the snippet, and checks the result
+// with Ignition's own parser, warnings counting as errors. A snippet that
+// writes a file or unit bootsrv generates is an error, never a silent
+// overwrite.
+func Ignition(c Config) ([]byte, error) {
+	cfg := types.Config{Ignition: types.Ignition{Version: IgnitionVersion}}
+	if len(c.SSHKeys) > 0 {
+		u := types.PasswdUser{Name: "core"}
+		for _, k := range c.SSHKeys {
+			u.SSHAuthorizedKeys = append(u.SSHAuthorizedKeys, types.SSHAuthorizedKey(k))
+		}
+		cfg.Passwd.Users = []types.PasswdUser{u}
+	}
+	for _, f := range c.Files {
+		mode := f.Mode
+		src := dataURL(f.Contents)
+		cfg.Storage.Files = append(cfg.Storage.Files, types.File{
+			Node:          types.Node{Path: f.Path, Overwrite: ptr(true)},
+			FileEmbedded1: types.FileEmbedded1{Mode: &mode, Contents: types.Resource{Source: &src}},
+		})
+	}
+	for _, u := range c.Units {
+		tu := types.Unit{Name: u.Name}
+		if u.Contents != "" {
+			tu.Contents = ptr(u.Contents)
+		}
+		if u.Enabled {
+			tu.Enabled = ptr(true)
+		}
+		for _, d := range u.Dropins {
+			tu.Dropins = append(tu.Dropins, types.Dropin{Name: d.Name, Contents: ptr(d.Contents)})
+		}
+		cfg.Systemd.Units = append(cfg.Systemd.Units, tu)
+	}
+	if strings.TrimSpace(c.Snippet) != "" {
+		snip, rpt, err := ign.ParseCompatibleVersion([]byte(c.Snippet))
+		if err != nil {
+			return nil, fmt.Errorf("profile's ignition snippet: %v %s", err, strings.TrimSpace(rpt.String()))
+		}
+		if clash := Clashes(cfg, snip); len(clash) > 0 {
+			return nil, fmt.Errorf("profile's ignition snippet writes what bootsrv generates: %s", strings.Join(clash, ", "))
+		}
+		cfg = ign.Merge(cfg, snip)
+	}
+	out, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("encode ignition: %w", err)
+	}
+	_, rpt, err := ign.Parse(out)
+	if err != nil {
+		return nil, fmt.Errorf("generated ignition does not validate: %v %s", err, strings.TrimSpace(rpt.String()))
+	}
+	if len(rpt.Entries) > 0 {
+		return nil, fmt.Errorf("generated ignition has warnings: %s", strings.TrimSpace(rpt.String()))
+	}
+	return out, nil
+}
+
+// Clashes lists the file paths and unit names both configs write.
+func Clashes(generated, snippet types.Config) []string {
+	have := map[string]bool{}
+	for _, f := range generated.Storage.Files {
+		have["file "+f.Path] = true
+	}
+	for _, u := range generated.Systemd.Units {
+		have["unit "+u.Name] = true
+	}
+	var out []string
+	for _, f := range snippet.Storage.Files {
+		if have["file "+f.Path] {
+			out = append(out, "file "+f.Path)
+		}
+	}
+	for _, u := range snippet.Systemd.Units {
+		if have["unit "+u.Name] {
+			out = append(out, "unit "+u.Name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// SnippetClashes checks a snippet against paths and units known up front
+// (those a role always generates), for `profile add`.
+func SnippetClashes(snippet string, paths, units []string) ([]string, error) {
+	snip, _, err := ign.ParseCompatibleVersion([]byte(snippet))
+	if err != nil {
+		return nil, err
+	}
+	var gen types.Config
+	for _, p := range paths {
+		gen.Storage.Files = append(gen.Storage.Files, types.File{Node: types.Node{Path: p}})
+	}
+	for _, u := range units {
+		gen.Systemd.Units = append(gen.Systemd.Units, types.Unit{Name: u})
+	}
+	return Clashes(gen, snip), nil
+}
+
+// dataURL encodes contents the compact way: percent-encoding for text,
+// base64 where that is shorter (keys and certificates are text, but
+// binaries would balloon).
+func dataURL(b []byte) string {
+	// '+' is escaped too: some data URL decoders read it as a space.
+	esc := strings.ReplaceAll(url.PathEscape(string(b)), "+", "%2B")
+	b64 := base64.StdEncoding.EncodeToString(b)
+	if len(b64)+7 < len(esc) {
+		return "data:;base64," + b64
+	}
+	return "data:," + esc
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,72 @@
+package token
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMintCheck(t *testing.T) {
+	key, err := NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := NewKey()
+	now := time.Unix(1_800_000_000, 0)
+	mac := "52:54:00:00:00:01"
+	tok, err := Mint(key, mac, PurposeIgnition, now.Add(30*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok2, _ := Mint(key, mac, PurposeIgnition, now.Add(30*time.Minute))
+	if tok == tok2 {
+		t.Fatal("two tokens minted for the same machine and expiry are equal: the nonce is not random")
+	}
+	flip := []byte(tok)
+	if flip[5] == 'A' {
+		flip[5] = 'B'
+	} else {
+		flip[5] = 'A'
+	}
+	cases := []struct {
+		name    string
+		key     []byte
+		tok     string
+		mac     string
+		purpose string
+		at      time.Time
+		want    error
+	}{
+		{"valid", key, tok, mac, PurposeIgnition, now, nil},
+		{"valid just before expiry", key, tok, mac, PurposeIgnition, now.Add(30*time.Minute - time.Second), nil},
+		{"expired", key, tok, mac, PurposeIgnition, now.Add(30 * time.Minute), ErrExpired},
+		{"other machine", key, tok, "52:54:00:00:00:02", PurposeIgnition, now, ErrForged},
+		{"other purpose", key, tok, mac, PurposeReport, now, ErrForged},
+		{"other key", other, tok, mac, PurposeIgnition, now, ErrForged},
+		{"tampered", key, string(flip), mac, PurposeIgnition, now, ErrForged},
+		{"empty", key, "", mac, PurposeIgnition, now, ErrMalformed},
+		{"truncated", key, tok[:len(tok)-2], mac, PurposeIgnition, now, ErrMalformed},
+		{"not base64", key, strings.Repeat("!", len(tok)), mac, PurposeIgnition, now, ErrMalformed},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Check(c.key, c.tok, c.mac, c.purpose, c.at)
+			if !errors.Is(err, c.want) {
+				t.Fatalf("Check = %v, want %v", err, c.want)
+			}
+		})
+	}
+}
+
+func BenchmarkCheck(b *testing.B) {
+	key, _ := NewKey()
+	now := time.Now()
+	tok, _ := Mint(key, "52:54:00:00:00:01", PurposeIgnition, now.Add(time.Hour))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Check(key, tok, "52:54:00:00:00:01", PurposeIgnition, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

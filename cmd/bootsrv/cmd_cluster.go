@@ -24,6 +24,7 @@ services 10.3.0.0/24, Kubernetes service IP 10.3.0.1, DNS 10.3.0.10,
 domain cluster.local. --subnet is the provisioning network the machines'
 IPs must lie in (default: the /24 around --api-server).`,
 				flags: func(fs *flag.FlagSet, o *opts) {
+					fs.StringVar(&o.file, "f", "", "YAML file with the cluster's settings instead of flags")
 					fs.StringVar(&o.cl.Name, "name", "", "cluster name (required)")
 					fs.StringVar(&o.cl.APIServer, "api-server", "", "the master's IP, the Kubernetes API endpoint (required)")
 					fs.StringVar(&o.cl.Network.Subnet, "subnet", "", "provisioning network in CIDR form")
@@ -68,8 +69,19 @@ func runClusterInit(ctx context.Context, c *cli, o *opts, args []string) error {
 	if len(args) > 0 {
 		return usagef("unexpected argument %q", args[0])
 	}
+	if o.file != "" {
+		data, name, err := readInput(o.file)
+		if err != nil {
+			return err
+		}
+		cl, err := profiles.ParseClusterFile(name, data)
+		if err != nil {
+			return err
+		}
+		o.cl, o.dns = cl, cl.Network.DNS
+	}
 	if o.cl.Name == "" || o.cl.APIServer == "" {
-		return usagef("--name and --api-server are required")
+		return usagef("--name and --api-server are required (or -f FILE)")
 	}
 	o.cl.Network.DNS = o.dns
 	for _, f := range o.sshKeys {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -275,4 +276,17 @@ func ParseProfilesFile(name string, data []byte) ([]Profile, error) {
 		out = append(out, p)
 	}
 	return out, nil
+}
+
+// ParseClusterFile reads a cluster's settings from YAML, with the field
+// names `bootsrv cluster show -o yaml` prints. Unknown fields are errors.
+func ParseClusterFile(name string, data []byte) (Cluster, error) {
+	var c Cluster
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return c, invalidf("%s: %v", name, err)
+	}
+	c.CreatedAt = time.Time{}
+	return c, nil
 }

@@ -36,6 +36,8 @@ IPs must lie in (default: the /24 around --api-server).`,
 					fs.StringVar(&o.cl.DNSServiceIP, "dns-ip", profiles.DefaultDNSServiceIP, "cluster DNS service IP, inside --service-range")
 					fs.StringVar(&o.cl.Domain, "domain", profiles.DefaultDomain, "cluster domain")
 					fs.StringVar(&o.cl.KubernetesVersion, "kubernetes-version", profiles.DefaultKubernetesVersion, "Kubernetes version the nodes run")
+					fs.StringVar(&o.cl.KeyAlgorithm, "key-algorithm", "ecdsa-p256", "key type of the CAs and every node key: ecdsa-p256 or rsa2048")
+					fs.IntVar(&o.cl.CertValidityDays, "cert-validity-days", 365, "how long node certificates are valid")
 					fs.Var(&o.sshKeys, "ssh-key", "file of SSH public keys authorized on every node (repeatable)")
 					outputFlag(fs, o)
 				},
@@ -121,5 +123,6 @@ func printCluster(c *cli, o *opts, cl profiles.Cluster) error {
 		row(tw, "DOMAIN", cl.Domain)
 		row(tw, "KUBERNETES", cl.KubernetesVersion)
 		row(tw, "SSH KEYS", fmt.Sprint(len(cl.SSHKeys)))
+		row(tw, "KEYS", fmt.Sprintf("%s, certificates valid %d days", cl.KeyAlgorithm, cl.CertValidityDays))
 	})
 }

@@ -77,6 +77,7 @@ type opts struct {
 
 	serve   serveOpts
 	baseURL string
+	user    string
 }
 
 type stringList []string
@@ -326,6 +327,9 @@ func rootCommand() *command {
 			profileCommand(),
 			machineCommand(),
 			renderCommand(),
+			caCommand(),
+			certsCommand(),
+			kubeconfigCommand(),
 			{name: "version", summary: "Print bootsrv's version", run: func(_ context.Context, c *cli, o *opts, args []string) error {
 				fmt.Fprintln(c.stdout, "bootsrv", versionString())
 				return nil

@@ -29,6 +29,9 @@ type API interface {
 	RemoveMachine(ctx context.Context, mac string) error
 	Reprovision(ctx context.Context, mac string) (profiles.Machine, error)
 	Render(ctx context.Context, kind, mac, baseURL string) (string, error)
+	CAs(ctx context.Context) ([]profiles.CertInfo, error)
+	Certs(ctx context.Context) ([]profiles.CertInfo, error)
+	AdminKubeconfig(ctx context.Context, user string) (string, error)
 }
 
 var (

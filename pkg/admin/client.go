@@ -167,3 +167,21 @@ func (c *Client) Render(ctx context.Context, kind, mac, baseURL string) (string,
 	err := c.do(ctx, http.MethodGet, "/v1/render/"+url.PathEscape(kind)+"/"+url.PathEscape(mac)+q, nil, &out)
 	return out.Output, err
 }
+
+func (c *Client) CAs(ctx context.Context) ([]profiles.CertInfo, error) {
+	var out []profiles.CertInfo
+	err := c.do(ctx, http.MethodGet, "/v1/ca", nil, &out)
+	return out, err
+}
+
+func (c *Client) Certs(ctx context.Context) ([]profiles.CertInfo, error) {
+	var out []profiles.CertInfo
+	err := c.do(ctx, http.MethodGet, "/v1/certs", nil, &out)
+	return out, err
+}
+
+func (c *Client) AdminKubeconfig(ctx context.Context, user string) (string, error) {
+	var out renderReply
+	err := c.do(ctx, http.MethodPost, "/v1/kubeconfig/admin?user="+url.QueryEscape(user), nil, &out)
+	return out.Output, err
+}

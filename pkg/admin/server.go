@@ -37,6 +37,9 @@ func Handler(api API, log *slog.Logger) http.Handler {
 	r.HandleFunc("/v1/machines/{mac}/events", h.machineEvents).Methods(http.MethodGet)
 	r.HandleFunc("/v1/machines/{mac}/reprovision", h.reprovision).Methods(http.MethodPost)
 	r.HandleFunc("/v1/render/{kind}/{mac}", h.render).Methods(http.MethodGet)
+	r.HandleFunc("/v1/ca", h.cas).Methods(http.MethodGet)
+	r.HandleFunc("/v1/certs", h.certs).Methods(http.MethodGet)
+	r.HandleFunc("/v1/kubeconfig/admin", h.kubeconfig).Methods(http.MethodPost)
 	return r
 }
 
@@ -172,6 +175,21 @@ func (h *handler) reprovision(w http.ResponseWriter, r *http.Request) {
 func (h *handler) render(w http.ResponseWriter, r *http.Request) {
 	v := mux.Vars(r)
 	out, err := h.api.Render(r.Context(), v["kind"], v["mac"], r.URL.Query().Get("base_url"))
+	h.reply(w, r, renderReply{Output: out}, err)
+}
+
+func (h *handler) cas(w http.ResponseWriter, r *http.Request) {
+	cs, err := h.api.CAs(r.Context())
+	h.reply(w, r, nonNil(cs), err)
+}
+
+func (h *handler) certs(w http.ResponseWriter, r *http.Request) {
+	cs, err := h.api.Certs(r.Context())
+	h.reply(w, r, nonNil(cs), err)
+}
+
+func (h *handler) kubeconfig(w http.ResponseWriter, r *http.Request) {
+	out, err := h.api.AdminKubeconfig(r.Context(), r.URL.Query().Get("user"))
 	h.reply(w, r, renderReply{Output: out}, err)
 }
 

@@ -46,17 +46,21 @@ type Network struct {
 
 // Cluster is the one Kubernetes cluster a bootsrv provisions.
 type Cluster struct {
-	Name                string    `json:"name" yaml:"name"`
-	APIServer           string    `json:"api_server" yaml:"api_server"`
-	PodNetwork          string    `json:"pod_network" yaml:"pod_network"`
-	ServiceRange        string    `json:"service_range" yaml:"service_range"`
-	KubernetesServiceIP string    `json:"kubernetes_service_ip" yaml:"kubernetes_service_ip"`
-	DNSServiceIP        string    `json:"dns_service_ip" yaml:"dns_service_ip"`
-	Domain              string    `json:"domain" yaml:"domain"`
-	KubernetesVersion   string    `json:"kubernetes_version" yaml:"kubernetes_version"`
-	SSHKeys             []string  `json:"ssh_keys,omitempty" yaml:"ssh_keys,omitempty"`
-	Network             Network   `json:"network" yaml:"network"`
-	CreatedAt           time.Time `json:"created_at" yaml:"created_at"`
+	Name                string   `json:"name" yaml:"name"`
+	APIServer           string   `json:"api_server" yaml:"api_server"`
+	PodNetwork          string   `json:"pod_network" yaml:"pod_network"`
+	ServiceRange        string   `json:"service_range" yaml:"service_range"`
+	KubernetesServiceIP string   `json:"kubernetes_service_ip" yaml:"kubernetes_service_ip"`
+	DNSServiceIP        string   `json:"dns_service_ip" yaml:"dns_service_ip"`
+	Domain              string   `json:"domain" yaml:"domain"`
+	KubernetesVersion   string   `json:"kubernetes_version" yaml:"kubernetes_version"`
+	SSHKeys             []string `json:"ssh_keys,omitempty" yaml:"ssh_keys,omitempty"`
+	Network             Network  `json:"network" yaml:"network"`
+	// KeyAlgorithm is ecdsa-p256 (default) or rsa2048, for every key
+	// bootsrv makes; CertValidityDays how long node certificates last.
+	KeyAlgorithm     string    `json:"key_algorithm" yaml:"key_algorithm"`
+	CertValidityDays int       `json:"cert_validity_days" yaml:"cert_validity_days"`
+	CreatedAt        time.Time `json:"created_at" yaml:"created_at"`
 }
 
 // Profile is what a class of machines boots and becomes.

@@ -1,30 +1,332 @@
 package profiles
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/bootsrv/bootsrv/pkg/nodeconfig"
+	"github.com/bootsrv/bootsrv/pkg/pki"
 	"github.com/bootsrv/bootsrv/pkg/render"
 	"github.com/bootsrv/bootsrv/pkg/store"
 )
 
+// clusterPKI is the cluster's authorities, kept in the state file only: the
+// CA keys never leave the server.
+type clusterPKI struct {
+	CA       pki.Pair `json:"ca"`
+	EtcdCA   pki.Pair `json:"etcd_ca"`
+	SAKey    []byte   `json:"sa_key"`
+	SAPub    []byte   `json:"sa_pub"`
+	KeyAlg   string   `json:"key_algorithm"`
+	Validity int      `json:"validity_days"`
+}
+
+const pkiKey = "pki"
+
+// newClusterPKI makes the cluster CA, the separate etcd CA and the
+// service-account key pair.
+func newClusterPKI(c Cluster, now time.Time) (clusterPKI, error) {
+	alg, err := pki.ParseKeyAlgorithm(c.KeyAlgorithm)
+	if err != nil {
+		return clusterPKI{}, invalidf("--key-algorithm: %v", err)
+	}
+	ca, err := pki.NewCA("kubernetes-ca "+c.Name, alg, 10*365*24*time.Hour, now)
+	if err != nil {
+		return clusterPKI{}, fmt.Errorf("create cluster CA: %w", err)
+	}
+	etcd, err := pki.NewCA("etcd-ca "+c.Name, alg, 10*365*24*time.Hour, now)
+	if err != nil {
+		return clusterPKI{}, fmt.Errorf("create etcd CA: %w", err)
+	}
+	key, pub, err := pki.NewServiceAccountKey(alg)
+	if err != nil {
+		return clusterPKI{}, fmt.Errorf("create service-account key: %w", err)
+	}
+	return clusterPKI{CA: ca, EtcdCA: etcd, SAKey: key, SAPub: pub, KeyAlg: string(alg), Validity: c.CertValidityDays}, nil
+}
+
+func getPKI(tx store.Tx, p *clusterPKI) error {
+	v := tx.Get("cluster", []byte(pkiKey))
+	if v == nil {
+		return errNoCluster
+	}
+	return json.Unmarshal(v, p)
+}
+
+func (p clusterPKI) cas() pki.CAs { return pki.CAs{Cluster: p.CA, Etcd: p.EtcdCA} }
+
+func (p clusterPKI) options() pki.Options {
+	return pki.Options{KeyAlgorithm: pki.KeyAlgorithm(p.KeyAlg), Validity: time.Duration(p.Validity) * 24 * time.Hour}
+}
+
+// nodeCerts is a machine's issued set. Facts names what the certificates
+// were issued for: when the machine's name, address or role changes, or
+// the set nears expiry, the next render issues a new one.
+type nodeCerts struct {
+	Facts    string              `json:"facts"`
+	NotAfter time.Time           `json:"not_after"`
+	Certs    map[string]pki.Pair `json:"certs"`
+}
+
+// renewBefore re-issues a set this long before its first certificate expires.
+const renewBefore = 30 * 24 * time.Hour
+
+func nodeFacts(m Machine, p Profile, c Cluster) pki.NodeFacts {
+	return pki.NodeFacts{Hostname: m.Hostname, IP: net.ParseIP(m.IP), Role: pki.Role(p.Role), ClusterDomain: c.Domain,
+		KubernetesServiceIP: net.ParseIP(c.KubernetesServiceIP), APIEndpoints: []string{c.APIServer}}
+}
+
+func factsKey(f pki.NodeFacts, ca pki.Pair) string {
+	fp, _ := ca.Fingerprint()
+	return strings.Join([]string{f.Hostname, f.IP.String(), string(f.Role), f.ClusterDomain, f.KubernetesServiceIP.String(), strings.Join(f.APIEndpoints, ","), fp}, "|")
+}
+
+// certsFor returns the machine's certificates, issuing them the first time
+// (and after re-provisioning, or when its facts change) in one
+// transaction; every later render only reads.
+func (s *Service) certsFor(m Machine, p Profile, c Cluster) (map[string]pki.Pair, clusterPKI, error) {
+	var cp clusterPKI
+	var nc nodeCerts
+	facts := nodeFacts(m, p, c)
+	now := s.now()
+	fresh := func(tx store.Tx) (bool, error) {
+		if err := getPKI(tx, &cp); err != nil {
+			return false, err
+		}
+		v := tx.Get("certs", []byte(m.MAC))
+		if v == nil {
+			return false, nil
+		}
+		if err := json.Unmarshal(v, &nc); err != nil {
+			return false, fmt.Errorf("decode certificates of %s: %w", m.MAC, err)
+		}
+		return nc.Facts == factsKey(facts, cp.CA) && now.Add(renewBefore).Before(nc.NotAfter), nil
+	}
+	var ok bool
+	err := s.st.View(func(tx store.Tx) (err error) { ok, err = fresh(tx); return })
+	if err != nil || ok {
+		return nc.Certs, cp, err
+	}
+	err = s.st.Update(func(tx store.Tx) error {
+		if ok, err := fresh(tx); err != nil || ok {
+			return err // another render issued them meanwhile
+		}
+		certs, err := pki.IssueNode(cp.cas(), facts, cp.options(), now)
+		if err != nil {
+			return fmt.Errorf("issue certificates for %s: %w", m.MAC, err)
+		}
+		nc = nodeCerts{Facts: factsKey(facts, cp.CA), Certs: certs.Pairs()}
+		for _, cert := range certs {
+			na, err := cert.NotAfter()
+			if err != nil {
+				return err
+			}
+			if nc.NotAfter.IsZero() || na.Before(nc.NotAfter) {
+				nc.NotAfter = na
+			}
+		}
+		return putJSON(tx, "certs", m.MAC, nc)
+	})
+	return nc.Certs, cp, err
+}
+
+// masters lists every master machine (hostname and IP) through the
+// profile index: the cost is the number of masters, not of machines.
+func masters(tx store.Tx) ([]nodeconfig.Member, error) {
+	var roles []string
+	if err := tx.Scan("profiles", nil, func(k, v []byte) error {
+		var p Profile
+		if err := json.Unmarshal(v, &p); err != nil {
+			return err
+		}
+		if p.Role == RoleMaster {
+			roles = append(roles, p.Name)
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	var out []nodeconfig.Member
+	for _, name := range roles {
+		err := tx.Scan("idx_profile", []byte(name+"\x00"), func(k, _ []byte) error {
+			var m Machine
+			if err := getMachine(tx, string(k[len(name)+1:]), &m); err != nil {
+				return err
+			}
+			out = append(out, nodeconfig.Member{Hostname: m.Hostname, IP: m.IP})
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Hostname < out[j].Hostname })
+	return out, nil
+}
+
 // nodeContent is what a machine's role adds to its Ignition: for master
 // and worker, everything that makes it a Kubernetes node.
 func (s *Service) nodeContent(m Machine, p Profile, c Cluster) (render.Config, error) {
-	return render.Config{}, nil
+	if p.Role != RoleMaster && p.Role != RoleWorker {
+		return render.Config{}, nil
+	}
+	certs, cp, err := s.certsFor(m, p, c)
+	if err != nil {
+		return render.Config{}, err
+	}
+	var ms []nodeconfig.Member
+	if err := s.st.View(func(tx store.Tx) (err error) { ms, err = masters(tx); return }); err != nil {
+		return render.Config{}, err
+	}
+	in := nodeconfig.Input{
+		Cluster: nodeconfig.Cluster{Name: c.Name, APIServer: c.APIServer, PodNetwork: c.PodNetwork, ServiceRange: c.ServiceRange,
+			DNSServiceIP: c.DNSServiceIP, Domain: c.Domain, KubernetesVersion: c.KubernetesVersion},
+		Machine:        nodeconfig.Machine{Hostname: m.Hostname, IP: m.IP, Iface: m.Iface, Role: p.Role, Labels: m.Labels},
+		Masters:        ms,
+		CA:             cp.CA.CertPEM,
+		EtcdCA:         cp.EtcdCA.CertPEM,
+		Certs:          make(map[string]nodeconfig.CertKey, len(certs)),
+		ServiceAccount: nodeconfig.KeyPair{Public: cp.SAPub, Private: cp.SAKey},
+	}
+	for name, pair := range certs {
+		in.Certs[name] = nodeconfig.CertKey{Cert: pair.CertPEM, Key: pair.KeyPEM}
+	}
+	node, err := nodeconfig.Render(in)
+	if err != nil {
+		return render.Config{}, err
+	}
+	var out render.Config
+	for _, f := range node.Files {
+		out.Files = append(out.Files, render.File(f))
+	}
+	for _, u := range node.Units {
+		ru := render.Unit{Name: u.Name, Enabled: u.Enabled, Contents: u.Contents}
+		for _, d := range u.Dropins {
+			ru.Dropins = append(ru.Dropins, render.Dropin(d))
+		}
+		out.Units = append(out.Units, ru)
+	}
+	return out, nil
+}
+
+// generatedFor lists the paths and units bootsrv writes for every machine
+// of a role, so that a profile's snippet can be checked up front.
+func generatedFor(role string) (paths, units []string) {
+	paths = []string{"/etc/hostname", ReportEnvPath}
+	units = []string{ReportUnit}
+	if role == RoleMaster || role == RoleWorker {
+		ps, _ := nodeconfig.PathsForRole(role)
+		us, _ := nodeconfig.UnitsForRole(role)
+		paths, units = append(paths, ps...), append(units, us...)
+	}
+	return paths, units
 }
 
 // dropCerts forgets a machine's issued certificates, so the next render
 // issues new ones.
 func dropCerts(tx store.Tx, mac string) error {
-	var keys [][]byte
-	if err := tx.Scan("certs", []byte(mac+"\x00"), func(k, _ []byte) error {
-		keys = append(keys, append([]byte(nil), k...))
-		return nil
-	}); err != nil {
-		return err
+	return tx.Delete("certs", []byte(mac))
+}
+
+// CertInfo is one issued certificate, for `bootsrv certs list`.
+type CertInfo struct {
+	MAC      string    `json:"mac,omitempty" yaml:"mac,omitempty"`
+	Hostname string    `json:"hostname,omitempty" yaml:"hostname,omitempty"`
+	Name     string    `json:"name" yaml:"name"`
+	Subject  string    `json:"subject" yaml:"subject"`
+	NotAfter time.Time `json:"not_after" yaml:"not_after"`
+	SHA256   string    `json:"sha256" yaml:"sha256"`
+}
+
+func certInfo(name string, p pki.Pair) (CertInfo, error) {
+	info, err := p.Info()
+	if err != nil {
+		return CertInfo{}, fmt.Errorf("certificate %s: %w", name, err)
 	}
-	for _, k := range keys {
-		if err := tx.Delete("certs", k); err != nil {
+	fp, _ := p.Fingerprint()
+	return CertInfo{Name: name, Subject: info.Subject, NotAfter: info.NotAfter, SHA256: fp}, nil
+}
+
+// CAs describes the cluster's authorities (certificates only).
+func (s *Service) CAs(_ context.Context) ([]CertInfo, error) {
+	var out []CertInfo
+	err := s.st.View(func(tx store.Tx) error {
+		var cp clusterPKI
+		if err := getPKI(tx, &cp); err != nil {
 			return err
 		}
+		for _, c := range []struct {
+			name string
+			p    pki.Pair
+		}{{"kubernetes-ca", cp.CA}, {"etcd-ca", cp.EtcdCA}} {
+			ci, err := certInfo(c.name, pki.Pair{CertPEM: c.p.CertPEM})
+			if err != nil {
+				return err
+			}
+			out = append(out, ci)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Certs lists every issued machine certificate with its expiry.
+func (s *Service) Certs(_ context.Context) ([]CertInfo, error) {
+	var out []CertInfo
+	err := s.st.View(func(tx store.Tx) error {
+		return tx.Scan("certs", nil, func(k, v []byte) error {
+			var nc nodeCerts
+			if err := json.Unmarshal(v, &nc); err != nil {
+				return err
+			}
+			var m Machine
+			_ = getMachine(tx, string(k), &m)
+			names := make([]string, 0, len(nc.Certs))
+			for n := range nc.Certs {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			for _, n := range names {
+				ci, err := certInfo(n, pki.Pair{CertPEM: nc.Certs[n].CertPEM})
+				if err != nil {
+					return err
+				}
+				ci.MAC, ci.Hostname = string(k), m.Hostname
+				out = append(out, ci)
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+// AdminKubeconfig issues a client certificate in group system:masters for
+// the operator and returns a kubeconfig that uses it against the cluster's
+// API endpoint.
+func (s *Service) AdminKubeconfig(_ context.Context, user string) (string, error) {
+	if user == "" {
+		user = "admin"
 	}
-	return nil
+	var cp clusterPKI
+	var c Cluster
+	err := s.st.View(func(tx store.Tx) error {
+		if err := getCluster(tx, &c); err != nil {
+			return err
+		}
+		return getPKI(tx, &cp)
+	})
+	if err != nil {
+		return "", err
+	}
+	cert, err := pki.IssueSpec(cp.cas(), pki.AdminSpec(user), cp.options(), s.now())
+	if err != nil {
+		return "", invalidf("issue admin certificate: %v", err)
+	}
+	server := "https://" + net.JoinHostPort(c.APIServer, "6443")
+	return string(pki.Kubeconfig(c.Name, server, cp.CA.CertPEM, user, cert.Pair)), nil
 }

@@ -1,6 +1,7 @@
 package profiles
 
 import (
+	"github.com/bootsrv/bootsrv/pkg/render"
 	"net/netip"
 	"sort"
 	"strings"
@@ -39,6 +40,18 @@ func NormalizeCluster(c Cluster) (Cluster, error) {
 	c.Domain = strings.ToLower(strings.TrimSuffix(c.Domain, "."))
 	if _, err := NormalizeHostname(c.Domain); err != nil {
 		return c, invalidf("--domain %q is not a valid DNS domain", c.Domain)
+	}
+	if c.KeyAlgorithm == "" {
+		c.KeyAlgorithm = "ecdsa-p256"
+	}
+	if c.KeyAlgorithm != "ecdsa-p256" && c.KeyAlgorithm != "rsa2048" {
+		return c, invalidf("--key-algorithm %q: use ecdsa-p256 or rsa2048", c.KeyAlgorithm)
+	}
+	if c.CertValidityDays == 0 {
+		c.CertValidityDays = 365
+	}
+	if c.CertValidityDays < 31 || c.CertValidityDays > 3650 {
+		return c, invalidf("--cert-validity-days %d: use 31 to 3650 days (certificates are renewed 30 days before they expire)", c.CertValidityDays)
 	}
 	if c.KubernetesVersion == "" {
 		c.KubernetesVersion = DefaultKubernetesVersion
@@ -168,6 +181,16 @@ func NormalizeProfile(p Profile) (Profile, error) {
 	}
 	if err := ValidateIgnitionSnippet(p.Ignition); err != nil {
 		return p, at(p.Source, invalidf("profile %s: %s", p.Name, err))
+	}
+	if strings.TrimSpace(p.Ignition) != "" {
+		paths, units := generatedFor(p.Role)
+		clash, err := render.SnippetClashes(p.Ignition, paths, units)
+		if err != nil {
+			return p, at(p.Source, invalidf("profile %s: ignition snippet: %v", p.Name, err))
+		}
+		if len(clash) > 0 {
+			return p, at(p.Source, invalidf("profile %s: the ignition snippet writes what bootsrv generates for a %s (%s): move your content to other paths or units", p.Name, p.Role, strings.Join(clash, ", ")))
+		}
 	}
 	return p, nil
 }

@@ -48,11 +48,20 @@ func (s *Service) ClusterInit(_ context.Context, c Cluster) (Cluster, error) {
 		return c, err
 	}
 	c.CreatedAt = s.now()
+	// Keys are made before the transaction: RSA keys take a while, and
+	// bbolt has one writer.
+	cp, err := newClusterPKI(c, c.CreatedAt)
+	if err != nil {
+		return c, err
+	}
 	err = s.st.Update(func(tx store.Tx) error {
 		if old := tx.Get("cluster", []byte(clusterKey)); old != nil {
 			var o Cluster
 			_ = json.Unmarshal(old, &o)
 			return conflictf("cluster %q already exists; bootsrv provisions one cluster per data dir (use another --data-dir for another cluster)", o.Name)
+		}
+		if err := putJSON(tx, "cluster", pkiKey, cp); err != nil {
+			return err
 		}
 		return putJSON(tx, "cluster", clusterKey, c)
 	})

@@ -1,0 +1,344 @@
+package nodeconfig
+
+import (
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// MinMinor is the oldest Kubernetes 1.x minor Render writes for: the
+// kubelet reads containerRuntimeEndpoint from its config file since v1.27,
+// and everything else rendered here (registerWithTaints, the
+// control-plane taint, --service-account-signing-key-file) is older.
+const MinMinor = 27
+
+// checked is Input after validation, with parsed values.
+type checked struct {
+	in       Input
+	hostname string
+	ip       netip.Addr
+	iface    string
+	role     string
+	labels   []string // "k=v", sorted
+	masters  []Member // sorted by hostname, IPs normalized
+
+	clusterName string
+	apiEndpoint string // https://IP:port, the cluster's API endpoint
+	apiPort     int
+	podNet      netip.Prefix
+	svcRange    netip.Prefix
+	dns         netip.Addr
+	domain      string
+	version     string
+	imageRepo   string
+	cri         string
+	kubeletPath string
+	etcdPath    string
+}
+
+var (
+	// dnsLabelRe is one RFC 1123 label; node names are DNS subdomains of
+	// such labels, lower case, as the Node object's name requires.
+	dnsLabelRe = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+	// versionRe is a Kubernetes release tag; it becomes an image tag, so
+	// build metadata ("+...") is refused (a tag cannot hold '+').
+	versionRe   = regexp.MustCompile(`^v?(\d+)\.(\d+)\.(\d+)(-[0-9A-Za-z.-]+)?$`)
+	ifaceRe     = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,15}$`)
+	labelNameRe = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
+	labelPfxRe  = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
+	imageRepoRe = regexp.MustCompile(`^[a-z0-9]([-a-z0-9._:/]*[a-z0-9])?$`)
+	absPathRe   = regexp.MustCompile(`^/[A-Za-z0-9._/+-]+$`)
+	criRe       = regexp.MustCompile(`^unix:///[A-Za-z0-9._/+-]+$`)
+)
+
+func validHostname(s string) error {
+	if s == "" {
+		return errors.New("is empty")
+	}
+	if len(s) > 253 {
+		return fmt.Errorf("%q is longer than 253 characters", s)
+	}
+	for _, l := range strings.Split(s, ".") {
+		if !dnsLabelRe.MatchString(l) {
+			return fmt.Errorf("%q is not a lower-case DNS name (Kubernetes node names are RFC 1123 subdomains)", s)
+		}
+	}
+	return nil
+}
+
+func parseIP(field, s string) (netip.Addr, error) {
+	if s == "" {
+		return netip.Addr{}, fmt.Errorf("%s is empty", field)
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Addr{}, fmt.Errorf("%s %q is not an IP address", field, s)
+	}
+	return a.Unmap(), nil
+}
+
+func parsePrefix(field, s string) (netip.Prefix, error) {
+	if s == "" {
+		return netip.Prefix{}, fmt.Errorf("%s is empty", field)
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%s %q is not a CIDR range: %w", field, s, err)
+	}
+	return p.Masked(), nil
+}
+
+// parseVersion accepts "v1.37.2" (or "1.37.2", or with a pre-release) and
+// returns it with its "v", as Kubernetes release tags are written.
+func parseVersion(s string) (string, error) {
+	m := versionRe.FindStringSubmatch(s)
+	if m == nil {
+		return "", fmt.Errorf("kubernetes version %q is not a release such as v1.37.2", s)
+	}
+	major, _ := strconv.Atoi(m[1])
+	minor, err := strconv.Atoi(m[2])
+	if err != nil || major != 1 || minor < MinMinor {
+		return "", fmt.Errorf("kubernetes version %q is not supported: bootsrv writes configs for v1.%d or later", s, MinMinor)
+	}
+	return "v" + strings.TrimPrefix(s, "v"), nil
+}
+
+// kubeletLabelOK mirrors the kubelet's own rule (IsKubeletLabel, enforced
+// with NodeRestriction): under kubernetes.io and k8s.io it may only set a few
+// well-known labels and those under kubelet.kubernetes.io and
+// node.kubernetes.io. node-role.kubernetes.io/* is refused at start-up.
+func kubeletLabelOK(key string) bool {
+	prefix, _, ok := strings.Cut(key, "/")
+	if !ok {
+		return true
+	}
+	inNS := func(ns string) bool { return prefix == ns || strings.HasSuffix(prefix, "."+ns) }
+	if !inNS("kubernetes.io") && !inNS("k8s.io") {
+		return true
+	}
+	switch key {
+	case "kubernetes.io/hostname", "kubernetes.io/arch", "kubernetes.io/os",
+		"topology.kubernetes.io/region", "topology.kubernetes.io/zone",
+		"node.kubernetes.io/instance-type", "beta.kubernetes.io/arch", "beta.kubernetes.io/os",
+		"beta.kubernetes.io/instance-type", "failure-domain.beta.kubernetes.io/region",
+		"failure-domain.beta.kubernetes.io/zone":
+		return true
+	}
+	return inNS("kubelet.kubernetes.io") || inNS("node.kubernetes.io")
+}
+
+func checkLabels(m map[string]string) ([]string, error) {
+	out := make([]string, 0, len(m))
+	for k, v := range m {
+		name := k
+		if p, n, ok := strings.Cut(k, "/"); ok {
+			if !labelPfxRe.MatchString(p) {
+				return nil, fmt.Errorf("label key %q: prefix %q is not a DNS subdomain", k, p)
+			}
+			name = n
+		}
+		if !labelNameRe.MatchString(name) {
+			return nil, fmt.Errorf("label key %q is not a valid label name", k)
+		}
+		if v != "" && !labelNameRe.MatchString(v) {
+			return nil, fmt.Errorf("label %s: value %q is not a valid label value", k, v)
+		}
+		if !kubeletLabelOK(k) {
+			return nil, fmt.Errorf("label %q: the kubelet refuses to set labels under kubernetes.io/k8s.io itself (node-role.kubernetes.io/* included); use a label of your own domain", k)
+		}
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// checkPEM makes sure b holds a PEM block of one of the wanted types, so
+// that a swapped cert and key is caught here rather than on the node.
+func checkPEM(what string, b []byte, types ...string) error {
+	if len(b) == 0 {
+		return fmt.Errorf("%s is missing", what)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return fmt.Errorf("%s is not PEM", what)
+	}
+	for _, t := range types {
+		if blk.Type == t {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s is a PEM %q, want %s", what, blk.Type, strings.Join(types, " or "))
+}
+
+var keyTypes = []string{"PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY"}
+
+func check(in Input) (checked, error) {
+	c := checked{in: in}
+	var err error
+	m := in.Machine
+	if err := validHostname(m.Hostname); err != nil {
+		return c, fmt.Errorf("machine hostname %w", err)
+	}
+	c.hostname = m.Hostname
+	if c.ip, err = parseIP("machine IP", m.IP); err != nil {
+		return c, err
+	}
+	switch m.Role {
+	case RoleMaster, RoleWorker:
+		c.role = m.Role
+	default:
+		return c, fmt.Errorf("machine role: %w", errRole(m.Role))
+	}
+	c.iface = m.Iface
+	if c.iface == "" {
+		c.iface = c.ip.String()
+	}
+	if !ifaceRe.MatchString(c.iface) {
+		return c, fmt.Errorf("machine iface %q is neither an interface name nor an IP (FLANNELD_IFACE takes one of these)", c.iface)
+	}
+	if c.labels, err = checkLabels(m.Labels); err != nil {
+		return c, fmt.Errorf("machine labels: %w", err)
+	}
+
+	cl := in.Cluster
+	if !dnsLabelRe.MatchString(cl.Name) {
+		return c, fmt.Errorf("cluster name %q is not a DNS label", cl.Name)
+	}
+	c.clusterName = cl.Name
+	api, err := parseIP("cluster API server", cl.APIServer)
+	if err != nil {
+		return c, err
+	}
+	c.apiPort = cl.APIServerPort
+	if c.apiPort == 0 {
+		c.apiPort = DefaultAPIServerPort
+	}
+	if c.apiPort < 1 || c.apiPort > 65535 {
+		return c, fmt.Errorf("cluster API server port %d is out of range", c.apiPort)
+	}
+	c.apiEndpoint = "https://" + netip.AddrPortFrom(api, uint16(c.apiPort)).String()
+	if c.podNet, err = parsePrefix("cluster pod network", cl.PodNetwork); err != nil {
+		return c, err
+	}
+	// The controller-manager hands each node a /24 (--node-cidr-mask-size
+	// 24) and refuses a cluster CIDR more than 16 bits shorter than that.
+	if !c.podNet.Addr().Is4() || c.podNet.Bits() > 24 || c.podNet.Bits() < 8 {
+		return c, fmt.Errorf("cluster pod network %s must be an IPv4 range from /8 to /24: every node gets a /24 of it", c.podNet)
+	}
+	if c.svcRange, err = parsePrefix("cluster service range", cl.ServiceRange); err != nil {
+		return c, err
+	}
+	if c.dns, err = parseIP("cluster DNS service IP", cl.DNSServiceIP); err != nil {
+		return c, err
+	}
+	if !c.svcRange.Contains(c.dns) {
+		return c, fmt.Errorf("cluster DNS service IP %s is outside the service range %s", c.dns, c.svcRange)
+	}
+	c.domain = strings.TrimSuffix(cl.Domain, ".")
+	if err := validHostname(c.domain); err != nil {
+		return c, fmt.Errorf("cluster domain %w", err)
+	}
+	if c.version, err = parseVersion(cl.KubernetesVersion); err != nil {
+		return c, err
+	}
+	c.imageRepo = strings.TrimSuffix(cl.ImageRepository, "/")
+	if c.imageRepo == "" {
+		c.imageRepo = DefaultImageRepository
+	}
+	if !imageRepoRe.MatchString(c.imageRepo) {
+		return c, fmt.Errorf("cluster image repository %q is not a registry path such as registry.k8s.io", c.imageRepo)
+	}
+	c.cri = cl.ContainerRuntimeEndpoint
+	if c.cri == "" {
+		c.cri = DefaultContainerRuntimeEndpoint
+	}
+	if !criRe.MatchString(c.cri) {
+		return c, fmt.Errorf("cluster container runtime endpoint %q is not unix:///path", c.cri)
+	}
+	if c.masters, err = checkMasters(in.Masters); err != nil {
+		return c, err
+	}
+	if c.role == RoleMaster {
+		found := false
+		for _, mb := range c.masters {
+			if mb.Hostname == c.hostname {
+				if mb.IP != c.ip.String() {
+					return c, fmt.Errorf("masters list has %s at %s, but the machine's IP is %s", mb.Hostname, mb.IP, c.ip)
+				}
+				found = true
+			}
+		}
+		if !found {
+			return c, fmt.Errorf("masters list does not name this master (%s): ETCD_INITIAL_CLUSTER must include it", c.hostname)
+		}
+	}
+
+	c.kubeletPath, c.etcdPath = in.KubeletPath, in.EtcdPath
+	if c.kubeletPath == "" {
+		c.kubeletPath = DefaultKubeletPath
+	}
+	if c.etcdPath == "" {
+		c.etcdPath = DefaultEtcdPath
+	}
+	if !absPathRe.MatchString(c.kubeletPath) || !absPathRe.MatchString(c.etcdPath) {
+		return c, fmt.Errorf("kubelet path %q and etcd path %q must be plain absolute paths", c.kubeletPath, c.etcdPath)
+	}
+
+	if err := checkPEM("CA certificate", in.CA, "CERTIFICATE"); err != nil {
+		return c, err
+	}
+	if err := checkPEM("etcd CA certificate", in.EtcdCA, "CERTIFICATE"); err != nil {
+		return c, err
+	}
+	names, _ := CertsForRole(c.role)
+	for _, n := range names {
+		ck, ok := in.Certs[n]
+		if !ok {
+			return c, fmt.Errorf("a %s needs certificate %q, which is missing", c.role, n)
+		}
+		if err := checkPEM("certificate "+n, ck.Cert, "CERTIFICATE"); err != nil {
+			return c, err
+		}
+		if err := checkPEM("key of certificate "+n, ck.Key, keyTypes...); err != nil {
+			return c, err
+		}
+	}
+	if c.role == RoleMaster {
+		if err := checkPEM("service-account public key", in.ServiceAccount.Public, "PUBLIC KEY", "RSA PUBLIC KEY"); err != nil {
+			return c, err
+		}
+		if err := checkPEM("service-account private key", in.ServiceAccount.Private, keyTypes...); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+func checkMasters(ms []Member) ([]Member, error) {
+	if len(ms) == 0 {
+		return nil, errors.New("masters list is empty: etcd and flannel need at least one master")
+	}
+	out := make([]Member, 0, len(ms))
+	names, ips := map[string]bool{}, map[string]bool{}
+	for _, m := range ms {
+		if err := validHostname(m.Hostname); err != nil {
+			return nil, fmt.Errorf("master hostname %w", err)
+		}
+		ip, err := parseIP("master "+m.Hostname+" IP", m.IP)
+		if err != nil {
+			return nil, err
+		}
+		if names[m.Hostname] || ips[ip.String()] {
+			return nil, fmt.Errorf("masters list names %s (%s) twice", m.Hostname, ip)
+		}
+		names[m.Hostname], ips[ip.String()] = true, true
+		out = append(out, Member{Hostname: m.Hostname, IP: ip.String()})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Hostname < out[j].Hostname })
+	return out, nil
+}

@@ -423,7 +423,7 @@ func appendEvent(tx store.Tx, m *Machine, e Event) error {
 		m.EventFirst++
 	}
 	m.LastEvent, m.UpdatedAt = e.Type, e.Time
-	if isState(e.Type) && (m.State != e.Type || e.Type == StateFailed) {
+	if isState(e.Type) && advances(*m, e.Type) {
 		m.State, m.StateAt = e.Type, e.Time
 	}
 	return nil
@@ -435,6 +435,29 @@ var states = map[string]bool{
 }
 
 func isState(t string) bool { return states[t] }
+
+// journey ranks the states of one provisioning run.
+var journey = map[string]int{
+	StateRegistered: 0, StateDiscovered: 0, StateDHCP: 1, StatePXE: 2, StateIPXE: 3,
+	StateKernel: 4, StateIgnition: 5, StateProvisioned: 6,
+}
+
+// advances says whether a step moves the machine's state. Within a run the
+// state only moves forward: the installed OS's own DHCP, or a provisioned
+// machine's DHCP renewals and local boots, are events but not regressions.
+// failed always applies; after failed, or once re-provisioning is asked, a
+// new run starts from whatever step comes first.
+func advances(m Machine, next string) bool {
+	switch {
+	case next == StateFailed:
+		return m.State != StateFailed
+	case m.State == StateFailed:
+		return true
+	case m.State == StateProvisioned:
+		return m.Reprovision && next != StateProvisioned
+	}
+	return journey[next] > journey[m.State]
+}
 
 // RecordEvent appends an event to a known machine's history and, when the
 // event names a state, moves the machine to it, in one transaction shared

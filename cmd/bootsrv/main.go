@@ -327,6 +327,7 @@ func rootCommand() *command {
 			profileCommand(),
 			machineCommand(),
 			renderCommand(),
+			assetsCommand(),
 			caCommand(),
 			certsCommand(),
 			kubeconfigCommand(),

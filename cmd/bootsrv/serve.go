@@ -17,20 +17,25 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/bootsrv/bootsrv/assets"
 	"github.com/bootsrv/bootsrv/pkg/admin"
 	"github.com/bootsrv/bootsrv/pkg/httpd"
 	"github.com/bootsrv/bootsrv/pkg/metrics"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
 	"github.com/bootsrv/bootsrv/pkg/store"
+	"github.com/bootsrv/bootsrv/pkg/tftp"
 )
 
 type serveOpts struct {
-	listen        string
-	logLevel      string
-	httpAddr      string
-	assetsDir     string
-	tokenTTL      time.Duration
-	reportTimeout time.Duration
+	listen         string
+	ipxeDir        string
+	tftpAddr       string
+	tftpMaxBlksize int
+	logLevel       string
+	httpAddr       string
+	assetsDir      string
+	tokenTTL       time.Duration
+	reportTimeout  time.Duration
 }
 
 func serveCommand() *command {
@@ -45,7 +50,10 @@ Stops cleanly on SIGTERM or SIGINT, committing every queued event.`,
 			fs.StringVar(&o.serve.listen, "listen", "", "IP address machines reach this server at (default: the --http-addr host, else 127.0.0.1)")
 			fs.StringVar(&o.serve.logLevel, "log-level", "info", "debug, info, warn or error")
 			fs.StringVar(&o.serve.httpAddr, "http-addr", ":8080", "HTTP listen address")
-			fs.StringVar(&o.serve.assetsDir, "assets-dir", "", "directory served under /assets/ (default DATA-DIR/assets)")
+			fs.StringVar(&o.serve.assetsDir, "assets-dir", "", "directory served under /assets/ and over TFTP (default DATA-DIR/assets)")
+			fs.StringVar(&o.serve.ipxeDir, "ipxe-dir", assets.DefaultIPXEDir, "where to find iPXE binaries a build without embedded ones serves")
+			fs.StringVar(&o.serve.tftpAddr, "tftp-addr", ":69", "TFTP listen address (\"\" turns TFTP off)")
+			fs.IntVar(&o.serve.tftpMaxBlksize, "tftp-max-blksize", 1468, "largest TFTP block size granted (512 for buggy ROMs)")
 			fs.DurationVar(&o.serve.tokenTTL, "token-ttl", profiles.DefaultBootConfig.TokenTTL, "how long a boot script's Ignition token is valid")
 			fs.DurationVar(&o.serve.reportTimeout, "report-timeout", time.Hour, "mark a machine failed when it has not reported this long after fetching Ignition")
 		},
@@ -94,6 +102,7 @@ func runServe(ctx context.Context, c *cli, o *opts, args []string) error {
 
 	reg := metrics.NewRegistry()
 	reg.GaugeFunc("bootsrv_machines", "Machines by provisioning state.", "state", svc.StateCounts)
+	tftpFetches := reg.Counter("bootsrv_tftp_transfers_total", "TFTP transfers by result.", "result")
 
 	sock := filepath.Join(o.dataDir, admin.SocketName)
 	l, err := admin.Listen(sock)
@@ -102,7 +111,28 @@ func runServe(ctx context.Context, c *cli, o *opts, args []string) error {
 	}
 	defer os.Remove(sock)
 
-	hs, err := httpd.New(httpd.Config{Addr: so.httpAddr, AssetsDir: so.assetsDir}, svc, reg, log)
+	firstStage, err := assets.Load(so.ipxeDir, log)
+	if err != nil {
+		return err
+	}
+	var ts *tftp.Server
+	if so.tftpAddr != "" {
+		ts, err = tftp.New(tftp.Config{Addr: so.tftpAddr, AssetsDir: so.assetsDir, MaxBlksize: so.tftpMaxBlksize,
+			OnTransfer: func(ip netip.Addr, file string, n int64, terr error) {
+				if errors.Is(terr, tftp.ErrSizeProbe) {
+					return // UEFI asks the size first and aborts: normal
+				}
+				tftpFetches.Inc(tftpResult(terr))
+				svc.FirstStageFetched(ip, file, n, terr)
+			}}, firstStage.FS(), log)
+		if err != nil {
+			return fmt.Errorf("tftp: %w (choose another with --tftp-addr, or --tftp-addr \"\" to turn TFTP off)", err)
+		}
+	} else {
+		log.Info("TFTP is off (--tftp-addr \"\"): firmware PXE clients cannot load iPXE from bootsrv")
+	}
+
+	hs, err := httpd.New(httpd.Config{Addr: so.httpAddr, AssetsDir: so.assetsDir, FirstStage: firstStage.FS()}, svc, reg, log)
 	if err != nil {
 		return err
 	}
@@ -111,10 +141,13 @@ func runServe(ctx context.Context, c *cli, o *opts, args []string) error {
 	}
 
 	log.Info("bootsrv serving", "version", versionString(), "data_dir", o.dataDir, "state", st.Path(),
-		"admin_socket", sock, "http", hs.Addr().String(), "url", baseURL, "assets_dir", so.assetsDir)
+		"admin_socket", sock, "http", hs.Addr().String(), "url", baseURL, "assets_dir", so.assetsDir, "tftp", so.tftpAddr)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return admin.Serve(gctx, l, svc, log) })
 	g.Go(func() error { return hs.Serve(gctx) })
+	if ts != nil {
+		g.Go(func() error { return ts.Serve(gctx) })
+	}
 	g.Go(func() error { return sweepSilent(gctx, svc, so.reportTimeout, log) })
 	err = g.Wait()
 	if err != nil && !errors.Is(err, context.Canceled) {
@@ -122,6 +155,19 @@ func runServe(ctx context.Context, c *cli, o *opts, args []string) error {
 	}
 	log.Info("bootsrv stopped")
 	return nil
+}
+
+func tftpResult(err error) string {
+	var te *tftp.Error
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, tftp.ErrTimeout):
+		return "timeout"
+	case errors.As(err, &te):
+		return fmt.Sprintf("error%d", te.Code)
+	}
+	return "failed"
 }
 
 // sweepSilent marks machines that never reported after Ignition as failed.

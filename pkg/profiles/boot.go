@@ -173,7 +173,7 @@ func kernelArgs(p Profile, c Cluster, ignURL string) []string {
 	case OSFCOS:
 		a = []string{"ignition.firstboot", "ignition.platform.id=metal", "ignition.config.url=" + ignURL}
 	case OSLab:
-		a = []string{"console=ttyS0", "ignition.platform.id=metal", "ignition.config.url=" + ignURL}
+		a = []string{"console=ttyS0,115200n8", "quiet", "ignition.platform.id=metal", "ignition.config.url=" + ignURL}
 	default:
 		a = []string{"ignition.config.url=" + ignURL}
 	}

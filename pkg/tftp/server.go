@@ -1,0 +1,413 @@
+// Package tftp is bootsrv's read-only TFTP server: it serves the first-stage
+// iPXE binaries (from memory) and then files under an assets directory, jailed
+// with os.Root, to firmware that boots over the network.
+//
+// The wire decisions (request parsing, option negotiation, name checks) are
+// pure functions in packet.go and path.go; this file and transfer.go only move
+// bytes. The protocol engine is bootsrv's own rather than pin/tftp/v3's server
+// because v3.1.0's server cannot do what bootsrv needs: it never acknowledges
+// the timeout option (sendOptions drops it), cannot clamp blksize to 512, caps
+// blksize at 512 whenever its socket is wrapped (the only way to filter
+// requests before it sees them), answers every refusal with code 1 ("file not
+// found") including write requests, and serves a request whose mode is junk.
+// pin/tftp/v3 stays as the Go client of the tests and the benchmark, and its
+// netascii package converts netascii transfers here.
+package tftp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/pin/tftp/v3/netascii"
+	"golang.org/x/net/ipv4"
+)
+
+// Defaults.
+const (
+	DefaultAddr = ":69"
+	// DefaultMaxBlksize is 1468: 1500-byte Ethernet MTU - 20 (IPv4) - 8 (UDP)
+	// - 4 (TFTP header). It is what PXE ROMs ask for; anything larger is
+	// fragmented on a standard network, and many ROMs cannot reassemble.
+	DefaultMaxBlksize   = 1468
+	DefaultTimeout      = time.Second
+	DefaultRetries      = 5
+	DefaultMaxTransfers = 1024
+	// maxNetascii bounds the in-memory conversion of a netascii transfer
+	// (text files; boot binaries go in octet mode).
+	maxNetascii = 4 << 20
+)
+
+// ErrSizeProbe marks a transfer the client ended with an ERROR right after
+// the OACK: UEFI firmware does this on purpose to learn the file size
+// (tsize) before the real download. It is not a failure of the server.
+var ErrSizeProbe = errors.New("client ended the transfer after option negotiation (size probe)")
+
+// ErrTimeout marks a transfer given up because the client stopped answering.
+var ErrTimeout = errors.New("client stopped acknowledging")
+
+// Config of a Server. Zero values take the defaults above.
+type Config struct {
+	// Addr is host:port to listen on (UDP). ":69" by default.
+	Addr string
+	// AssetsDir is served after the embedded files, jailed with os.Root.
+	// Empty: serve only the embedded files.
+	AssetsDir string
+	// MaxBlksize caps the negotiated block size (8..65464).
+	MaxBlksize int
+	// Timeout is the wait for an ACK before the packet is sent again (unless
+	// the client negotiated its own); after Retries resends without an answer
+	// the transfer is given up and its slot freed.
+	Timeout time.Duration
+	Retries int
+	// MaxTransfers bounds the transfers in flight; requests beyond it get
+	// "server busy" (firmware retries).
+	MaxTransfers int
+	// OnTransfer, when set, is called once for every read or write request that
+	// was decided: with the bytes sent and nil on success, or with the reason
+	// (*Error for a refusal, ErrTimeout, ErrSizeProbe, ...). remote is the
+	// client's IP (IPv4 unmapped). It runs on the transfer's goroutine, and
+	// for malformed requests and "busy" refusals on the serving loop itself:
+	// keep it short (a lookup and a queued event, not a synchronous fsync).
+	OnTransfer func(remote netip.Addr, file string, bytes int64, err error)
+}
+
+// Server is a running TFTP server; New binds it, Serve runs it.
+type Server struct {
+	cfg    Config
+	files  fs.FS
+	root   *os.Root
+	log    *slog.Logger
+	conn   *net.UDPConn
+	pc     *ipv4.PacketConn // nil for IPv6: replies then leave from bindIP
+	bindIP net.IP           // the listener's own IP when it is not a wildcard
+	active atomic.Int64
+	wg     sync.WaitGroup
+}
+
+// New validates cfg, opens AssetsDir and binds the UDP socket, so that a bad
+// address or directory fails at start-up and Addr works before Serve. files
+// holds the first-stage binaries (assets.Set.FS()); it may be nil.
+func New(cfg Config, files fs.FS, log *slog.Logger) (*Server, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = DefaultAddr
+	}
+	var err error
+	if cfg.MaxBlksize, err = ClampBlksize(cfg.MaxBlksize); err != nil {
+		return nil, fmt.Errorf("tftp config: %w", err)
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.Retries <= 0 {
+		cfg.Retries = DefaultRetries
+	}
+	if cfg.MaxTransfers <= 0 {
+		cfg.MaxTransfers = DefaultMaxTransfers
+	}
+	s := &Server{cfg: cfg, files: files, log: log}
+	if cfg.AssetsDir != "" {
+		if s.root, err = os.OpenRoot(cfg.AssetsDir); err != nil {
+			return nil, fmt.Errorf("tftp assets dir: %w", err)
+		}
+	}
+	ua, err := net.ResolveUDPAddr("udp", cfg.Addr)
+	if err != nil {
+		s.closeRoot()
+		return nil, fmt.Errorf("tftp listen address %q: %w", cfg.Addr, err)
+	}
+	// PXE is IPv4; a wildcard address listens on IPv4 only so that the
+	// destination of each request can be read and the reply sent from it.
+	network := "udp4"
+	if ua.IP != nil && ua.IP.To4() == nil {
+		network = "udp6"
+	}
+	if s.conn, err = net.ListenUDP(network, ua); err != nil {
+		s.closeRoot()
+		return nil, fmt.Errorf("tftp listen on %s: %w", cfg.Addr, err)
+	}
+	if ua.IP != nil && !ua.IP.IsUnspecified() {
+		s.bindIP = ua.IP
+	}
+	if network == "udp4" {
+		s.pc = ipv4.NewPacketConn(s.conn)
+		if err := s.pc.SetControlMessage(ipv4.FlagDst, true); err != nil {
+			// Without it replies leave from the address the kernel picks, which
+			// is right unless the host has several on the boot network.
+			log.Warn("tftp: cannot read request destinations; replies use the kernel's source address", "err", err)
+			s.pc = nil
+		}
+	}
+	return s, nil
+}
+
+func (s *Server) closeRoot() {
+	if s.root != nil {
+		s.root.Close()
+	}
+}
+
+// Addr is the bound address (useful with port 0 in tests).
+func (s *Server) Addr() net.Addr { return s.conn.LocalAddr() }
+
+// Active is the number of transfers in flight.
+func (s *Server) Active() int { return int(s.active.Load()) }
+
+// Serve answers requests until ctx is cancelled, then aborts the transfers in
+// flight (each client gets an ERROR "server shutting down"; firmware retries),
+// waits for them, closes the socket and returns nil. Waiting for transfers to
+// finish instead could hold a SIGTERM for Retries x Timeout per stalled
+// client, and a TFTP read loses nothing when it is cut.
+func (s *Server) Serve(ctx context.Context) error {
+	defer s.closeRoot()
+	stop := context.AfterFunc(ctx, func() { s.conn.Close() })
+	defer stop()
+	s.log.Info("tftp: serving", "addr", s.Addr().String(), "assets_dir", s.cfg.AssetsDir,
+		"max_blksize", s.cfg.MaxBlksize, "timeout", s.cfg.Timeout, "retries", s.cfg.Retries)
+	buf := make([]byte, 64<<10)
+	var err error
+	for {
+		var n int
+		var src net.Addr
+		var dst net.IP
+		if s.pc != nil {
+			var cm *ipv4.ControlMessage
+			n, cm, src, err = s.pc.ReadFrom(buf)
+			if cm != nil {
+				dst = cm.Dst
+			}
+		} else {
+			n, src, err = s.conn.ReadFrom(buf)
+		}
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				err = nil
+				break
+			}
+			// A UDP read error (e.g. ICMP-induced) is about one packet, not the
+			// socket: log it and go on.
+			s.log.Warn("tftp: read request", "err", err)
+			continue
+		}
+		s.handle(ctx, buf[:n], src.(*net.UDPAddr), s.replyIP(dst))
+	}
+	s.wg.Wait()
+	s.conn.Close()
+	s.log.Info("tftp: stopped")
+	return err
+}
+
+// replyIP is the address a transfer's socket binds to: the one the request
+// was sent to, so the client sees the reply come from the server it asked.
+func (s *Server) replyIP(dst net.IP) net.IP {
+	if s.bindIP != nil {
+		return s.bindIP
+	}
+	if dst == nil || dst.Equal(net.IPv4bcast) || dst.IsMulticast() {
+		return nil
+	}
+	return dst
+}
+
+func (s *Server) handle(ctx context.Context, pkt []byte, src *net.UDPAddr, local net.IP) {
+	remote := src.AddrPort().Addr().Unmap()
+	req, err := ParseRequest(pkt)
+	if errors.Is(err, errStray) {
+		s.log.Debug("tftp: stray packet ignored", "remote", src.String())
+		return
+	}
+	var rerr *Error
+	if errors.As(err, &rerr) {
+		s.log.Warn("tftp: bad request", "remote", src.String(), "file", req.Filename, "err", rerr.Msg)
+		s.reply(src, rerr)
+		s.report(remote, req.Filename, 0, rerr)
+		return
+	}
+	if s.active.Add(1) > int64(s.cfg.MaxTransfers) {
+		s.active.Add(-1)
+		busy := refuse(CodeNotDefined, "server busy, retry later")
+		s.log.Warn("tftp: busy, request refused", "remote", src.String(), "file", req.Filename, "max_transfers", s.cfg.MaxTransfers)
+		s.reply(src, busy)
+		s.report(remote, req.Filename, 0, busy)
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		start := time.Now()
+		t, n, err := s.transfer(ctx, req, src, local)
+		// Free the slot before reporting, so that whoever sees the report sees
+		// the slot free.
+		s.active.Add(-1)
+		s.logResult(req, src, t, n, err, time.Since(start))
+		s.report(remote, req.Filename, n, err)
+	}()
+}
+
+// reply sends one ERROR from the server port. Used only where no transfer
+// socket exists (malformed request, busy): RFC 1350 clients take the first
+// answer's port as the server's TID, and an ERROR ends the exchange anyway.
+func (s *Server) reply(to *net.UDPAddr, e *Error) {
+	if _, err := s.conn.WriteToUDP(appendError(nil, e), to); err != nil {
+		s.log.Debug("tftp: send error packet", "remote", to.String(), "err", err)
+	}
+}
+
+func (s *Server) report(remote netip.Addr, file string, n int64, err error) {
+	if s.cfg.OnTransfer != nil {
+		s.cfg.OnTransfer(remote, file, n, err)
+	}
+}
+
+func (s *Server) logResult(req Request, src *net.UDPAddr, t *transfer, n int64, err error, d time.Duration) {
+	attrs := []any{"remote", src.String(), "file", req.Filename, "bytes", n, "duration", d.Round(time.Millisecond)}
+	if t != nil {
+		attrs = append(attrs, "blksize", t.blksize, "source", t.from)
+	}
+	var rerr *Error
+	switch {
+	case err == nil:
+		s.log.Info("tftp: sent", attrs...)
+	case errors.Is(err, ErrSizeProbe):
+		s.log.Debug("tftp: size probe answered", attrs...)
+	case errors.As(err, &rerr):
+		s.log.Warn("tftp: refused", append(attrs, "code", rerr.Code, "err", err)...)
+	default:
+		s.log.Warn("tftp: transfer failed", append(attrs, "err", err)...)
+	}
+}
+
+// source is a file ready to send: random access (so a retransmission re-reads
+// its block) and a known size (for tsize).
+type source struct {
+	r    io.ReaderAt
+	size int64
+	from string // "embedded" or "assets-dir", for logs
+	c    io.Closer
+}
+
+// open finds name among the embedded files, then in the assets dir.
+func (s *Server) open(name, mode string) (*source, *Error, error) {
+	name, rerr := CleanName(name)
+	if rerr != nil {
+		return nil, rerr, nil
+	}
+	src, err := s.openFS(name)
+	if errors.Is(err, fs.ErrNotExist) && s.root != nil {
+		src, err = s.openRoot(name)
+	}
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, refuse(CodeFileNotFound, "file not found"), nil
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, errNotRegular), isEscape(err):
+		// Do not tell a prober what exists: same words for all of these.
+		return nil, refuse(CodeAccessViolation, "access violation"), err
+	case err != nil:
+		return nil, refuse(CodeNotDefined, "cannot read file"), err
+	}
+	if mode == "netascii" {
+		src, err = toNetascii(src)
+		if err != nil {
+			return nil, refuse(CodeNotDefined, "cannot convert file to netascii"), err
+		}
+	}
+	return src, nil, nil
+}
+
+var errNotRegular = errors.New("not a regular file")
+
+// isEscape reports os.Root refusing a path that leaves the root (via ".." or
+// a symlink). Go reports it as a *PathError whose text says so; there is no
+// exported sentinel in Go 1.26.
+func isEscape(err error) bool {
+	var pe *fs.PathError
+	return errors.As(err, &pe) && pe.Err != nil && pe.Err.Error() == "path escapes from parent"
+}
+
+func (s *Server) openFS(name string) (*source, error) {
+	if s.files == nil {
+		return nil, fs.ErrNotExist
+	}
+	f, err := s.files.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return nil, errNotRegular
+	}
+	if ra, ok := f.(io.ReaderAt); ok {
+		return &source{r: ra, size: st.Size(), from: "embedded", c: f}, nil
+	}
+	// An fs.FS without random access: first-stage files are small, hold it.
+	data, err := io.ReadAll(f)
+	f.Close()
+	if err != nil {
+		return nil, err
+	}
+	return &source{r: bytesReaderAt(data), size: int64(len(data)), from: "embedded"}, nil
+}
+
+func (s *Server) openRoot(name string) (*source, error) {
+	// O_NONBLOCK so that a FIFO in the assets dir cannot hang the transfer in
+	// open; it is then refused as not regular.
+	f, err := s.root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return nil, errNotRegular
+	}
+	return &source{r: f, size: st.Size(), from: "assets-dir", c: f}, nil
+}
+
+func toNetascii(src *source) (*source, error) {
+	if src.c != nil {
+		defer src.c.Close()
+	}
+	data, err := io.ReadAll(io.LimitReader(netascii.ToReader(io.NewSectionReader(src.r, 0, src.size)), maxNetascii+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxNetascii {
+		return nil, fmt.Errorf("netascii conversion over %d bytes", maxNetascii)
+	}
+	return &source{r: bytesReaderAt(data), size: int64(len(data)), from: src.from + "+netascii"}, nil
+}
+
+type bytesReaderAt []byte
+
+func (b bytesReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	if off >= int64(len(b)) {
+		return 0, io.EOF
+	}
+	n := copy(p, b[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}

@@ -98,6 +98,16 @@ func main() {
 
 func (c *cli) main(ctx context.Context, args []string) int {
 	root := rootCommand()
+	// Flags given before the command (`bootsrv --data-dir D machine list`)
+	// are moved after it, where every command parses them.
+	var early []string
+	for len(args) > 0 && strings.HasPrefix(args[0], "-") && !isHelpFlag(args[0]) && args[0] != "--" {
+		n := 1
+		if !strings.Contains(args[0], "=") && len(args) > 1 {
+			n = 2
+		}
+		early, args = append(early, args[:n]...), args[n:]
+	}
 	cmd, rest := root, args
 	for len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
 		next := cmd.sub(rest[0])
@@ -122,7 +132,7 @@ func (c *cli) main(ctx context.Context, args []string) int {
 	}
 	var o opts
 	fs := newFlagSet(cmd, &o)
-	pos, err := parseInterspersed(fs, rest)
+	pos, err := parseInterspersed(fs, append(early, rest...))
 	if errors.Is(err, flag.ErrHelp) {
 		c.printHelp(c.stdout, root, cmd)
 		return exitOK

@@ -19,6 +19,7 @@ import (
 
 	"github.com/bootsrv/bootsrv/assets"
 	"github.com/bootsrv/bootsrv/pkg/admin"
+	"github.com/bootsrv/bootsrv/pkg/dhcp"
 	"github.com/bootsrv/bootsrv/pkg/httpd"
 	"github.com/bootsrv/bootsrv/pkg/metrics"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
@@ -28,6 +29,12 @@ import (
 
 type serveOpts struct {
 	listen         string
+	interfaces     stringList
+	dhcpMode       string
+	dhcpRange      string
+	unknown        string
+	dhcpLeaseTime  time.Duration
+	bootFiles      stringList
 	ipxeDir        string
 	tftpAddr       string
 	tftpMaxBlksize int
@@ -41,7 +48,7 @@ type serveOpts struct {
 func serveCommand() *command {
 	return &command{
 		name:    "serve",
-		summary: "Run the server: HTTP boot chain and admin API (DHCP and TFTP as enabled)",
+		summary: "Run the server: DHCP, TFTP, the HTTP boot chain and the admin API",
 		long: `Holds the state file and serves the admin API on a Unix socket in the data
 dir (0600), through which every other bootsrv command then works, and the
 HTTP boot chain (/boot.ipxe, /ipxe, /assets/, /ignition, /report, /metrics).
@@ -49,6 +56,12 @@ Stops cleanly on SIGTERM or SIGINT, committing every queued event.`,
 		flags: func(fs *flag.FlagSet, o *opts) {
 			fs.StringVar(&o.serve.listen, "listen", "", "IP address machines reach this server at (default: the --http-addr host, else 127.0.0.1)")
 			fs.StringVar(&o.serve.logLevel, "log-level", "info", "debug, info, warn or error")
+			fs.Var(&o.serve.interfaces, "interface", "network interface to answer DHCP on (repeatable); none: DHCP stays off")
+			fs.StringVar(&o.serve.dhcpMode, "dhcp-mode", "full", "full (bootsrv hands out addresses), proxy (another server does; bootsrv adds boot info) or off")
+			fs.StringVar(&o.serve.dhcpRange, "dhcp-range", "", "START-END pool for machines without a reservation (e.g. discovered ones)")
+			fs.StringVar(&o.serve.unknown, "unknown", "ignore", "unknown MACs: ignore, or discover (answer PXE clients and record them)")
+			fs.DurationVar(&o.serve.dhcpLeaseTime, "dhcp-lease-time", time.Hour, "DHCP lease time")
+			fs.Var(&o.serve.bootFiles, "dhcp-boot-file", "ARCH=FILE: first-stage file for an option 93 arch code (repeatable; ARCH= declines it)")
 			fs.StringVar(&o.serve.httpAddr, "http-addr", ":8080", "HTTP listen address")
 			fs.StringVar(&o.serve.assetsDir, "assets-dir", "", "directory served under /assets/ and over TFTP (default DATA-DIR/assets)")
 			fs.StringVar(&o.serve.ipxeDir, "ipxe-dir", assets.DefaultIPXEDir, "where to find iPXE binaries a build without embedded ones serves")
@@ -94,7 +107,17 @@ func runServe(ctx context.Context, c *cli, o *opts, args []string) error {
 	}
 	defer st.Close()
 	svc := profiles.NewService(st)
-	svc.Configure(profiles.BootConfig{TokenTTL: so.tokenTTL, BaseURL: baseURL}, nil)
+
+	ds, err := newDHCP(ctx, so, svc, log)
+	if err != nil {
+		return err
+	}
+	// The lease view must stay a nil interface when DHCP is off.
+	var leases profiles.LeaseView
+	if l := ds.Leases(); l != nil {
+		leases = l
+	}
+	svc.Configure(profiles.BootConfig{TokenTTL: so.tokenTTL, BaseURL: baseURL}, leases)
 	svc.StartRecorder(log)
 	// Runs after the servers stopped: queued events reach the file before
 	// it closes.
@@ -145,6 +168,7 @@ func runServe(ctx context.Context, c *cli, o *opts, args []string) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return admin.Serve(gctx, l, svc, log) })
 	g.Go(func() error { return hs.Serve(gctx) })
+	g.Go(func() error { return ds.Serve(gctx) })
 	if ts != nil {
 		g.Go(func() error { return ts.Serve(gctx) })
 	}
@@ -155,6 +179,38 @@ func runServe(ctx context.Context, c *cli, o *opts, args []string) error {
 	}
 	log.Info("bootsrv stopped")
 	return nil
+}
+
+// newDHCP builds the DHCP server from the flags; with no --interface it is
+// off and says so when it starts.
+func newDHCP(ctx context.Context, so serveOpts, svc *profiles.Service, log *slog.Logger) (*dhcp.Server, error) {
+	mode, err := dhcp.ParseMode(so.dhcpMode)
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	unknown, err := dhcp.ParseUnknown(so.unknown)
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	files, err := dhcp.ParseBootFiles(so.bootFiles)
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	var pool dhcp.Range
+	if so.dhcpRange != "" {
+		if pool, err = dhcp.ParseRange(so.dhcpRange); err != nil {
+			return nil, usagef("%v", err)
+		}
+	}
+	_, port, _ := net.SplitHostPort(so.httpAddr)
+	httpPort, _ := strconv.Atoi(port)
+	return dhcp.New(ctx, dhcp.Config{
+		Settings: dhcp.Settings{Mode: mode, Unknown: unknown, LeaseTime: so.dhcpLeaseTime,
+			HTTPPort: httpPort, HTTPHost: so.listen, BootFiles: files},
+		Interfaces: so.interfaces,
+		Pool:       pool,
+		Logger:     log,
+	}, svc)
 }
 
 func tftpResult(err error) string {

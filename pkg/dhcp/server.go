@@ -1,0 +1,459 @@
+package dhcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/bootsrv/bootsrv/pkg/profiles"
+)
+
+// Config is how `bootsrv serve` runs the DHCP server.
+type Config struct {
+	Settings Settings
+	// Interfaces to answer on. None: DHCP stays off.
+	Interfaces []string
+	// Pool is --dhcp-range, used when Settings.Subnets is empty and the
+	// subnet comes from the cluster.
+	Pool Range
+	// Port and ProxyPort default to 67 and 4011 (4011 only in proxy mode).
+	Port, ProxyPort int
+	Logger          *slog.Logger
+}
+
+// Server is the socket loop around Decide.
+type Server struct {
+	cfg    Config
+	svc    *profiles.Service
+	leases *Leases
+	log    *slog.Logger
+	now    func() time.Time
+
+	wg sync.WaitGroup // handlers and event writers in flight
+
+	pmu     sync.Mutex
+	pending map[string]*pendingOffer // OFFER events waiting for their ACK, by MAC
+	closing bool
+	twg     sync.WaitGroup // pending OFFER events being written by their timers
+}
+
+// New prepares a server over svc. In full mode with no subnet given, the
+// subnet, router and DNS servers come from the cluster's network, and the
+// pool from cfg.Pool. With DHCP off (mode off, or no interface) it opens
+// nothing and Leases is nil.
+func New(ctx context.Context, cfg Config, svc *profiles.Service) (*Server, error) {
+	cfg.Settings = cfg.Settings.WithDefaults()
+	if cfg.Port == 0 {
+		cfg.Port = ServerPort
+	}
+	if cfg.ProxyPort == 0 {
+		cfg.ProxyPort = ProxyBootPort
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{cfg: cfg, svc: svc, log: cfg.Logger.With("server", "dhcp"), now: func() time.Time { return time.Now().UTC() },
+		pending: map[string]*pendingOffer{}}
+	if !s.enabled() {
+		return s, nil
+	}
+	if cfg.Settings.Mode == ModeFull && len(cfg.Settings.Subnets) == 0 {
+		c, err := svc.Cluster(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("dhcp full mode needs the cluster's network: %w", err)
+		}
+		sub, err := SubnetFromCluster(c, cfg.Pool)
+		if err != nil {
+			return nil, err
+		}
+		s.cfg.Settings.Subnets = []Subnet{sub}
+	}
+	if err := s.cfg.Settings.Check(); err != nil {
+		return nil, fmt.Errorf("dhcp: %w", err)
+	}
+	l, err := OpenLeases(svc.Store(), s.now)
+	if err != nil {
+		return nil, err
+	}
+	s.leases = l
+	return s, nil
+}
+
+// SubnetFromCluster is the provisioning subnet as the cluster describes it,
+// with pool as its dynamic range.
+func SubnetFromCluster(c profiles.Cluster, pool Range) (Subnet, error) {
+	var sub Subnet
+	var err error
+	if sub.Prefix, err = netip.ParsePrefix(c.Network.Subnet); err != nil {
+		return sub, fmt.Errorf("cluster subnet %q: %w", c.Network.Subnet, err)
+	}
+	if c.Network.Gateway != "" {
+		if sub.Router, err = netip.ParseAddr(c.Network.Gateway); err != nil {
+			return sub, fmt.Errorf("cluster gateway %q: %w", c.Network.Gateway, err)
+		}
+	}
+	for _, d := range c.Network.DNS {
+		a, err := netip.ParseAddr(d)
+		if err != nil {
+			return sub, fmt.Errorf("cluster DNS %q: %w", d, err)
+		}
+		sub.DNS = append(sub.DNS, a)
+	}
+	sub.Pool = pool
+	return sub, sub.Check()
+}
+
+func (s *Server) enabled() bool {
+	return s.cfg.Settings.Mode != ModeOff && len(s.cfg.Interfaces) > 0
+}
+
+// Leases is the lease table (nil when DHCP is off).
+func (s *Server) Leases() *Leases { return s.leases }
+
+// Settings are the settings in effect.
+func (s *Server) Settings() Settings { return s.cfg.Settings }
+
+type listener struct {
+	iface  string
+	server netip.Addr
+	port   int
+	conn   *net.UDPConn
+}
+
+// Serve answers DHCP until ctx is done, then waits for exchanges in flight
+// and their event writes. With DHCP off it logs how to turn it on and
+// returns nil at once.
+func (s *Server) Serve(ctx context.Context) error {
+	if !s.enabled() {
+		if s.cfg.Settings.Mode == ModeOff {
+			s.log.Info("DHCP is off (--dhcp-mode off): point your DHCP server's boot file at bootsrv")
+		} else {
+			s.log.Info("DHCP is off: no --interface named; give --interface IFACE to answer DHCP on it")
+		}
+		return nil
+	}
+	var ls []*listener
+	closeAll := func() {
+		for _, l := range ls {
+			l.conn.Close()
+		}
+	}
+	ports := []int{s.cfg.Port}
+	if s.cfg.Settings.Mode == ModeProxy {
+		ports = append(ports, s.cfg.ProxyPort)
+	}
+	for _, name := range s.cfg.Interfaces {
+		addr, err := s.interfaceAddr(name)
+		if err != nil {
+			closeAll()
+			return err
+		}
+		if _, ok := s.cfg.Settings.SubnetFor(addr); !ok && s.cfg.Settings.Mode == ModeFull {
+			s.log.Warn("DHCP interface is outside every subnet: only relayed requests will be answered there",
+				"iface", name, "addr", addr)
+		}
+		for _, port := range ports {
+			c, err := listenUDP(name, port)
+			if err != nil {
+				closeAll()
+				return err
+			}
+			ls = append(ls, &listener{iface: name, server: addr, port: port, conn: c})
+			s.log.Info("DHCP listening", "iface", name, "addr", addr, "port", port, "mode", s.cfg.Settings.Mode, "unknown", s.cfg.Settings.Unknown)
+		}
+	}
+	errc := make(chan error, len(ls))
+	for _, l := range ls {
+		go func() { errc <- s.loop(ctx, l) }()
+	}
+	var err error
+	remaining := len(ls)
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		remaining--
+	}
+	closeAll()
+	for ; remaining > 0; remaining-- {
+		if e := <-errc; err == nil {
+			err = e
+		}
+	}
+	s.wg.Wait()
+	s.flushOffers()
+	return err
+}
+
+// interfaceAddr is the interface's IPv4 address, preferring one inside a
+// configured subnet: it is the server identifier clients see.
+func (s *Server) interfaceAddr(name string) (netip.Addr, error) {
+	ifc, err := net.InterfaceByName(name)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("dhcp --interface %s: %w", name, err)
+	}
+	addrs, err := ifc.Addrs()
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("dhcp --interface %s: %w", name, err)
+	}
+	var first netip.Addr
+	for _, a := range addrs {
+		p, err := netip.ParsePrefix(a.String())
+		if err != nil || !p.Addr().Is4() {
+			continue
+		}
+		if !first.IsValid() {
+			first = p.Addr()
+		}
+		if _, ok := s.cfg.Settings.SubnetFor(p.Addr()); ok {
+			return p.Addr(), nil
+		}
+	}
+	if !first.IsValid() {
+		return first, fmt.Errorf("dhcp --interface %s has no IPv4 address: give it one on the provisioning network", name)
+	}
+	return first, nil
+}
+
+// listenUDP binds port on one interface only. Unlike server4's socket it
+// sets neither SO_REUSEADDR nor SO_REUSEPORT, so a second bootsrv (or any
+// DHCP server) on the same interface and port fails here instead of
+// silently sharing the port.
+func listenUDP(iface string, port int) (*net.UDPConn, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	if err != nil {
+		return nil, fmt.Errorf("dhcp socket: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "dhcp")
+	defer f.Close() // FilePacketConn dups the descriptor
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BROADCAST, 1); err != nil {
+		return nil, fmt.Errorf("dhcp socket: SO_BROADCAST: %w", err)
+	}
+	// A boot storm arrives in bursts; the default receive buffer (about
+	// 200 KB, a hundred-odd packets) overflows long before the server is
+	// busy. SO_RCVBUFFORCE (root) goes past net.core.rmem_max.
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvBuf) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, rcvBuf)
+	}
+	if err := unix.BindToDevice(fd, iface); err != nil {
+		return nil, fmt.Errorf("dhcp socket: bind to %s: %w", iface, err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Port: port}); err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("dhcp: UDP port %d on %s is already served by another process (another bootsrv, dnsmasq or dhcpd?): stop it, or run bootsrv with --dhcp-mode off", port, iface)
+		}
+		return nil, fmt.Errorf("dhcp: bind UDP port %d on %s: %w", port, iface, err)
+	}
+	pc, err := net.FilePacketConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("dhcp socket: %w", err)
+	}
+	return pc.(*net.UDPConn), nil
+}
+
+const rcvBuf = 8 << 20
+
+// maxInFlight bounds the exchanges handled at once; beyond it the read loop
+// waits, and the kernel's socket buffer absorbs the burst.
+const maxInFlight = 8192
+
+func (s *Server) loop(ctx context.Context, l *listener) error {
+	sem := make(chan struct{}, maxInFlight)
+	buf := make([]byte, maxPacket+1)
+	for {
+		n, peer, err := l.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("dhcp read on %s: %w", l.iface, err)
+		}
+		if n > maxPacket {
+			s.log.Debug("dhcp drop: oversized packet", "iface", l.iface, "peer", peer, "bytes", n)
+			continue
+		}
+		pkt := make([]byte, n)
+		copy(pkt, buf[:n])
+		sem <- struct{}{}
+		s.wg.Add(1)
+		go func() {
+			defer func() { <-sem; s.wg.Done() }()
+			s.handle(ctx, l, pkt, peer)
+		}()
+	}
+}
+
+// handle is one exchange: parse, look up, decide, apply, answer, log, record.
+func (s *Server) handle(ctx context.Context, l *listener, pkt []byte, peer netip.AddrPort) {
+	req, c, err := Parse(pkt)
+	if err != nil {
+		s.log.Debug("dhcp drop", "iface", l.iface, "peer", peer, "err", err)
+		return
+	}
+	var m *profiles.Machine
+	if rec, err := s.svc.Machine(ctx, c.MAC); err == nil {
+		m = &rec
+	} else if profiles.KindOf(err) != profiles.KindNotFound {
+		s.log.Error("dhcp: look up machine", "mac", c.MAC, "err", err)
+		return
+	}
+	in := Input{Client: c, Machine: m, Settings: &s.cfg.Settings, Leases: s.leases,
+		Server: l.server, Port: l.port, Peer: peer, Now: s.now()}
+	d := Decide(req, in)
+	if d.Action != ActNone {
+		if err := s.leases.Apply(c.MAC, d); err != nil {
+			// Never answer for a lease that is not held (or not durable).
+			s.log.Warn("dhcp: lease not changed, no answer", "mac", c.MAC, "action", d.Action, "ip", d.IP, "err", err)
+			return
+		}
+	}
+	out := "-"
+	if d.Reply != nil {
+		out = d.Reply.MessageType().String()
+		if _, err := l.conn.WriteToUDPAddrPort(d.Reply.ToBytes(), d.To); err != nil {
+			s.log.Warn("dhcp: send", "mac", c.MAC, "to", d.To, "err", err)
+			return
+		}
+	}
+	level := slog.LevelInfo
+	if d.Reply == nil && d.Action == ActNone && m == nil {
+		level = slog.LevelDebug // unknown and ignored: a flood must not flood the log
+	}
+	s.log.Log(ctx, level, "dhcp", "mac", c.MAC, "arch", c.ArchName(), "in", c.Type.String(), "out", out,
+		"ip", ipOrEmpty(d.IP), "file", d.File, "relay", ipOrEmpty(c.GIAddr), "iface", l.iface, "decision", d.Reason)
+	if d.Event != "" && (m != nil || d.Discover) {
+		s.record(c, d, out, d.Discover && s.cfg.Settings.Unknown == UnknownDiscover)
+	}
+}
+
+// offerEventDelay is how long an OFFER's event waits for the REQUEST of the
+// same client. An ACK within it is recorded as one event carrying the
+// offer's time and address: one write per boot instead of two, and the two
+// steps can never be committed out of order. OVMF takes ~4 s between OFFER
+// and REQUEST.
+const offerEventDelay = 10 * time.Second
+
+type pendingOffer struct {
+	e        profiles.Event
+	fw       profiles.Firmware
+	discover bool
+	offers   int
+	timer    *time.Timer
+}
+
+// record writes the exchange on the machine's record without holding up
+// the reply; concurrent writers share commits (store.Batch).
+func (s *Server) record(c Client, d Decision, out string, discover bool) {
+	fields := map[string]string{"request": c.Type.String()}
+	set := func(k, v string) {
+		if v != "" {
+			fields[k] = v
+		}
+	}
+	set("reply", strings.TrimPrefix(out, "-"))
+	set("ip", ipOrEmpty(d.IP))
+	set("file", d.File)
+	set("arch", c.ArchName())
+	set("uuid", c.UUID)
+	set("vendor_class", c.VendorClass)
+	set("relay", ipOrEmpty(c.GIAddr))
+	fw := profiles.Firmware{Arch: c.ArchName(), UUID: c.UUID, VendorClass: c.VendorClass}
+	e := profiles.Event{Time: s.now(), Type: d.Event, Detail: d.Reason, Fields: fields}
+
+	s.pmu.Lock()
+	p := s.pending[c.MAC]
+	if p != nil {
+		p.timer.Stop()
+		delete(s.pending, c.MAC)
+	}
+	if d.Event == EventOffer {
+		n := 1
+		if p != nil {
+			n += p.offers // a retried DISCOVER: keep one event, count them
+			discover = discover || p.discover
+		}
+		np := &pendingOffer{e: e, fw: fw, discover: discover, offers: n}
+		np.e.Fields["offers"] = fmt.Sprint(n)
+		np.timer = time.AfterFunc(offerEventDelay, func() { s.flushOffer(c.MAC, np) })
+		s.pending[c.MAC] = np
+		s.pmu.Unlock()
+		return
+	}
+	s.pmu.Unlock()
+	var first *pendingOffer
+	if p != nil {
+		if d.Event == profiles.StateDHCP || d.Event == EventAckOnly {
+			e.Fields["offer_time"] = p.e.Time.Format(time.RFC3339Nano)
+			e.Fields["offer_ip"] = p.e.Fields["ip"]
+			e.Fields["offers"] = p.e.Fields["offers"]
+			discover = discover || p.discover
+		} else {
+			first = p
+		}
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if first != nil {
+			s.observe(c.MAC, first.fw, first.e, first.discover)
+		}
+		s.observe(c.MAC, fw, e, discover)
+	}()
+}
+
+// flushOffer records an OFFER no REQUEST followed in time.
+func (s *Server) flushOffer(mac string, p *pendingOffer) {
+	s.pmu.Lock()
+	if s.pending[mac] != p || s.closing {
+		s.pmu.Unlock()
+		return // taken by a later exchange, or by shutdown
+	}
+	delete(s.pending, mac)
+	s.twg.Add(1)
+	s.pmu.Unlock()
+	defer s.twg.Done()
+	s.observe(mac, p.fw, p.e, p.discover)
+}
+
+// flushOffers records every pending OFFER at once (shutdown).
+func (s *Server) flushOffers() {
+	s.pmu.Lock()
+	s.closing = true
+	ps := s.pending
+	s.pending = map[string]*pendingOffer{}
+	s.pmu.Unlock()
+	for mac, p := range ps {
+		p.timer.Stop()
+		s.observe(mac, p.fw, p.e, p.discover)
+	}
+	s.twg.Wait() // offers whose timers fired just before
+}
+
+func (s *Server) observe(mac string, fw profiles.Firmware, e profiles.Event, discover bool) {
+	// Not the request's context: the write should land even when shutdown
+	// has begun.
+	if err := s.svc.Observe(context.Background(), mac, fw, e, discover); err != nil {
+		s.log.Warn("dhcp: record event", "mac", mac, "event", e.Type, "err", err)
+	}
+}
+
+func ipOrEmpty(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
+var (
+	_ LeaseView          = (*Leases)(nil)
+	_ profiles.LeaseView = (*Leases)(nil)
+)

@@ -67,6 +67,10 @@ func chooseBoot(c Client, m *profiles.Machine, s *Settings, server netip.Addr) (
 // then skips its ~3 s wait for proxyDHCP offers.
 var ipxeNoPXEDHCP = []byte{176, 1, 1}
 
+// pxeDiscoveryControl is option 43 with PXE sub-option 6 (discovery
+// control) = 8: use the boot file of this offer, discover no boot servers.
+var pxeDiscoveryControl = []byte{6, 1, 8, 255}
+
 // apply writes the boot information into a reply: the file in option 67
 // and the BOOTP file field, the server in siaddr and option 66 (U-Boot and
 // some ROMs read only the header).
@@ -80,6 +84,13 @@ func (b bootChoice) apply(r *dhcpv4.DHCPv4, server netip.Addr) {
 	r.UpdateOption(dhcpv4.OptTFTPServerName(server.String()))
 	if b.vendorClass != "" {
 		r.UpdateOption(dhcpv4.OptClassIdentifier(b.vendorClass))
+	}
+	if b.vendorClass == "PXEClient" {
+		// A PXEClient offer without PXE vendor options is a "BINL" offer to
+		// EDK2/OVMF, which then wants a boot server on port 4011 and gives
+		// up ("PXE-E16: No valid offer received"). Discovery control 8:
+		// boot the file named here.
+		r.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation, pxeDiscoveryControl))
 	}
 	if b.ipxe {
 		r.UpdateOption(dhcpv4.OptGeneric(dhcpv4.GenericOptionCode(175), ipxeNoPXEDHCP))

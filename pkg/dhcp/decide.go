@@ -309,7 +309,7 @@ func decideProxy(req *dhcpv4.DHCPv4, in Input) Decision {
 	// PXE discovery control 8: boot from the file given here, do not go
 	// on to discover boot servers (port 4011 is still answered for
 	// clients that do).
-	r.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation, []byte{6, 1, 8, 255}))
+	r.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation, pxeDiscoveryControl))
 	d := Decision{Reply: r, To: in.dest(mt), File: boot.file, Reason: "proxy " + strings.ToLower(mt.String())}
 	d.Discover = in.Machine == nil
 	if mt == dhcpv4.MessageTypeOffer {

@@ -90,7 +90,10 @@ func (s *Service) key() ([]byte, error) {
 	return s.tokenKey, s.keyErr
 }
 
-func reportPurpose(m Machine) string { return fmt.Sprintf("%s/%d", token.PurposeReport, m.Generation) }
+// Tokens name the machine's install generation in their purpose, so that
+// re-provisioning kills every token of the earlier install.
+func reportPurpose(m Machine) string   { return fmt.Sprintf("%s/%d", token.PurposeReport, m.Generation) }
+func ignitionPurpose(m Machine) string { return fmt.Sprintf("%s/%d", token.PurposeIgnition, m.Generation) }
 
 // BootRequest is what a booting machine asks with.
 type BootRequest struct {
@@ -143,7 +146,7 @@ func (s *Service) IPXE(_ context.Context, req BootRequest, record bool) (string,
 	if err != nil {
 		return "", err
 	}
-	tok, err := token.Mint(key, m.MAC, token.PurposeIgnition, s.now().Add(s.bootConfig().TokenTTL))
+	tok, err := token.Mint(key, m.MAC, ignitionPurpose(m), s.now().Add(s.bootConfig().TokenTTL))
 	if err != nil {
 		return "", err
 	}
@@ -155,7 +158,9 @@ func (s *Service) IPXE(_ context.Context, req BootRequest, record bool) (string,
 	b.Args = kernelArgs(p, c, ignURL)
 	script, err := render.BootScript(b)
 	if err != nil {
-		return "", &Error{Kind: KindInvalid, Msg: fmt.Sprintf("machine %s: %v: give the profile a --kernel", m.MAC, err)}
+		// The operator's configuration is at fault, not the request: a 500
+		// and an error in the log.
+		return "", fmt.Errorf("boot script for %s: %w: give the profile a kernel (bootsrv profile add %s --replace --kernel ...)", m.MAC, err, p.Name)
 	}
 	if record {
 		s.record(m.MAC, Event{Type: StateIPXE, Detail: "boot script for profile " + p.Name})
@@ -200,7 +205,11 @@ func (s *Service) Ignition(ctx context.Context, req BootRequest) ([]byte, error)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.checkToken(mac, req, token.PurposeIgnition); err != nil {
+	var m Machine
+	if err := s.st.View(func(tx store.Tx) error { return getMachine(tx, mac, &m) }); err != nil {
+		return nil, err
+	}
+	if err := s.checkToken(mac, req, ignitionPurpose(m)); err != nil {
 		return nil, err
 	}
 	cfg, err := s.RenderIgnition(ctx, mac, req.BaseURL)
@@ -218,6 +227,7 @@ func (s *Service) checkToken(mac string, req BootRequest, purpose string) error 
 		return err
 	}
 	if req.Token == "" {
+		s.recordIfKnown(mac, Event{Type: "denied", Detail: purpose + ": no token", Fields: map[string]string{"from": req.RemoteIP.String()}})
 		return &Error{Kind: KindDenied, Msg: "no token: use the URL from the machine's boot script"}
 	}
 	if _, err := token.Check(key, req.Token, mac, purpose, s.now()); err != nil {
@@ -321,8 +331,9 @@ func (s *Service) Report(_ context.Context, req BootRequest, state, detail strin
 	default:
 		return m, invalidf("state %q is not one of installed, booted, failed", state)
 	}
-	if len(detail) > 4096 {
-		detail = detail[:4096]
+	// A master's file list (the lab reports one) is a few KB.
+	if len(detail) > 32<<10 {
+		detail = detail[:32<<10]
 	}
 	var cur Machine
 	err = s.st.View(func(tx store.Tx) error { return getMachine(tx, mac, &cur) })
@@ -332,6 +343,7 @@ func (s *Service) Report(_ context.Context, req BootRequest, state, detail strin
 	if err := s.checkToken(mac, req, reportPurpose(cur)); err != nil {
 		return m, err
 	}
+	gen := cur.Generation
 	// Events queued before the report (ignition, kernel) must land first,
 	// or a late one would move a provisioned machine back.
 	s.Flush()
@@ -339,6 +351,10 @@ func (s *Service) Report(_ context.Context, req BootRequest, state, detail strin
 	err = s.st.Update(func(tx store.Tx) error {
 		if err := getMachine(tx, mac, &m); err != nil {
 			return err
+		}
+		if m.Generation != gen {
+			// Re-provisioned between the token check and now.
+			return &Error{Kind: KindDenied, Msg: fmt.Sprintf("report token for %s refused: the machine was re-provisioned", mac)}
 		}
 		if m.State == StateProvisioned && !m.Reprovision {
 			return &Error{Kind: KindDenied, Msg: fmt.Sprintf("machine %s is already provisioned: its report token is spent", mac)}

@@ -93,7 +93,7 @@ type Machine struct {
 	BootFile string `json:"boot_file,omitempty" yaml:"boot_file,omitempty"`
 
 	State   string    `json:"state" yaml:"state"`
-	StateAt time.Time `json:"state_at,omitempty" yaml:"state_at,omitempty"`
+	StateAt time.Time `json:"state_at,omitzero" yaml:"state_at,omitempty"`
 	// Reprovision asks that the next network boot installs again instead
 	// of booting from disk; Generation counts installs, so tokens of an
 	// earlier install stop working.

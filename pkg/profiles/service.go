@@ -116,6 +116,9 @@ func (s *Service) AddProfiles(_ context.Context, ps []Profile, replace bool) ([]
 	if err != nil {
 		return nil, err
 	}
+	for i := range ps {
+		ps[i].Source = ""
+	}
 	return ps, nil
 }
 
@@ -227,7 +230,7 @@ func (s *Service) AddMachines(_ context.Context, ms []Machine) ([]Machine, error
 				if err := json.Unmarshal(owner, &adopted); err != nil {
 					return fmt.Errorf("decode machine %s: %w", m.MAC, err)
 				}
-				if adopted.State != StateDiscovered || adopted.Profile != "" {
+				if adopted.Profile != "" {
 					return at(m.Source, conflictf("field mac: machine %s already exists: remove it first with `bootsrv machine rm %s`", m.MAC, m.MAC))
 				}
 			}
@@ -238,10 +241,11 @@ func (s *Service) AddMachines(_ context.Context, ms []Machine) ([]Machine, error
 				// firmware said and its history.
 				m.CreatedAt, m.EventFirst, m.EventNext = adopted.CreatedAt, adopted.EventFirst, adopted.EventNext
 				m.Arch, m.UUID, m.VendorClass = adopted.Arch, adopted.UUID, adopted.VendorClass
-				if err := appendEvent(tx, &m, Event{Time: now, Type: StateRegistered, Detail: "profile " + m.Profile}); err != nil {
-					return err
-				}
 			}
+			if err := appendEvent(tx, &m, Event{Time: now, Type: StateRegistered, Detail: "profile " + m.Profile}); err != nil {
+				return err
+			}
+			m.State, m.StateAt = StateRegistered, now
 			m.Source = ""
 			if err := putMachine(tx, m, nil); err != nil {
 				return err
@@ -423,7 +427,8 @@ func appendEvent(tx store.Tx, m *Machine, e Event) error {
 		m.EventFirst++
 	}
 	m.LastEvent, m.UpdatedAt = e.Type, e.Time
-	if isState(e.Type) && advances(*m, e.Type) {
+	if isState(e.Type) && (advances(*m, e.Type) || e.Type == m.State) {
+		// The same state again (a retried fetch) restarts its clock.
 		m.State, m.StateAt = e.Type, e.Time
 	}
 	return nil
@@ -455,6 +460,10 @@ func advances(m Machine, next string) bool {
 		return true
 	case m.State == StateProvisioned:
 		return m.Reprovision && next != StateProvisioned
+	case next == StateIPXE:
+		// A boot script handed out is a new network boot: a machine that
+		// retries its install starts its run again there.
+		return true
 	}
 	return journey[next] > journey[m.State]
 }
@@ -463,6 +472,10 @@ func advances(m Machine, next string) bool {
 // event names a state, moves the machine to it, in one transaction shared
 // with other concurrent recorders (group commit).
 func (s *Service) RecordEvent(_ context.Context, mac string, e Event) error {
+	mac, err := NormalizeMAC(mac)
+	if err != nil {
+		return err
+	}
 	if e.Time.IsZero() {
 		e.Time = s.now()
 	}
@@ -514,6 +527,10 @@ type Firmware struct {
 // and assign it; otherwise Observe returns a not-found error and stores
 // nothing.
 func (s *Service) Observe(_ context.Context, mac string, fw Firmware, e Event, discover bool) error {
+	mac, err := NormalizeMAC(mac)
+	if err != nil {
+		return err
+	}
 	if e.Time.IsZero() {
 		e.Time = s.now()
 	}
@@ -522,7 +539,7 @@ func (s *Service) Observe(_ context.Context, mac string, fw Firmware, e Event, d
 		err := getMachine(tx, mac, &m)
 		switch {
 		case KindOf(err) == KindNotFound && discover:
-			m = Machine{MAC: mac, State: StateDiscovered, CreatedAt: e.Time}
+			m = Machine{MAC: mac, State: StateDiscovered, StateAt: e.Time, CreatedAt: e.Time}
 			if e.Type != StateDiscovered {
 				if err := appendEvent(tx, &m, Event{Time: e.Time, Type: StateDiscovered}); err != nil {
 					return err

@@ -1,13 +1,16 @@
 package profiles
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"net/netip"
 	"strings"
 	"time"
 
+	"github.com/bootsrv/bootsrv/pkg/nodeconfig"
 	"github.com/bootsrv/bootsrv/pkg/render"
 	"github.com/bootsrv/bootsrv/pkg/store"
 	"github.com/bootsrv/bootsrv/pkg/token"
@@ -92,8 +95,10 @@ func (s *Service) key() ([]byte, error) {
 
 // Tokens name the machine's install generation in their purpose, so that
 // re-provisioning kills every token of the earlier install.
-func reportPurpose(m Machine) string   { return fmt.Sprintf("%s/%d", token.PurposeReport, m.Generation) }
-func ignitionPurpose(m Machine) string { return fmt.Sprintf("%s/%d", token.PurposeIgnition, m.Generation) }
+func reportPurpose(m Machine) string { return fmt.Sprintf("%s/%d", token.PurposeReport, m.Generation) }
+func ignitionPurpose(m Machine) string {
+	return fmt.Sprintf("%s/%d", token.PurposeIgnition, m.Generation)
+}
 
 // BootRequest is what a booting machine asks with.
 type BootRequest struct {
@@ -105,26 +110,12 @@ type BootRequest struct {
 
 // bootable loads the machine and its profile for a boot request.
 func (s *Service) bootable(mac string) (Machine, Profile, Cluster, error) {
-	var m Machine
-	var p Profile
-	var c Cluster
-	n, err := NormalizeMAC(mac)
-	if err != nil {
-		return m, p, c, err
-	}
-	err = s.st.View(func(tx store.Tx) error {
-		if err := getMachine(tx, n, &m); err != nil {
-			return err
-		}
-		if m.Profile == "" {
-			return notFoundf("machine %s was discovered but has no profile: assign one with `bootsrv machine add %s --profile NAME --hostname H --ip IP`", n, n)
-		}
-		if err := getProfile(tx, m.Profile, &p); err != nil {
-			return err
-		}
-		return getCluster(tx, &c)
+	var in ignitionInputs
+	err := s.st.View(func(tx store.Tx) (err error) {
+		in, err = s.loadBootInputs(tx, mac)
+		return err
 	})
-	return m, p, c, err
+	return in.m, in.p, in.c, err
 }
 
 // IPXE returns the iPXE script for a machine: its profile's kernel and
@@ -207,6 +198,10 @@ func (s *Service) Ignition(ctx context.Context, req BootRequest) ([]byte, error)
 	}
 	var m Machine
 	if err := s.st.View(func(tx store.Tx) error { return getMachine(tx, mac, &m) }); err != nil {
+		if KindOf(err) == KindNotFound {
+			// Whether a MAC is known is not told to a caller without a token.
+			return nil, &Error{Kind: KindDenied, Msg: fmt.Sprintf("ignition token for %s refused", mac)}
+		}
 		return nil, err
 	}
 	if err := s.checkToken(mac, req, ignitionPurpose(m)); err != nil {
@@ -253,19 +248,38 @@ func (s *Service) recordIfKnown(mac string, e Event) {
 
 // RenderIgnition builds the machine's Ignition config (without checking a
 // token): what /ignition serves, and what `bootsrv render ignition` shows.
+//
+// Building and validating a node's config costs milliseconds, so the
+// validated bytes are kept in the state file under a hash of everything
+// they are made from (machine, profile, cluster, masters, certificates,
+// base URL, report token); a later render with the same inputs reads them
+// back. The report token is therefore derived (token.MintStable) with an
+// expiry rounded to the hour.
 func (s *Service) RenderIgnition(_ context.Context, mac, baseURL string) ([]byte, error) {
-	m, p, c, err := s.bootable(mac)
-	if err != nil {
-		return nil, err
-	}
+	now := s.now()
 	key, err := s.key()
 	if err != nil {
 		return nil, err
 	}
-	rtok, err := token.Mint(key, m.MAC, reportPurpose(m), s.now().Add(s.bootConfig().ReportTTL))
-	if err != nil {
-		return nil, err
+	rexp := now.Truncate(time.Hour).Add(s.bootConfig().ReportTTL + time.Hour)
+	var in ignitionInputs
+	var cached []byte
+	err = s.st.View(func(tx store.Tx) error {
+		var err error
+		if in, err = s.loadIgnitionInputs(tx, mac); err != nil {
+			return err
+		}
+		h := in.hash(baseURL, rexp, in.certsID)
+		if v := tx.Get("rendered", []byte(in.m.MAC)); len(v) > len(h) && bytes.Equal(v[:len(h)], h) {
+			cached = append([]byte(nil), v[len(h):]...)
+		}
+		return nil
+	})
+	if err != nil || cached != nil {
+		return cached, err
 	}
+	m, p, c := in.m, in.p, in.c
+	rtok := token.MintStable(key, m.MAC, reportPurpose(m), rexp)
 	reportURL := fmt.Sprintf("%s/report?mac=%s&token=%s", baseURL, m.MAC, rtok)
 	cfg := render.Config{SSHKeys: c.SSHKeys, Snippet: p.Ignition}
 	cfg.Files = append(cfg.Files,
@@ -273,7 +287,7 @@ func (s *Service) RenderIgnition(_ context.Context, mac, baseURL string) ([]byte
 		render.File{Path: ReportEnvPath, Mode: 0o600, Contents: []byte(fmt.Sprintf("BOOTSRV_REPORT_URL=%q\n", reportURL))},
 	)
 	cfg.Units = append(cfg.Units, render.Unit{Name: ReportUnit, Enabled: true, Contents: reportUnit})
-	node, err := s.nodeContent(m, p, c)
+	node, certs, err := s.nodeContent(m, p, c, in.masters)
 	if err != nil {
 		return nil, fmt.Errorf("render ignition for %s: %w", m.MAC, err)
 	}
@@ -283,7 +297,91 @@ func (s *Service) RenderIgnition(_ context.Context, mac, baseURL string) ([]byte
 	if err != nil {
 		return nil, fmt.Errorf("render ignition for %s (profile %s): %w", m.MAC, p.Name, err)
 	}
+	h := in.hash(baseURL, rexp, certs)
+	if err := s.st.Batch(func(tx store.Tx) error {
+		return tx.Put("rendered", []byte(m.MAC), append(append([]byte(nil), h...), out...))
+	}); err != nil {
+		return nil, fmt.Errorf("keep rendered ignition for %s: %w", m.MAC, err)
+	}
 	return out, nil
+}
+
+// ignitionInputs is everything a machine's Ignition is made of.
+type ignitionInputs struct {
+	m                 Machine
+	p                 Profile
+	c                 Cluster
+	profileRaw, clRaw []byte
+	masters           []nodeconfig.Member
+	certsID           string
+}
+
+func (s *Service) loadIgnitionInputs(tx store.Tx, mac string) (ignitionInputs, error) {
+	in, err := s.loadBootInputs(tx, mac)
+	if err != nil {
+		return in, err
+	}
+	// bbolt's bytes live only as long as the transaction; the hash is
+	// computed again after it when the config is rendered anew.
+	in.profileRaw = append([]byte(nil), in.profileRaw...)
+	in.clRaw = append([]byte(nil), in.clRaw...)
+	if isKubernetes(in.p) {
+		if in.masters, err = masters(tx); err != nil {
+			return in, err
+		}
+		in.certsID = certsID(tx, in.m.MAC)
+	}
+	return in, nil
+}
+
+// loadBootInputs reads a machine, its profile and the cluster; profile
+// and cluster come decoded from the cache when their bytes are unchanged.
+// The raw bytes it returns are only valid inside tx.
+func (s *Service) loadBootInputs(tx store.Tx, mac string) (ignitionInputs, error) {
+	var in ignitionInputs
+	n, err := NormalizeMAC(mac)
+	if err != nil {
+		return in, err
+	}
+	if err := getMachine(tx, n, &in.m); err != nil {
+		return in, err
+	}
+	if in.m.Profile == "" {
+		return in, notFoundf("machine %s was discovered but has no profile: assign one with `bootsrv machine add %s --profile NAME --hostname H --ip IP`", n, n)
+	}
+	if in.profileRaw = tx.Get("profiles", []byte(in.m.Profile)); in.profileRaw == nil {
+		return in, getProfile(tx, in.m.Profile, &in.p)
+	}
+	if in.clRaw = tx.Get("cluster", []byte(clusterKey)); in.clRaw == nil {
+		return in, errNoCluster
+	}
+	if in.p, err = s.decoded.profile(in.m.Profile, in.profileRaw); err != nil {
+		return in, err
+	}
+	if in.c, err = s.decoded.cluster(in.clRaw); err != nil {
+		return in, err
+	}
+	return in, nil
+}
+
+// renderVersion changes whenever what bootsrv renders changes, so that
+// configs kept by an older bootsrv are not served by a newer one.
+const renderVersion = "ignition/1"
+
+func (in ignitionInputs) hash(baseURL string, reportExp time.Time, certs string) []byte {
+	h := sha256.New()
+	m := in.m
+	// Only what the config is made of: not the machine's state or events.
+	mj, _ := json.Marshal([]any{m.MAC, m.Hostname, m.IP, m.Iface, m.Labels, m.Generation})
+	for _, part := range [][]byte{[]byte(renderVersion), mj, in.profileRaw, in.clRaw, []byte(baseURL),
+		[]byte(reportExp.UTC().Format(time.RFC3339)), []byte(certs)} {
+		fmt.Fprintf(h, "%d:", len(part))
+		h.Write(part)
+	}
+	for _, ms := range in.masters {
+		fmt.Fprintf(h, "master:%s=%s;", ms.Hostname, ms.IP)
+	}
+	return h.Sum(nil)
 }
 
 // Where the first-boot report's settings go, and the unit that sends it.

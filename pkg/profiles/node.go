@@ -89,7 +89,7 @@ func factsKey(f pki.NodeFacts, ca pki.Pair) string {
 // certsFor returns the machine's certificates, issuing them the first time
 // (and after re-provisioning, or when its facts change) in one
 // transaction; every later render only reads.
-func (s *Service) certsFor(m Machine, p Profile, c Cluster) (map[string]pki.Pair, clusterPKI, error) {
+func (s *Service) certsFor(m Machine, p Profile, c Cluster) (map[string]pki.Pair, clusterPKI, string, error) {
 	var cp clusterPKI
 	var nc nodeCerts
 	facts := nodeFacts(m, p, c)
@@ -110,7 +110,7 @@ func (s *Service) certsFor(m Machine, p Profile, c Cluster) (map[string]pki.Pair
 	var ok bool
 	err := s.st.View(func(tx store.Tx) (err error) { ok, err = fresh(tx); return })
 	if err != nil || ok {
-		return nc.Certs, cp, err
+		return nc.Certs, cp, nc.id(), err
 	}
 	err = s.st.Update(func(tx store.Tx) error {
 		if ok, err := fresh(tx); err != nil || ok {
@@ -132,7 +132,26 @@ func (s *Service) certsFor(m Machine, p Profile, c Cluster) (map[string]pki.Pair
 		}
 		return putJSON(tx, "certs", m.MAC, nc)
 	})
-	return nc.Certs, cp, err
+	return nc.Certs, cp, nc.id(), err
+}
+
+// id names an issued set: what it was issued for and until when.
+func (nc nodeCerts) id() string { return nc.Facts + "|" + nc.NotAfter.UTC().Format(time.RFC3339) }
+
+// certsID reads the id of a machine's stored set without decoding it.
+func certsID(tx store.Tx, mac string) string {
+	v := tx.Get("certs", []byte(mac))
+	if v == nil {
+		return ""
+	}
+	var head struct {
+		Facts    string    `json:"facts"`
+		NotAfter time.Time `json:"not_after"`
+	}
+	if json.Unmarshal(v, &head) != nil {
+		return ""
+	}
+	return nodeCerts{Facts: head.Facts, NotAfter: head.NotAfter}.id()
 }
 
 // masters lists every master machine (hostname and IP) through the
@@ -171,17 +190,13 @@ func masters(tx store.Tx) ([]nodeconfig.Member, error) {
 
 // nodeContent is what a machine's role adds to its Ignition: for master
 // and worker, everything that makes it a Kubernetes node.
-func (s *Service) nodeContent(m Machine, p Profile, c Cluster) (render.Config, error) {
-	if p.Role != RoleMaster && p.Role != RoleWorker {
-		return render.Config{}, nil
+func (s *Service) nodeContent(m Machine, p Profile, c Cluster, ms []nodeconfig.Member) (render.Config, string, error) {
+	if !isKubernetes(p) {
+		return render.Config{}, "", nil
 	}
-	certs, cp, err := s.certsFor(m, p, c)
+	certs, cp, id, err := s.certsFor(m, p, c)
 	if err != nil {
-		return render.Config{}, err
-	}
-	var ms []nodeconfig.Member
-	if err := s.st.View(func(tx store.Tx) (err error) { ms, err = masters(tx); return }); err != nil {
-		return render.Config{}, err
+		return render.Config{}, "", err
 	}
 	in := nodeconfig.Input{
 		Cluster: nodeconfig.Cluster{Name: c.Name, APIServer: c.APIServer, PodNetwork: c.PodNetwork, ServiceRange: c.ServiceRange,
@@ -198,7 +213,7 @@ func (s *Service) nodeContent(m Machine, p Profile, c Cluster) (render.Config, e
 	}
 	node, err := nodeconfig.Render(in)
 	if err != nil {
-		return render.Config{}, err
+		return render.Config{}, "", err
 	}
 	var out render.Config
 	for _, f := range node.Files {
@@ -211,8 +226,10 @@ func (s *Service) nodeContent(m Machine, p Profile, c Cluster) (render.Config, e
 		}
 		out.Units = append(out.Units, ru)
 	}
-	return out, nil
+	return out, id, nil
 }
+
+func isKubernetes(p Profile) bool { return p.Role == RoleMaster || p.Role == RoleWorker }
 
 // generatedFor lists the paths and units bootsrv writes for every machine
 // of a role, so that a profile's snippet can be checked up front.
@@ -230,6 +247,9 @@ func generatedFor(role string) (paths, units []string) {
 // dropCerts forgets a machine's issued certificates, so the next render
 // issues new ones.
 func dropCerts(tx store.Tx, mac string) error {
+	if err := tx.Delete("rendered", []byte(mac)); err != nil {
+		return err
+	}
 	return tx.Delete("certs", []byte(mac))
 }
 

@@ -21,6 +21,7 @@ type Service struct {
 	now func() time.Time
 	rec *recorder
 
+	decoded  decodeCache
 	boot     BootConfig
 	leases   LeaseView
 	keyOnce  sync.Once
@@ -361,6 +362,7 @@ func (s *Service) RemoveMachine(_ context.Context, mac string) error {
 		}
 		for _, d := range []struct{ bucket, key string }{
 			{"idx_ip", m.IP}, {"idx_hostname", m.Hostname}, {"idx_profile", m.Profile + "\x00" + m.MAC}, {"machines", m.MAC},
+			{"certs", m.MAC}, {"rendered", m.MAC},
 		} {
 			if err := tx.Delete(d.bucket, []byte(d.key)); err != nil {
 				return err

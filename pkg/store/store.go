@@ -38,7 +38,8 @@ var Buckets = []string{
 	"events",        // mac \x00 seq(8 bytes, big endian) -> event
 	"leases",        // ip -> lease
 	"idx_lease_mac", // mac -> ip of its lease
-	"certs",         // mac \x00 cert name -> issued certificate and key
+	"certs",         // mac -> the machine's issued certificates and keys
+	"rendered",      // mac -> hash of its inputs + the validated Ignition config
 }
 
 // ErrLocked means another process (normally a running bootsrv serve) holds

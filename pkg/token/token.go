@@ -87,3 +87,15 @@ func sum(key []byte, mac, purpose string, body []byte) []byte {
 	h.Write(body)
 	return h.Sum(nil)[:macLen]
 }
+
+// MintStable is Mint with the nonce derived from the key, MAC, purpose and
+// expiry instead of drawn at random: the same inputs give the same token,
+// which lets a rendered config that embeds it be kept and served again.
+// The nonce is still unpredictable without the key.
+func MintStable(key []byte, mac, purpose string, exp time.Time) string {
+	var raw [rawLen]byte
+	binary.BigEndian.PutUint64(raw[:expLen], uint64(exp.Unix()))
+	copy(raw[expLen:expLen+nonceLen], sum(key, mac, "nonce/"+purpose, raw[:expLen]))
+	copy(raw[expLen+nonceLen:], sum(key, mac, purpose, raw[:expLen+nonceLen]))
+	return base64.RawURLEncoding.EncodeToString(raw[:])
+}

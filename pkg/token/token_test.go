@@ -70,3 +70,33 @@ func BenchmarkCheck(b *testing.B) {
 		}
 	}
 }
+
+func TestMintStable(t *testing.T) {
+	key, _ := NewKey()
+	other, _ := NewKey()
+	now := time.Unix(1_800_000_000, 0)
+	exp := now.Add(time.Hour)
+	mac := "52:54:00:00:00:01"
+	a := MintStable(key, mac, PurposeReport, exp)
+	if b := MintStable(key, mac, PurposeReport, exp); a != b {
+		t.Fatalf("same inputs, different tokens %q %q", a, b)
+	}
+	for name, tok := range map[string]string{
+		"other key":    MintStable(other, mac, PurposeReport, exp),
+		"other mac":    MintStable(key, "52:54:00:00:00:02", PurposeReport, exp),
+		"other expiry": MintStable(key, mac, PurposeReport, exp.Add(time.Hour)),
+	} {
+		if tok == a {
+			t.Errorf("%s gives the same token", name)
+		}
+	}
+	if _, err := Check(key, a, mac, PurposeReport, now); err != nil {
+		t.Fatalf("stable token does not check: %v", err)
+	}
+	if _, err := Check(other, a, mac, PurposeReport, now); !errors.Is(err, ErrForged) {
+		t.Fatalf("stable token checks under another key: %v", err)
+	}
+	if _, err := Check(key, a, mac, PurposeReport, exp); !errors.Is(err, ErrExpired) {
+		t.Fatalf("stable token past its expiry: %v", err)
+	}
+}

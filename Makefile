@@ -5,10 +5,13 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 PKGS      := ./...
 
-.PHONY: help build assets run test test-short lint bench bench-dhcp bench-tftp bench-http demo clean
+.PHONY: help deps build assets run test test-short lint bench bench-dhcp bench-tftp bench-http demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+
+deps: ## install the Debian packages the tests, benchmarks and lab use (root; once)
+	@if [ "$$(id -u)" = 0 ]; then bash .ci/install-deps; else echo "deps: not root: skipping apt-get (tests that need packages will say so)"; fi
 
 build: assets ## build bin/bootsrv with the iPXE binaries embedded
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/bootsrv
@@ -19,7 +22,7 @@ assets: ## fetch the pinned iPXE binaries into assets/ipxe (from Debian's ipxe p
 run: build ## run the server on built-in defaults
 	$(BIN) serve
 
-test: assets ## vet, then every test with the race detector (root runs the namespace and QEMU tests too)
+test: deps assets ## vet, then every test with the race detector (root runs the namespace and QEMU tests too)
 	$(GO) vet $(PKGS)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt would change:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) test -race -count=1 -timeout 40m $(PKGS)
@@ -42,6 +45,9 @@ bench-tftp: build ## fetches/s of ipxe.efi: bootsrv against tftpd-hpa (root)
 
 bench-http: build ## /ipxe and /ignition req/s at 10 and 10,000 machines
 	bench/http.sh
+
+demo: deps build ## boot the example cluster's 3 machines as QEMU VMs against bootsrv (root)
+	bash examples/qemu-lab/demo.sh
 
 clean: ## remove build products
 	rm -rf bin

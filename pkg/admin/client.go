@@ -31,7 +31,9 @@ type Client struct {
 func Dial(path string) (*Client, error) {
 	c, err := net.DialTimeout("unix", path, 2*time.Second)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) {
+		// ENOTDIR: a path component is a regular file, so no socket can
+		// be there either; the store then says what is wrong with the dir.
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ENOTDIR) {
 			return nil, ErrNoServer
 		}
 		return nil, fmt.Errorf("connect to admin socket %s: %w", path, err)

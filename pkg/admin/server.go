@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"time"
 
@@ -22,21 +23,26 @@ const maxBody = 64 << 20
 
 // Handler returns the admin API's routes over api.
 func Handler(api API, log *slog.Logger) http.Handler {
-	r := mux.NewRouter()
+	// The client path-escapes the names it puts in the path; matching the
+	// encoded path keeps a name with a slash (or an empty one) in its own
+	// segment, so the service, not the router, answers for it.
+	r := mux.NewRouter().UseEncodedPath()
 	h := &handler{api: api, log: log}
+	r.NotFoundHandler = http.HandlerFunc(h.notFound)
+	r.MethodNotAllowedHandler = http.HandlerFunc(h.methodNotAllowed)
 	r.HandleFunc("/v1/cluster", h.getCluster).Methods(http.MethodGet)
 	r.HandleFunc("/v1/cluster", h.initCluster).Methods(http.MethodPost)
 	r.HandleFunc("/v1/profiles", h.listProfiles).Methods(http.MethodGet)
 	r.HandleFunc("/v1/profiles", h.addProfiles).Methods(http.MethodPost)
-	r.HandleFunc("/v1/profiles/{name}", h.getProfile).Methods(http.MethodGet)
-	r.HandleFunc("/v1/profiles/{name}", h.rmProfile).Methods(http.MethodDelete)
+	r.HandleFunc("/v1/profiles/{name:[^/]*}", h.getProfile).Methods(http.MethodGet)
+	r.HandleFunc("/v1/profiles/{name:[^/]*}", h.rmProfile).Methods(http.MethodDelete)
 	r.HandleFunc("/v1/machines", h.listMachines).Methods(http.MethodGet)
 	r.HandleFunc("/v1/machines", h.addMachines).Methods(http.MethodPost)
-	r.HandleFunc("/v1/machines/{mac}", h.getMachine).Methods(http.MethodGet)
-	r.HandleFunc("/v1/machines/{mac}", h.rmMachine).Methods(http.MethodDelete)
-	r.HandleFunc("/v1/machines/{mac}/events", h.machineEvents).Methods(http.MethodGet)
-	r.HandleFunc("/v1/machines/{mac}/reprovision", h.reprovision).Methods(http.MethodPost)
-	r.HandleFunc("/v1/render/{kind}/{mac}", h.render).Methods(http.MethodGet)
+	r.HandleFunc("/v1/machines/{mac:[^/]*}", h.getMachine).Methods(http.MethodGet)
+	r.HandleFunc("/v1/machines/{mac:[^/]*}", h.rmMachine).Methods(http.MethodDelete)
+	r.HandleFunc("/v1/machines/{mac:[^/]*}/events", h.machineEvents).Methods(http.MethodGet)
+	r.HandleFunc("/v1/machines/{mac:[^/]*}/reprovision", h.reprovision).Methods(http.MethodPost)
+	r.HandleFunc("/v1/render/{kind:[^/]*}/{mac:[^/]*}", h.render).Methods(http.MethodGet)
 	r.HandleFunc("/v1/ca", h.cas).Methods(http.MethodGet)
 	r.HandleFunc("/v1/certs", h.certs).Methods(http.MethodGet)
 	r.HandleFunc("/v1/kubeconfig/admin", h.kubeconfig).Methods(http.MethodPost)
@@ -46,6 +52,36 @@ func Handler(api API, log *slog.Logger) http.Handler {
 type handler struct {
 	api API
 	log *slog.Logger
+}
+
+// notFound answers a path no route matches, in the API's error format.
+func (h *handler) notFound(w http.ResponseWriter, r *http.Request) {
+	h.reply(w, r, nil, &profiles.Error{Kind: profiles.KindNotFound, Msg: fmt.Sprintf("admin API has no %s", r.URL.EscapedPath())})
+}
+
+// methodNotAllowed answers a known path asked with the wrong method.
+func (h *handler) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusMethodNotAllowed)
+	_ = json.NewEncoder(w).Encode(errorBody{
+		Error: fmt.Sprintf("admin API does not take %s on %s", r.Method, r.URL.EscapedPath()),
+		Kind:  profiles.KindInvalid,
+	})
+}
+
+// vars returns the route's path variables, unescaped: the router matches
+// the encoded path. A variable that does not unescape fails the request.
+func vars(r *http.Request) (map[string]string, error) {
+	v := mux.Vars(r)
+	out := make(map[string]string, len(v))
+	for k, e := range v {
+		u, err := url.PathUnescape(e)
+		if err != nil {
+			return nil, &profiles.Error{Kind: profiles.KindInvalid, Msg: fmt.Sprintf("%s %q in the request path: %v", k, e, err)}
+		}
+		out[k] = u
+	}
+	return out, nil
 }
 
 // flush makes reads see every event the boot servers queued before them.
@@ -127,12 +163,22 @@ func (h *handler) addProfiles(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) getProfile(w http.ResponseWriter, r *http.Request) {
-	p, err := h.api.Profile(r.Context(), mux.Vars(r)["name"])
+	v, err := vars(r)
+	if err != nil {
+		h.reply(w, r, nil, err)
+		return
+	}
+	p, err := h.api.Profile(r.Context(), v["name"])
 	h.reply(w, r, p, err)
 }
 
 func (h *handler) rmProfile(w http.ResponseWriter, r *http.Request) {
-	h.reply(w, r, nil, h.api.RemoveProfile(r.Context(), mux.Vars(r)["name"]))
+	v, err := vars(r)
+	if err != nil {
+		h.reply(w, r, nil, err)
+		return
+	}
+	h.reply(w, r, nil, h.api.RemoveProfile(r.Context(), v["name"]))
 }
 
 func (h *handler) listMachines(w http.ResponseWriter, r *http.Request) {
@@ -152,28 +198,52 @@ func (h *handler) addMachines(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) getMachine(w http.ResponseWriter, r *http.Request) {
+	v, err := vars(r)
+	if err != nil {
+		h.reply(w, r, nil, err)
+		return
+	}
 	h.flush()
-	m, err := h.api.Machine(r.Context(), mux.Vars(r)["mac"])
+	m, err := h.api.Machine(r.Context(), v["mac"])
 	h.reply(w, r, m, err)
 }
 
 func (h *handler) rmMachine(w http.ResponseWriter, r *http.Request) {
-	h.reply(w, r, nil, h.api.RemoveMachine(r.Context(), mux.Vars(r)["mac"]))
+	v, err := vars(r)
+	if err != nil {
+		h.reply(w, r, nil, err)
+		return
+	}
+	h.reply(w, r, nil, h.api.RemoveMachine(r.Context(), v["mac"]))
 }
 
 func (h *handler) machineEvents(w http.ResponseWriter, r *http.Request) {
+	v, err := vars(r)
+	if err != nil {
+		h.reply(w, r, nil, err)
+		return
+	}
 	h.flush()
-	es, err := h.api.MachineEvents(r.Context(), mux.Vars(r)["mac"])
+	es, err := h.api.MachineEvents(r.Context(), v["mac"])
 	h.reply(w, r, nonNil(es), err)
 }
 
 func (h *handler) reprovision(w http.ResponseWriter, r *http.Request) {
-	m, err := h.api.Reprovision(r.Context(), mux.Vars(r)["mac"])
+	v, err := vars(r)
+	if err != nil {
+		h.reply(w, r, nil, err)
+		return
+	}
+	m, err := h.api.Reprovision(r.Context(), v["mac"])
 	h.reply(w, r, m, err)
 }
 
 func (h *handler) render(w http.ResponseWriter, r *http.Request) {
-	v := mux.Vars(r)
+	v, err := vars(r)
+	if err != nil {
+		h.reply(w, r, nil, err)
+		return
+	}
 	out, err := h.api.Render(r.Context(), v["kind"], v["mac"], r.URL.Query().Get("base_url"))
 	h.reply(w, r, renderReply{Output: out}, err)
 }

@@ -336,8 +336,12 @@ func check(t *testing.T, d Decision, w want) {
 	} else if vc != w.vendor {
 		t.Errorf("option 60 = %q, want %q", vc, w.vendor)
 	}
-	if got := bytes.Equal(r.Options.Get(dhcpv4.OptionVendorSpecificInformation), []byte{6, 1, 8, 255}); got != w.proxy {
-		t.Errorf("option 43 discovery control present = %v, want %v", got, w.proxy)
+	// Proxy offers always carry discovery control 8; full-mode offers to
+	// firmware PXE clients (option 60 PXEClient echoed) carry it too, or
+	// EDK2 takes them for BINL offers and looks for port 4011.
+	want43 := w.proxy || vc == "PXEClient"
+	if got := bytes.Equal(r.Options.Get(dhcpv4.OptionVendorSpecificInformation), []byte{6, 1, 8, 255}); got != want43 {
+		t.Errorf("option 43 discovery control present = %v, want %v", got, want43)
 	}
 	if got := bytes.Equal(r.Options.Get(dhcpv4.GenericOptionCode(175)), []byte{176, 1, 1}); got != w.ipxeOpt {
 		t.Errorf("option 175.176 present = %v, want %v", got, w.ipxeOpt)

@@ -5,6 +5,7 @@ package httpd
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -46,6 +48,10 @@ type Server struct {
 	render *metrics.Histogram
 	srv    *http.Server
 	ln     net.Listener
+	// etags caches the content hash of first-stage files by name, size and
+	// modification time (embedded files have none, so the hash tells them
+	// apart).
+	etags sync.Map
 }
 
 // maxQuery bounds query strings: a MAC and a token need about 100 bytes.
@@ -204,9 +210,16 @@ func (s *Server) ipxe(w http.ResponseWriter, r *http.Request) int {
 		io.WriteString(w, render.MessageScript("the request names no machine: chain /boot.ipxe, which adds ?mac=${mac:hexhyp}"))
 		return http.StatusBadRequest
 	}
+	if r.Method == http.MethodHead {
+		// A probe (curl -I, a health check) gets a script's headers; making
+		// the script would record a boot and mint a token no one fetches.
+		return http.StatusOK
+	}
 	start := time.Now()
 	script, err := s.svc.IPXE(r.Context(), profiles.BootRequest{MAC: mac, BaseURL: baseURL(r), RemoteIP: remoteIP(r)}, true)
-	s.render.Observe(time.Since(start).Seconds())
+	if err == nil {
+		s.render.Observe(time.Since(start).Seconds())
+	}
 	if err != nil {
 		code := statusOf(err)
 		if code >= 500 {
@@ -231,7 +244,9 @@ func (s *Server) ignition(w http.ResponseWriter, r *http.Request) int {
 	}
 	start := time.Now()
 	cfg, err := s.svc.Ignition(r.Context(), profiles.BootRequest{MAC: mac, Token: q.Get("token"), BaseURL: baseURL(r), RemoteIP: remoteIP(r)})
-	s.render.Observe(time.Since(start).Seconds())
+	if err == nil {
+		s.render.Observe(time.Since(start).Seconds())
+	}
 	if err != nil {
 		code := statusOf(err)
 		if code >= 500 {
@@ -300,7 +315,13 @@ func (s *Server) serveAsset(w http.ResponseWriter, r *http.Request, rel string) 
 			defer f.Close()
 			if rs, ok := f.(io.ReadSeeker); ok {
 				if st, err := f.Stat(); err == nil && !st.IsDir() {
-					return serveContent(w, r, st, rs)
+					etag, err := s.firstStageETag(name, st, rs)
+					if err != nil {
+						s.log.Error("first-stage file unreadable", "name", name, "err", err)
+						http.Error(w, "first-stage file unreadable", http.StatusInternalServerError)
+						return http.StatusInternalServerError
+					}
+					return serveContent(w, r, st, rs, etag)
 				}
 			}
 		}
@@ -328,13 +349,41 @@ func (s *Server) serveAsset(w http.ResponseWriter, r *http.Request, rel string) 
 	}
 	// A 1 GiB initrd over a slow link outlasts the server's write timeout.
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(time.Hour))
-	return serveContent(w, r, st, f)
+	return serveContent(w, r, st, f, fmt.Sprintf(`"%x-%x"`, st.Size(), st.ModTime().UnixNano()))
+}
+
+// firstStageKey identifies one version of a first-stage file.
+type firstStageKey struct {
+	name    string
+	size    int64
+	modTime int64
+}
+
+// firstStageETag is a strong ETag from the contents of a first-stage file,
+// hashed once per name (and size and modification time): embedded files
+// have a zero modification time, so size and time alone would give two
+// builds of the same size one ETag. rs is left at its start.
+func (s *Server) firstStageETag(name string, st fs.FileInfo, rs io.ReadSeeker) (string, error) {
+	key := firstStageKey{name, st.Size(), st.ModTime().UnixNano()}
+	if v, ok := s.etags.Load(key); ok {
+		return v.(string), nil
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, rs); err != nil {
+		return "", err
+	}
+	if _, err := rs.Seek(0, io.SeekStart); err != nil {
+		return "", err
+	}
+	etag := fmt.Sprintf(`"sha256-%x"`, h.Sum(nil))
+	s.etags.Store(key, etag)
+	return etag, nil
 }
 
 // serveContent leaves Range, If-None-Match and HEAD to net/http and
 // reports the status it chose.
-func serveContent(w http.ResponseWriter, r *http.Request, st fs.FileInfo, rs io.ReadSeeker) int {
-	w.Header().Set("ETag", fmt.Sprintf(`"%x-%x"`, st.Size(), st.ModTime().UnixNano()))
+func serveContent(w http.ResponseWriter, r *http.Request, st fs.FileInfo, rs io.ReadSeeker, etag string) int {
+	w.Header().Set("ETag", etag)
 	rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 	http.ServeContent(rec, r, st.Name(), st.ModTime(), rs)
 	return rec.code

@@ -17,6 +17,8 @@ import (
 // name's extension, or sniffed), into machines whose Source names the file
 // and line, so that every later error points at the entry.
 func ParseMachinesFile(name string, data []byte) ([]Machine, error) {
+	// Spreadsheets save CSV with a UTF-8 byte order mark before the header.
+	data = bytes.TrimPrefix(data, []byte("\ufeff"))
 	switch {
 	case strings.HasSuffix(name, ".csv"):
 		return parseMachinesCSV(name, data)
@@ -88,6 +90,9 @@ func parseMachinesCSV(name string, data []byte) ([]Machine, error) {
 				if err != nil {
 					return nil, at(src, fieldErr("labels", err))
 				}
+				if _, dup := m.Labels[k]; dup {
+					return nil, invalidf("%s: field labels: label %s is given twice", src, k)
+				}
 				m.Labels[k] = v
 			}
 		}
@@ -152,6 +157,32 @@ func yamlItems(name, key string, data []byte) ([]*yaml.Node, error) {
 	return items, nil
 }
 
+// fieldAliases maps a field's other spellings to its name, so that giving
+// both counts as giving it twice.
+var fieldAliases = map[string]string{"initrd": "initrds"}
+
+// noDuplicateKeys refuses a mapping that gives a key twice: decoding into a
+// yaml.Node keeps both, and the parsers would silently keep the last one.
+// what names the keys in the message ("field", "label").
+func noDuplicateKeys(name, what string, n *yaml.Node) error {
+	first := make(map[string]*yaml.Node, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i]
+		key := k.Value
+		if a, ok := fieldAliases[key]; ok && what == "field" {
+			key = a
+		}
+		if f, dup := first[key]; dup {
+			if f.Value != k.Value {
+				return invalidf("%s:%d: %s %s is given twice (first at line %d, as %s)", name, k.Line, what, k.Value, f.Line, f.Value)
+			}
+			return invalidf("%s:%d: %s %s is given twice (first at line %d)", name, k.Line, what, k.Value, f.Line)
+		}
+		first[key] = k
+	}
+	return nil
+}
+
 func scalar(src, field string, n *yaml.Node) (string, error) {
 	if n.Kind != yaml.ScalarNode {
 		return "", invalidf("%s:%d: field %s: expected a single value", src, n.Line, field)
@@ -185,6 +216,9 @@ func parseMachinesYAML(name string, data []byte) ([]Machine, error) {
 	out := make([]Machine, 0, len(items))
 	for _, it := range items {
 		m := Machine{Source: fmt.Sprintf("%s:%d", name, it.Line)}
+		if err := noDuplicateKeys(name, "field", it); err != nil {
+			return nil, err
+		}
 		for i := 0; i+1 < len(it.Content); i += 2 {
 			k, v := it.Content[i], it.Content[i+1]
 			var err error
@@ -204,6 +238,9 @@ func parseMachinesYAML(name string, data []byte) ([]Machine, error) {
 			case "labels":
 				if v.Kind != yaml.MappingNode {
 					return nil, invalidf("%s:%d: field labels: expected a mapping of key: value", name, v.Line)
+				}
+				if err := noDuplicateKeys(name, "field labels: label", v); err != nil {
+					return nil, err
 				}
 				m.Labels = map[string]string{}
 				for j := 0; j+1 < len(v.Content); j += 2 {
@@ -236,6 +273,9 @@ func ParseProfilesFile(name string, data []byte) ([]Profile, error) {
 	out := make([]Profile, 0, len(items))
 	for _, it := range items {
 		p := Profile{Source: fmt.Sprintf("%s:%d", name, it.Line)}
+		if err := noDuplicateKeys(name, "field", it); err != nil {
+			return nil, err
+		}
 		for i := 0; i+1 < len(it.Content); i += 2 {
 			k, v := it.Content[i], it.Content[i+1]
 			var err error

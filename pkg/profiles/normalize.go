@@ -3,6 +3,7 @@ package profiles
 import (
 	"github.com/bootsrv/bootsrv/pkg/render"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -20,6 +21,9 @@ const (
 // address parses, the pod, service and node networks do not overlap, the
 // service IPs lie in the service range, the gateway in the subnet.
 func NormalizeCluster(c Cluster) (Cluster, error) {
+	// The slices are rewritten below: work on copies, not the caller's.
+	c.Network.DNS = slices.Clone(c.Network.DNS)
+	c.SSHKeys = slices.Clone(c.SSHKeys)
 	if err := ValidName("cluster", c.Name); err != nil {
 		return c, err
 	}
@@ -107,7 +111,7 @@ func NormalizeCluster(c Cluster) (Cluster, error) {
 		return c, invalidf("kubernetes service IP %s is outside --service-range %s", kip, svc)
 	}
 	if c.DNSServiceIP == "" {
-		c.DNSServiceIP = DefaultDNSServiceIP
+		c.DNSServiceIP = defaultDNSIP(svc, kip).String()
 	}
 	dip, err := parseIPv4("--dns-ip", c.DNSServiceIP)
 	if err != nil {
@@ -147,6 +151,39 @@ func NormalizeCluster(c Cluster) (Cluster, error) {
 	}
 	c.SSHKeys = dedupe(c.SSHKeys)
 	return c, nil
+}
+
+// defaultDNSIP picks the cluster DNS service IP for a service range given
+// without --dns-ip: the guides' 10.3.0.10 for the default range, else the
+// range's 10th host (base + 10) when it fits below the last address, else
+// its second host; never the Kubernetes service IP kip.
+func defaultDNSIP(svc netip.Prefix, kip netip.Addr) netip.Addr {
+	if def := netip.MustParseAddr(DefaultDNSServiceIP); svc.String() == DefaultServiceRange && def != kip {
+		return def
+	}
+	base := svc.Masked().Addr()
+	last := lastAddr(svc)
+	host := func(n uint32) netip.Addr {
+		b := base.As4()
+		v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+		v += n
+		return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+	}
+	usable := func(a netip.Addr) bool { return svc.Contains(a) && a.Less(last) && a != kip }
+	if a := host(10); usable(a) {
+		return a
+	}
+	// A small range: its second host, or the first free one after it.
+	for n := uint32(2); ; n++ {
+		a := host(n)
+		if !svc.Contains(a) {
+			break
+		}
+		if usable(a) {
+			return a
+		}
+	}
+	return firstHost(svc)
 }
 
 // NormalizeProfile fills defaults into p and checks it on its own.

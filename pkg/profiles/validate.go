@@ -117,8 +117,14 @@ func ValidLabel(k, v string) error {
 		if !labelPrefixRe.MatchString(prefix) {
 			return invalidf("label key %q: prefix %q is not a DNS subdomain", k, prefix)
 		}
-		if prefix == "node-role.kubernetes.io" || strings.HasSuffix(prefix, ".kubernetes.io") && !strings.HasPrefix(prefix, "node.kubernetes.io") {
-			return invalidf("label key %q: the kubelet refuses to set labels under %s itself; use a label of your own domain, or let bootsrv set the role", k, prefix)
+		if isKubernetesLabel(k) && !isKubeletLabel(k) {
+			fix := "use a key under a domain of your own (such as example.com/" + name + ") or under node.kubernetes.io"
+			if prefix == "node-role.kubernetes.io" {
+				fix = "bootsrv sets the node's role from its profile; for a label of your own use a key under a domain of your own (such as example.com/" + name + ")"
+			}
+			return invalidf("label key %q: the kubelet refuses --node-labels under %s and would exit without registering the node "+
+				"(in the kubernetes.io and k8s.io namespaces it takes only kubelet.kubernetes.io, node.kubernetes.io, their subdomains, "+
+				"and the well-known labels it sets itself such as kubernetes.io/hostname and topology.kubernetes.io/zone); %s", k, prefix, fix)
 		}
 	}
 	if !labelNameRe.MatchString(name) {
@@ -128,6 +134,62 @@ func ValidLabel(k, v string) error {
 		return invalidf("label %s value %q is not valid: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit", k, v)
 	}
 	return nil
+}
+
+// The kubelet's --node-labels rule, copied from k8s.io/kubelet/pkg/apis
+// (well_known_labels.go, v0.37.2) and the kubelet's options check so that
+// the binary does not link k8s.io code: a key in the kubernetes.io or k8s.io
+// namespaces, or a subdomain of them, is refused unless IsKubeletLabel
+// accepts it.
+var (
+	// kubeletLabels: the well-known labels the kubelet sets itself.
+	kubeletLabels = []string{
+		"kubernetes.io/hostname",
+		"topology.kubernetes.io/zone",
+		"topology.kubernetes.io/region",
+		"failure-domain.beta.kubernetes.io/zone",
+		"failure-domain.beta.kubernetes.io/region",
+		"beta.kubernetes.io/instance-type",
+		"node.kubernetes.io/instance-type",
+		"kubernetes.io/os",
+		"kubernetes.io/arch",
+		"beta.kubernetes.io/os",
+		"beta.kubernetes.io/arch",
+	}
+	// kubeletLabelNamespaces: namespaces (and their subdomains) the kubelet
+	// may label its own Node with.
+	kubeletLabelNamespaces = []string{"kubelet.kubernetes.io", "node.kubernetes.io"}
+)
+
+func labelNamespace(key string) string {
+	if ns, _, ok := strings.Cut(key, "/"); ok {
+		return ns
+	}
+	return ""
+}
+
+// isKubernetesLabel: the key is in the kubernetes.io or k8s.io namespace or
+// a subdomain of them.
+func isKubernetesLabel(key string) bool {
+	ns := labelNamespace(key)
+	return ns == "kubernetes.io" || strings.HasSuffix(ns, ".kubernetes.io") ||
+		ns == "k8s.io" || strings.HasSuffix(ns, ".k8s.io")
+}
+
+// isKubeletLabel is kubeletapis.IsKubeletLabel.
+func isKubeletLabel(key string) bool {
+	for _, l := range kubeletLabels {
+		if key == l {
+			return true
+		}
+	}
+	ns := labelNamespace(key)
+	for _, a := range kubeletLabelNamespaces {
+		if ns == a || strings.HasSuffix(ns, "."+a) {
+			return true
+		}
+	}
+	return false
 }
 
 // ParseLabel splits "k=v".

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"path"
 	"sort"
 	"strings"
 
@@ -103,29 +104,77 @@ func Ignition(c Config) ([]byte, error) {
 	return out, nil
 }
 
-// Clashes lists the file paths and unit names both configs write.
+// Clashes lists what both configs write: unit names, and paths. Ignition's
+// Merge keys files, directories and links by path in one namespace, so a
+// snippet's directory or link at the path of a generated file replaces it
+// as surely as a file there does.
 func Clashes(generated, snippet types.Config) []string {
 	have := map[string]bool{}
 	for _, f := range generated.Storage.Files {
-		have["file "+f.Path] = true
+		have[path.Clean(f.Path)] = true
 	}
+	for _, d := range generated.Storage.Directories {
+		have[path.Clean(d.Path)] = true
+	}
+	for _, l := range generated.Storage.Links {
+		have[path.Clean(l.Path)] = true
+	}
+	units := map[string]bool{}
 	for _, u := range generated.Systemd.Units {
-		have["unit "+u.Name] = true
+		units[u.Name] = true
+	}
+	// clash: the snippet's entry replaces a generated one (Merge keys files,
+	// directories and links by path together), stands where a generated
+	// unit lives, or, being a file or link, stands where a generated path
+	// needs a directory.
+	clash := func(p string, mayBeParent bool) bool {
+		p = path.Clean(p)
+		if have[p] {
+			return true
+		}
+		if rest, ok := strings.CutPrefix(p, unitDir+"/"); ok {
+			name, _, _ := strings.Cut(rest, "/")
+			if units[name] || units[strings.TrimSuffix(name, ".d")] {
+				return true
+			}
+		}
+		if mayBeParent {
+			return false
+		}
+		for g := range have {
+			if strings.HasPrefix(g, p+"/") {
+				return true
+			}
+		}
+		return false
 	}
 	var out []string
 	for _, f := range snippet.Storage.Files {
-		if have["file "+f.Path] {
+		if clash(f.Path, false) {
 			out = append(out, "file "+f.Path)
 		}
 	}
+	for _, d := range snippet.Storage.Directories {
+		if clash(d.Path, true) {
+			out = append(out, "directory "+d.Path)
+		}
+	}
+	for _, l := range snippet.Storage.Links {
+		if clash(l.Path, false) {
+			out = append(out, "link "+l.Path)
+		}
+	}
 	for _, u := range snippet.Systemd.Units {
-		if have["unit "+u.Name] {
+		if units[u.Name] {
 			out = append(out, "unit "+u.Name)
 		}
 	}
 	sort.Strings(out)
 	return out
 }
+
+// unitDir is where Ignition writes systemd units and their drop-ins.
+const unitDir = "/etc/systemd/system"
 
 // SnippetClashes checks a snippet against paths and units known up front
 // (those a role always generates), for `profile add`.

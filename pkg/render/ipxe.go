@@ -97,13 +97,36 @@ func LocalBootScript(mac, hostname string) string {
 
 // MessageScript shows a message on the machine's console and reboots
 // after a pause, for machines bootsrv will not boot (unknown, broken
-// profile): the operator sees why at the console.
+// profile): the operator sees why at the console. The lines may echo what
+// the requester sent (its mac), so they are cleaned of iPXE syntax: see
+// echoSafe.
 func MessageScript(lines ...string) string {
 	var sb strings.Builder
 	sb.WriteString("#!ipxe\n")
 	for _, l := range lines {
-		fmt.Fprintf(&sb, "echo bootsrv: %s\n", strings.NewReplacer("\n", " ", "$", "").Replace(l))
+		fmt.Fprintf(&sb, "echo bootsrv: %s\n", echoSafe(l))
 	}
 	sb.WriteString("echo bootsrv: rebooting in 60 s\nsleep 60\nreboot\n")
 	return sb.String()
+}
+
+// echoSafe makes text safe to put after an iPXE echo: line breaks become
+// spaces and '$' is dropped (no ${...} expansion), and every other
+// character outside letters, digits and : . _ - = space / , ? { } becomes
+// '?', so no ||, &&, # comment or quoting reaches iPXE's parser. (Braces
+// are inert once '$' is gone.)
+func echoSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '\n' || r == '\r' || r == '\t':
+			return ' '
+		case r == '$':
+			return -1
+		case 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z', '0' <= r && r <= '9':
+			return r
+		case strings.ContainsRune(":._ -=/,?{}", r):
+			return r
+		}
+		return '?'
+	}, s)
 }

@@ -405,6 +405,10 @@ func (s *Service) MachineEvents(_ context.Context, mac string) ([]Event, error) 
 			return nil
 		})
 	})
+	// Events are stored in the order their writes commit; DHCP's and the
+	// HTTP queue's writes can cross by a few milliseconds, so the history
+	// is shown in the order things happened.
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
 	return out, err
 }
 

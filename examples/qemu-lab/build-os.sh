@@ -60,9 +60,9 @@ EOF
 		export CGO_ENABLED=1 GOFLAGS=-mod=mod GOWORK=off
 		go build -trimpath -tags osusergo,netgo \
 			-ldflags "$ign_ldflags" \
-			-o "$ign_bin.tmp" github.com/coreos/ignition/v2/internal
+			-o "$ign_bin.tmp.$$" github.com/coreos/ignition/v2/internal
 	) || die "go build of Ignition failed"
-	mv "$ign_bin.tmp" "$ign_bin"
+	mv "$ign_bin.tmp.$$" "$ign_bin"
 	echo "$ign_ldflags" >"$ign_dir/ldflags"
 }
 if ((force)) || [[ ! -x "$ign_bin" ]] || [[ "$(cat "$ign_dir/ldflags" 2>/dev/null)" != "$ign_ldflags" ]]; then
@@ -85,7 +85,7 @@ fi
 kernel=$cache/vmlinuz
 if ((force)) || ! cmp -s "/boot/vmlinuz-$kver" "$kernel"; then
 	log "kernel: copying /boot/vmlinuz-$kver"
-	cp "/boot/vmlinuz-$kver" "$kernel.tmp" && mv "$kernel.tmp" "$kernel"
+	cp "/boot/vmlinuz-$kver" "$kernel.tmp.$$" && mv "$kernel.tmp.$$" "$kernel"
 fi
 chmod 0644 "$kernel"
 
@@ -144,8 +144,8 @@ if ((force)) || [[ ! -f "$initrd" ]] || [[ "$(cat "$stamp" 2>/dev/null)" != "$in
 	printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
 	printf 'root:x:0:\n' >"$root/etc/group"
 	echo "$kver" >"$root/etc/lab-kernel-version"
-	(cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0) | gzip -6 >"$initrd.tmp"
-	mv "$initrd.tmp" "$initrd"
+	(cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0) | gzip -6 >"$initrd.tmp.$$"
+	mv "$initrd.tmp.$$" "$initrd"
 	echo "$inputs" >"$stamp"
 	rm -rf "$root"
 	trap - EXIT

@@ -30,8 +30,12 @@ import (
 
 // Config is the HTTP server's settings.
 type Config struct {
-	Addr      string // listen address, default ":8080"
-	AssetsDir string // served under /assets/, jailed; may be empty
+	Addr string // listen address, default ":8080"
+	// ReadHeaderTimeout bounds how long a client may take to send its
+	// request headers (default 10s): a slow or stuck client cannot hold a
+	// connection open.
+	ReadHeaderTimeout time.Duration
+	AssetsDir         string // served under /assets/, jailed; may be empty
 	// FirstStage holds the iPXE binaries, served under /assets/ipxe/ for
 	// UEFI HTTP Boot before the assets dir is looked at.
 	FirstStage fs.FS
@@ -62,6 +66,9 @@ func New(cfg Config, svc *profiles.Service, reg *metrics.Registry, log *slog.Log
 	if cfg.Addr == "" {
 		cfg.Addr = ":8080"
 	}
+	if cfg.ReadHeaderTimeout <= 0 {
+		cfg.ReadHeaderTimeout = 10 * time.Second
+	}
 	s := &Server{cfg: cfg, svc: svc, log: log, reg: reg}
 	if cfg.AssetsDir != "" {
 		root, err := os.OpenRoot(cfg.AssetsDir)
@@ -75,7 +82,7 @@ func New(cfg Config, svc *profiles.Service, reg *metrics.Registry, log *slog.Log
 		[]float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1})
 	s.srv = &http.Server{
 		Handler:           s.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		ReadTimeout:       30 * time.Second,
 		// Large initrds extend their own deadline (see serveAsset).
 		WriteTimeout:   60 * time.Second,

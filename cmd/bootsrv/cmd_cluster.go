@@ -8,6 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/bootsrv/bootsrv/pkg/admin"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
 )
 
@@ -48,21 +49,13 @@ IPs must lie in (default: the /24 around --api-server).`,
 				name:    "show",
 				summary: "Show the cluster's settings",
 				flags:   func(fs *flag.FlagSet, o *opts) { outputFlag(fs, o) },
-				run: func(ctx context.Context, c *cli, o *opts, args []string) error {
-					if len(args) > 0 {
-						return usagef("unexpected argument %q", args[0])
-					}
-					api, done, err := openAPI(o)
-					if err != nil {
-						return err
-					}
-					defer done()
+				run: withAPI(noArgs, func(ctx context.Context, c *cli, o *opts, api admin.API, args []string) error {
 					cl, err := api.Cluster(ctx)
 					if err != nil {
 						return err
 					}
 					return printCluster(c, o, cl)
-				},
+				}),
 			},
 		},
 	}

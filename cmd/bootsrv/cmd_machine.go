@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/bootsrv/bootsrv/pkg/admin"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
 )
 
@@ -56,22 +57,14 @@ and field.`,
 				name:    "list",
 				summary: "List machines with their state, last event and its age",
 				flags:   func(fs *flag.FlagSet, o *opts) { outputFlag(fs, o) },
-				run: func(ctx context.Context, c *cli, o *opts, args []string) error {
-					if len(args) > 0 {
-						return usagef("unexpected argument %q", args[0])
-					}
-					api, done, err := openAPI(o)
-					if err != nil {
-						return err
-					}
-					defer done()
+				run: withAPI(noArgs, func(ctx context.Context, c *cli, o *opts, api admin.API, args []string) error {
 					ms, err := api.Machines(ctx)
 					if err != nil {
 						return err
 					}
 					profiles.SortMachines(ms)
 					return printMachines(c.stdout, o.output, ms, time.Now())
-				},
+				}),
 			},
 			{
 				name:    "show",
@@ -85,15 +78,7 @@ and field.`,
 				args:    "MAC",
 				summary: "Show a machine's event history",
 				flags:   func(fs *flag.FlagSet, o *opts) { outputFlag(fs, o) },
-				run: func(ctx context.Context, c *cli, o *opts, args []string) error {
-					if len(args) != 1 {
-						return usagef("give exactly one MAC")
-					}
-					api, done, err := openAPI(o)
-					if err != nil {
-						return err
-					}
-					defer done()
+				run: withAPI(exactly(1, "give exactly one MAC"), func(ctx context.Context, c *cli, o *opts, api admin.API, args []string) error {
 					evs, err := api.MachineEvents(ctx, args[0])
 					if err != nil {
 						return err
@@ -108,7 +93,7 @@ and field.`,
 							row(tw, e.Time.Format(time.RFC3339), age(e.Time, now), e.Type, eventDetail(e))
 						}
 					})
-				},
+				}),
 			},
 			{
 				name:    "reprovision",
@@ -117,42 +102,26 @@ and field.`,
 				long: `A provisioned machine is told to boot from its disk. This makes its next
 network boot install it again, with new tokens and new certificates.`,
 				flags: func(fs *flag.FlagSet, o *opts) { outputFlag(fs, o) },
-				run: func(ctx context.Context, c *cli, o *opts, args []string) error {
-					if len(args) != 1 {
-						return usagef("give exactly one MAC")
-					}
-					api, done, err := openAPI(o)
-					if err != nil {
-						return err
-					}
-					defer done()
+				run: withAPI(exactly(1, "give exactly one MAC"), func(ctx context.Context, c *cli, o *opts, api admin.API, args []string) error {
 					m, err := api.Reprovision(ctx, args[0])
 					if err != nil {
 						return err
 					}
 					return printMachines(c.stdout, o.output, []profiles.Machine{m}, time.Now())
-				},
+				}),
 			},
 			{
 				name:    "rm",
 				args:    "MAC",
 				summary: "Remove a machine and its history",
-				run: func(ctx context.Context, c *cli, o *opts, args []string) error {
-					if len(args) != 1 {
-						return usagef("give exactly one MAC")
-					}
-					api, done, err := openAPI(o)
-					if err != nil {
-						return err
-					}
-					defer done()
+				run: withAPI(exactly(1, "give exactly one MAC"), func(ctx context.Context, c *cli, o *opts, api admin.API, args []string) error {
 					if err := api.RemoveMachine(ctx, args[0]); err != nil {
 						return err
 					}
 					mac, _ := profiles.NormalizeMAC(args[0])
 					fmt.Fprintf(c.stdout, "machine %s removed\n", mac)
 					return nil
-				},
+				}),
 			},
 		},
 	}

@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/bootsrv/bootsrv/pkg/admin"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
 )
 
@@ -18,21 +19,13 @@ func caCommand() *command {
 			name:    "show",
 			summary: "Show the cluster CA and the etcd CA (their keys never leave the server)",
 			flags:   func(fs *flag.FlagSet, o *opts) { outputFlag(fs, o) },
-			run: func(ctx context.Context, c *cli, o *opts, args []string) error {
-				if len(args) > 0 {
-					return usagef("unexpected argument %q", args[0])
-				}
-				api, done, err := openAPI(o)
-				if err != nil {
-					return err
-				}
-				defer done()
+			run: withAPI(noArgs, func(ctx context.Context, c *cli, o *opts, api admin.API, args []string) error {
 				cs, err := api.CAs(ctx)
 				if err != nil {
 					return err
 				}
 				return printCerts(c, o, cs, false)
-			},
+			}),
 		}},
 	}
 }
@@ -45,21 +38,13 @@ func certsCommand() *command {
 			name:    "list",
 			summary: "List every machine certificate with its expiry",
 			flags:   func(fs *flag.FlagSet, o *opts) { outputFlag(fs, o) },
-			run: func(ctx context.Context, c *cli, o *opts, args []string) error {
-				if len(args) > 0 {
-					return usagef("unexpected argument %q", args[0])
-				}
-				api, done, err := openAPI(o)
-				if err != nil {
-					return err
-				}
-				defer done()
+			run: withAPI(noArgs, func(ctx context.Context, c *cli, o *opts, api admin.API, args []string) error {
 				cs, err := api.Certs(ctx)
 				if err != nil {
 					return err
 				}
 				return printCerts(c, o, cs, true)
-			},
+			}),
 		}},
 	}
 }
@@ -74,22 +59,14 @@ func kubeconfigCommand() *command {
 			flags: func(fs *flag.FlagSet, o *opts) {
 				fs.StringVar(&o.user, "user", "admin", "user name in the certificate (CN)")
 			},
-			run: func(ctx context.Context, c *cli, o *opts, args []string) error {
-				if len(args) > 0 {
-					return usagef("unexpected argument %q", args[0])
-				}
-				api, done, err := openAPI(o)
-				if err != nil {
-					return err
-				}
-				defer done()
+			run: withAPI(noArgs, func(ctx context.Context, c *cli, o *opts, api admin.API, args []string) error {
 				kc, err := api.AdminKubeconfig(ctx, o.user)
 				if err != nil {
 					return err
 				}
 				fmt.Fprint(c.stdout, kc)
 				return nil
-			},
+			}),
 		}},
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/bootsrv/bootsrv/pkg/admin"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
 )
 
@@ -40,36 +41,20 @@ ignition (an Ignition config, spec 3.0-3.4, as JSON text or YAML).`,
 				name:    "list",
 				summary: "List profiles",
 				flags:   func(fs *flag.FlagSet, o *opts) { outputFlag(fs, o) },
-				run: func(ctx context.Context, c *cli, o *opts, args []string) error {
-					if len(args) > 0 {
-						return usagef("unexpected argument %q", args[0])
-					}
-					api, done, err := openAPI(o)
-					if err != nil {
-						return err
-					}
-					defer done()
+				run: withAPI(noArgs, func(ctx context.Context, c *cli, o *opts, api admin.API, args []string) error {
 					ps, err := api.Profiles(ctx)
 					if err != nil {
 						return err
 					}
 					return printProfiles(c, o, ps)
-				},
+				}),
 			},
 			{
 				name:    "show",
 				args:    "NAME",
 				summary: "Show one profile",
 				flags:   func(fs *flag.FlagSet, o *opts) { outputFlag(fs, o) },
-				run: func(ctx context.Context, c *cli, o *opts, args []string) error {
-					if len(args) != 1 {
-						return usagef("give exactly one profile name")
-					}
-					api, done, err := openAPI(o)
-					if err != nil {
-						return err
-					}
-					defer done()
+				run: withAPI(exactly(1, "give exactly one profile name"), func(ctx context.Context, c *cli, o *opts, api admin.API, args []string) error {
 					p, err := api.Profile(ctx, args[0])
 					if err != nil {
 						return err
@@ -83,27 +68,19 @@ ignition (an Ignition config, spec 3.0-3.4, as JSON text or YAML).`,
 						row(tw, "ARGS", strings.Join(p.Args, " "))
 						row(tw, "IGNITION", p.Ignition)
 					})
-				},
+				}),
 			},
 			{
 				name:    "rm",
 				args:    "NAME",
 				summary: "Remove a profile no machine uses",
-				run: func(ctx context.Context, c *cli, o *opts, args []string) error {
-					if len(args) != 1 {
-						return usagef("give exactly one profile name")
-					}
-					api, done, err := openAPI(o)
-					if err != nil {
-						return err
-					}
-					defer done()
+				run: withAPI(exactly(1, "give exactly one profile name"), func(ctx context.Context, c *cli, o *opts, api admin.API, args []string) error {
 					if err := api.RemoveProfile(ctx, args[0]); err != nil {
 						return err
 					}
 					fmt.Fprintf(c.stdout, "profile %s removed\n", args[0])
 					return nil
-				},
+				}),
 			},
 		},
 	}

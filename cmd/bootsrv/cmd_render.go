@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"strings"
+
+	"github.com/bootsrv/bootsrv/pkg/admin"
 )
 
 func renderCommand() *command {
@@ -17,15 +19,7 @@ func renderCommand() *command {
 		flags: func(fs *flag.FlagSet, o *opts) {
 			fs.StringVar(&o.baseURL, "base-url", "", "http://HOST:PORT machines reach bootsrv at")
 		},
-		run: func(ctx context.Context, c *cli, o *opts, args []string) error {
-			if len(args) != 2 {
-				return usagef("give what to render (ipxe or ignition) and a MAC")
-			}
-			api, done, err := openAPI(o)
-			if err != nil {
-				return err
-			}
-			defer done()
+		run: withAPI(exactly(2, "give what to render (ipxe or ignition) and a MAC"), func(ctx context.Context, c *cli, o *opts, api admin.API, args []string) error {
 			out, err := api.Render(ctx, args[0], args[1], o.baseURL)
 			if err != nil {
 				return err
@@ -35,6 +29,6 @@ func renderCommand() *command {
 				fmt.Fprintln(c.stdout)
 			}
 			return nil
-		},
+		}),
 	}
 }

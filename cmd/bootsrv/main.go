@@ -359,3 +359,38 @@ func rootCommand() *command {
 		},
 	}
 }
+
+// argCheck checks a command's positional arguments.
+type argCheck func(args []string) error
+
+func noArgs(args []string) error {
+	if len(args) > 0 {
+		return usagef("unexpected argument %q", args[0])
+	}
+	return nil
+}
+
+func exactly(n int, msg string) argCheck {
+	return func(args []string) error {
+		if len(args) != n {
+			return usagef("%s", msg)
+		}
+		return nil
+	}
+}
+
+// withAPI checks a command's arguments, then runs it against the API: the
+// running server's, or the state file's when no server runs.
+func withAPI(check argCheck, fn func(ctx context.Context, c *cli, o *opts, api admin.API, args []string) error) func(context.Context, *cli, *opts, []string) error {
+	return func(ctx context.Context, c *cli, o *opts, args []string) error {
+		if err := check(args); err != nil {
+			return err
+		}
+		api, done, err := openAPI(o)
+		if err != nil {
+			return err
+		}
+		defer done()
+		return fn(ctx, c, o, api, args)
+	}
+}

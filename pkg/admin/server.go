@@ -109,19 +109,7 @@ func (h *handler) reply(w http.ResponseWriter, r *http.Request, v any, err error
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func statusOf(err error) int {
-	switch profiles.KindOf(err) {
-	case profiles.KindInvalid:
-		return http.StatusBadRequest
-	case profiles.KindNotFound:
-		return http.StatusNotFound
-	case profiles.KindConflict:
-		return http.StatusConflict
-	case profiles.KindDenied:
-		return http.StatusForbidden
-	}
-	return http.StatusInternalServerError
-}
+func statusOf(err error) int { return profiles.HTTPStatus(err) }
 
 func decode(r *http.Request, v any) error {
 	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))

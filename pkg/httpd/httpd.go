@@ -195,19 +195,7 @@ func (s *Server) bootIPXE(w http.ResponseWriter, r *http.Request) int {
 	return http.StatusOK
 }
 
-func statusOf(err error) int {
-	switch profiles.KindOf(err) {
-	case profiles.KindInvalid:
-		return http.StatusBadRequest
-	case profiles.KindNotFound:
-		return http.StatusNotFound
-	case profiles.KindConflict:
-		return http.StatusConflict
-	case profiles.KindDenied:
-		return http.StatusForbidden
-	}
-	return http.StatusInternalServerError
-}
+func statusOf(err error) int { return profiles.HTTPStatus(err) }
 
 func (s *Server) ipxe(w http.ResponseWriter, r *http.Request) int {
 	w.Header().Set("Content-Type", "text/plain")

@@ -3,6 +3,7 @@ package profiles
 import (
 	"errors"
 	"fmt"
+	"net/http"
 )
 
 // Kind classifies an error so that every door (CLI exit code, HTTP status)
@@ -56,4 +57,20 @@ func at(source string, err error) error {
 		return &Error{Kind: e.Kind, Msg: source + ": " + e.Msg}
 	}
 	return fmt.Errorf("%s: %w", source, err)
+}
+
+// HTTPStatus is the status every HTTP door (admin API, boot chain) answers
+// err with: 4xx for the caller's mistakes, 500 for bootsrv's own.
+func HTTPStatus(err error) int {
+	switch KindOf(err) {
+	case KindInvalid:
+		return http.StatusBadRequest
+	case KindNotFound:
+		return http.StatusNotFound
+	case KindConflict:
+		return http.StatusConflict
+	case KindDenied:
+		return http.StatusForbidden
+	}
+	return http.StatusInternalServerError
 }

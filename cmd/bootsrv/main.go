@@ -172,6 +172,8 @@ func exitCode(err error) int {
 		return exitNotFound
 	case profiles.KindConflict:
 		return exitConflict
+	case profiles.KindDenied:
+		return exitFailure
 	}
 	return exitFailure
 }

@@ -42,6 +42,14 @@ func row(tw io.Writer, cols ...string) {
 		if c == "" {
 			cols[i] = "-"
 		}
+		// Event details come from machines (report bodies): no control
+		// characters reach the operator's terminal.
+		cols[i] = strings.Map(func(r rune) rune {
+			if r < 0x20 || r == 0x7f {
+				return ' '
+			}
+			return r
+		}, cols[i])
 	}
 	fmt.Fprintln(tw, strings.Join(cols, "\t"))
 }

@@ -29,6 +29,7 @@ import (
 
 type serveOpts struct {
 	listen         string
+	tokenBind      string
 	interfaces     stringList
 	dhcpMode       string
 	dhcpRange      string
@@ -68,6 +69,7 @@ Stops cleanly on SIGTERM or SIGINT, committing every queued event.`,
 			fs.StringVar(&o.serve.tftpAddr, "tftp-addr", ":69", "TFTP listen address (\"\" turns TFTP off)")
 			fs.IntVar(&o.serve.tftpMaxBlksize, "tftp-max-blksize", 1468, "largest TFTP block size granted (512 for buggy ROMs)")
 			fs.DurationVar(&o.serve.tokenTTL, "token-ttl", profiles.DefaultBootConfig.TokenTTL, "how long a boot script's Ignition token is valid")
+			fs.StringVar(&o.serve.tokenBind, "token-bind", "address", "address: a machine's boot script and tokens are only served to its own address (leased, else reserved); any: to any address (when another DHCP server hands out other addresses)")
 			fs.DurationVar(&o.serve.reportTimeout, "report-timeout", time.Hour, "mark a machine failed when it has not reported this long after fetching Ignition")
 		},
 		run: runServe,
@@ -82,6 +84,9 @@ func runServe(ctx context.Context, c *cli, o *opts, args []string) error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(so.logLevel)); err != nil {
 		return usagef("--log-level %q: use debug, info, warn or error", so.logLevel)
+	}
+	if so.tokenBind != "address" && so.tokenBind != "any" {
+		return usagef("--token-bind %q: use address or any", so.tokenBind)
 	}
 	if so.tokenTTL <= 0 || so.reportTimeout <= 0 {
 		return usagef("--token-ttl and --report-timeout must be positive durations such as 30m")
@@ -117,7 +122,8 @@ func runServe(ctx context.Context, c *cli, o *opts, args []string) error {
 	if l := ds.Leases(); l != nil {
 		leases = l
 	}
-	svc.Configure(profiles.BootConfig{TokenTTL: so.tokenTTL, BaseURL: baseURL}, leases)
+	svc.Configure(profiles.BootConfig{TokenTTL: so.tokenTTL, BaseURL: baseURL, Version: versionString(),
+		AnyAddress: so.tokenBind == "any"}, leases)
 	svc.StartRecorder(log)
 	// Runs after the servers stopped: queued events reach the file before
 	// it closes.

@@ -307,5 +307,9 @@ func Serve(ctx context.Context, l net.Listener, api API, log *slog.Logger) error
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return srv.Shutdown(sctx)
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("admin API: requests still running after 10 s; closing their connections", "err", err)
+		srv.Close()
+	}
+	return nil
 }

@@ -83,6 +83,10 @@ func (l leases) LeasedMAC(ip netip.Addr) (string, bool) {
 type envOpts struct {
 	boot   profiles.BootConfig
 	leases profiles.LeaseView
+	// bind keeps bootsrv's default: a machine's boot script and tokens only
+	// for its own address. Without it the env serves any address, since
+	// every test client comes from 127.0.0.1 (macA's reservation).
+	bind bool
 }
 
 type testEnv struct {
@@ -109,6 +113,9 @@ func newEnv(t testing.TB, o envOpts) *testEnv {
 	}
 	t.Cleanup(func() { st.Close() })
 	svc := profiles.NewService(st)
+	if !o.bind {
+		o.boot.AnyAddress = true
+	}
 	svc.Configure(o.boot, o.leases)
 	if _, err := svc.ClusterInit(ctx, profiles.Cluster{Name: "lab", APIServer: "127.0.0.10"}); err != nil {
 		t.Fatal(err)
@@ -252,6 +259,21 @@ var tokenRe = regexp.MustCompile(`/ignition\?mac=([0-9a-f:]+)&token=([A-Za-z0-9_
 
 // ignitionToken fetches mac's boot script and returns the Ignition token
 // in it.
+// previewToken takes the token from `bootsrv render ipxe` (no request, so
+// no address check), for tests that then ask from a chosen address.
+func (e *testEnv) previewToken(mac string) string {
+	e.t.Helper()
+	script, err := e.svc.Render(context.Background(), profiles.RenderIPXE, mac, e.ts.URL)
+	if err != nil {
+		e.t.Fatalf("render ipxe %s: %v", mac, err)
+	}
+	m := tokenRe.FindStringSubmatch(script)
+	if m == nil {
+		e.t.Fatalf("no ignition URL with a token in the boot script of %s:\n%s", mac, script)
+	}
+	return m[2]
+}
+
 func (e *testEnv) ignitionToken(mac string) string {
 	e.t.Helper()
 	r := e.get("/ipxe?mac=" + mac)

@@ -27,6 +27,15 @@ type BootConfig struct {
 	// BaseURL is how machines reach the HTTP server, for previews that do
 	// not come in over HTTP (`bootsrv render`).
 	BaseURL string
+	// AnyAddress hands out a machine's boot script and accepts its tokens
+	// from any address. By default only the machine's own address may:
+	// the one bootsrv leased it, else its reservation. Private keys travel
+	// in the Ignition, so turn this on only where another DHCP server
+	// hands machines addresses other than their reservations.
+	AnyAddress bool
+	// Version is bootsrv's version: part of the key of kept Ignition
+	// configs, so an upgraded bootsrv renders anew.
+	Version string
 }
 
 // DefaultBootConfig: 30 minutes to fetch Ignition, a week to report.
@@ -64,33 +73,63 @@ func (s *Service) bootConfig() BootConfig {
 const tokenKeyName = "token-key"
 
 // key returns the token key, made once per state file and kept, so tokens
-// survive a restart of the server.
+// survive a restart of the server. A failure (disk full) is not kept: the
+// next call tries again.
 func (s *Service) key() ([]byte, error) {
-	s.keyOnce.Do(func() {
-		s.keyErr = s.st.View(func(tx store.Tx) error {
-			if v := tx.Get("cluster", []byte(tokenKeyName)); v != nil {
-				s.tokenKey = append([]byte(nil), v...)
-			}
-			return nil
-		})
-		if s.keyErr != nil || s.tokenKey != nil {
-			return
+	s.keyMu.Lock()
+	defer s.keyMu.Unlock()
+	if s.tokenKey != nil {
+		return s.tokenKey, nil
+	}
+	var k []byte
+	err := s.st.View(func(tx store.Tx) error {
+		if v := tx.Get("cluster", []byte(tokenKeyName)); v != nil {
+			k = append([]byte(nil), v...)
 		}
-		k, err := token.NewKey()
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read token key: %w", err)
+	}
+	if k == nil {
+		fresh, err := token.NewKey()
 		if err != nil {
-			s.keyErr = err
-			return
+			return nil, err
 		}
-		s.keyErr = s.st.Update(func(tx store.Tx) error {
+		err = s.st.Update(func(tx store.Tx) error {
 			if v := tx.Get("cluster", []byte(tokenKeyName)); v != nil {
 				k = append([]byte(nil), v...)
 				return nil
 			}
+			k = fresh
 			return tx.Put("cluster", []byte(tokenKeyName), k)
 		})
-		s.tokenKey = k
-	})
-	return s.tokenKey, s.keyErr
+		if err != nil {
+			return nil, fmt.Errorf("store token key: %w", err)
+		}
+	}
+	s.tokenKey = k
+	return k, nil
+}
+
+// fromMachine says whether a request from remote may act for m: it comes
+// from the address bootsrv leased m, else from m's reservation. An invalid
+// remote is a preview (`bootsrv render`), not a request.
+func (s *Service) fromMachine(m Machine, remote netip.Addr) (netip.Addr, bool) {
+	if s.boot.AnyAddress || !remote.IsValid() {
+		return netip.Addr{}, true
+	}
+	want, ok := netip.Addr{}, false
+	if s.leases != nil {
+		want, ok = s.leases.LeasedIP(m.MAC)
+	}
+	if !ok {
+		var err error
+		if want, err = netip.ParseAddr(m.IP); err != nil {
+			return netip.Addr{}, false
+		}
+	}
+	return want, remote.Unmap() == want
 }
 
 // Tokens name the machine's install generation in their purpose, so that
@@ -126,6 +165,10 @@ func (s *Service) IPXE(_ context.Context, req BootRequest, record bool) (string,
 	m, p, c, err := s.bootable(req.MAC)
 	if err != nil {
 		return "", err
+	}
+	if want, ok := s.fromMachine(m, req.RemoteIP); !ok {
+		s.record(m.MAC, Event{Type: "denied", Detail: fmt.Sprintf("boot script asked from %s, the machine's address is %s", req.RemoteIP, want)})
+		return "", &Error{Kind: KindDenied, Msg: fmt.Sprintf("boot script for %s refused: asked from %s, but the machine's address is %s", m.MAC, req.RemoteIP, want)}
 	}
 	if m.State == StateProvisioned && !m.Reprovision {
 		if record {
@@ -204,10 +247,10 @@ func (s *Service) Ignition(ctx context.Context, req BootRequest) ([]byte, error)
 		}
 		return nil, err
 	}
-	if err := s.checkToken(mac, req, ignitionPurpose(m)); err != nil {
+	if err := s.checkToken(m, req, ignitionPurpose(m)); err != nil {
 		return nil, err
 	}
-	cfg, err := s.RenderIgnition(ctx, mac, req.BaseURL)
+	cfg, err := s.renderIgnition(mac, req.BaseURL, &m.Generation)
 	if err != nil {
 		s.record(mac, Event{Type: "error", Detail: "ignition: " + err.Error()})
 		return nil, err
@@ -216,34 +259,25 @@ func (s *Service) Ignition(ctx context.Context, req BootRequest) ([]byte, error)
 	return cfg, nil
 }
 
-func (s *Service) checkToken(mac string, req BootRequest, purpose string) error {
+func (s *Service) checkToken(m Machine, req BootRequest, purpose string) error {
 	key, err := s.key()
 	if err != nil {
 		return err
 	}
+	from := map[string]string{"from": req.RemoteIP.String()}
 	if req.Token == "" {
-		s.recordIfKnown(mac, Event{Type: "denied", Detail: purpose + ": no token", Fields: map[string]string{"from": req.RemoteIP.String()}})
+		s.record(m.MAC, Event{Type: "denied", Detail: purpose + ": no token", Fields: from})
 		return &Error{Kind: KindDenied, Msg: "no token: use the URL from the machine's boot script"}
 	}
-	if _, err := token.Check(key, req.Token, mac, purpose, s.now()); err != nil {
-		s.recordIfKnown(mac, Event{Type: "denied", Detail: purpose + ": " + err.Error(), Fields: map[string]string{"from": req.RemoteIP.String()}})
-		return &Error{Kind: KindDenied, Msg: fmt.Sprintf("%s token for %s refused: %v", purpose, mac, err)}
+	if _, err := token.Check(key, req.Token, m.MAC, purpose, s.now()); err != nil {
+		s.record(m.MAC, Event{Type: "denied", Detail: purpose + ": " + err.Error(), Fields: from})
+		return &Error{Kind: KindDenied, Msg: fmt.Sprintf("%s token for %s refused: %v", purpose, m.MAC, err)}
 	}
-	if s.leases != nil && req.RemoteIP.IsValid() {
-		if ip, ok := s.leases.LeasedIP(mac); ok && ip != req.RemoteIP.Unmap() {
-			s.recordIfKnown(mac, Event{Type: "denied", Detail: fmt.Sprintf("%s token used from %s, leased address is %s", purpose, req.RemoteIP, ip)})
-			return &Error{Kind: KindDenied, Msg: fmt.Sprintf("%s token for %s refused: request from %s, but bootsrv leased %s to it", purpose, mac, req.RemoteIP, ip)}
-		}
+	if want, ok := s.fromMachine(m, req.RemoteIP); !ok {
+		s.record(m.MAC, Event{Type: "denied", Detail: fmt.Sprintf("%s token used from %s, the machine's address is %s", purpose, req.RemoteIP, want)})
+		return &Error{Kind: KindDenied, Msg: fmt.Sprintf("%s token for %s refused: request from %s, but the machine's address is %s", purpose, m.MAC, req.RemoteIP, want)}
 	}
 	return nil
-}
-
-func (s *Service) recordIfKnown(mac string, e Event) {
-	var known bool
-	_ = s.st.View(func(tx store.Tx) error { known = tx.Get("machines", []byte(mac)) != nil; return nil })
-	if known {
-		s.record(mac, e)
-	}
 }
 
 // RenderIgnition builds the machine's Ignition config (without checking a
@@ -256,6 +290,13 @@ func (s *Service) recordIfKnown(mac string, e Event) {
 // back. The report token is therefore derived (token.MintStable) with an
 // expiry rounded to the hour.
 func (s *Service) RenderIgnition(_ context.Context, mac, baseURL string) ([]byte, error) {
+	return s.renderIgnition(mac, baseURL, nil)
+}
+
+// renderIgnition renders for the machine's current install, or, when gen
+// is given, only for that install: a token checked against one generation
+// must never receive the next one's config and keys.
+func (s *Service) renderIgnition(mac, baseURL string, gen *uint64) ([]byte, error) {
 	now := s.now()
 	key, err := s.key()
 	if err != nil {
@@ -269,7 +310,10 @@ func (s *Service) RenderIgnition(_ context.Context, mac, baseURL string) ([]byte
 		if in, err = s.loadIgnitionInputs(tx, mac); err != nil {
 			return err
 		}
-		h := in.hash(baseURL, rexp, in.certsID)
+		if gen != nil && in.m.Generation != *gen {
+			return &Error{Kind: KindDenied, Msg: fmt.Sprintf("ignition for %s refused: the machine was re-provisioned since its token was issued", in.m.MAC)}
+		}
+		h := in.hash(s.boot.Version, baseURL, rexp, in.certsID)
 		if v := tx.Get("rendered", []byte(in.m.MAC)); len(v) > len(h) && bytes.Equal(v[:len(h)], h) {
 			cached = append([]byte(nil), v[len(h):]...)
 		}
@@ -297,8 +341,14 @@ func (s *Service) RenderIgnition(_ context.Context, mac, baseURL string) ([]byte
 	if err != nil {
 		return nil, fmt.Errorf("render ignition for %s (profile %s): %w", m.MAC, p.Name, err)
 	}
-	h := in.hash(baseURL, rexp, certs)
+	h := in.hash(s.boot.Version, baseURL, rexp, certs)
 	if err := s.st.Batch(func(tx store.Tx) error {
+		// Kept only while the machine is still this install: a machine
+		// removed or re-provisioned meanwhile keeps nothing of it.
+		var cur Machine
+		if getMachine(tx, m.MAC, &cur) != nil || cur.Generation != m.Generation {
+			return nil
+		}
 		return tx.Put("rendered", []byte(m.MAC), append(append([]byte(nil), h...), out...))
 	}); err != nil {
 		return nil, fmt.Errorf("keep rendered ignition for %s: %w", m.MAC, err)
@@ -326,7 +376,7 @@ func (s *Service) loadIgnitionInputs(tx store.Tx, mac string) (ignitionInputs, e
 	in.profileRaw = append([]byte(nil), in.profileRaw...)
 	in.clRaw = append([]byte(nil), in.clRaw...)
 	if isKubernetes(in.p) {
-		if in.masters, err = masters(tx); err != nil {
+		if in.masters, err = s.masters(tx); err != nil {
 			return in, err
 		}
 		in.certsID = certsID(tx, in.m.MAC)
@@ -368,12 +418,12 @@ func (s *Service) loadBootInputs(tx store.Tx, mac string) (ignitionInputs, error
 // configs kept by an older bootsrv are not served by a newer one.
 const renderVersion = "ignition/1"
 
-func (in ignitionInputs) hash(baseURL string, reportExp time.Time, certs string) []byte {
+func (in ignitionInputs) hash(version, baseURL string, reportExp time.Time, certs string) []byte {
 	h := sha256.New()
 	m := in.m
 	// Only what the config is made of: not the machine's state or events.
 	mj, _ := json.Marshal([]any{m.MAC, m.Hostname, m.IP, m.Iface, m.Labels, m.Generation})
-	for _, part := range [][]byte{[]byte(renderVersion), mj, in.profileRaw, in.clRaw, []byte(baseURL),
+	for _, part := range [][]byte{[]byte(renderVersion), []byte(version), mj, in.profileRaw, in.clRaw, []byte(baseURL),
 		[]byte(reportExp.UTC().Format(time.RFC3339)), []byte(certs)} {
 		fmt.Fprintf(h, "%d:", len(part))
 		h.Write(part)
@@ -435,10 +485,13 @@ func (s *Service) Report(_ context.Context, req BootRequest, state, detail strin
 	}
 	var cur Machine
 	err = s.st.View(func(tx store.Tx) error { return getMachine(tx, mac, &cur) })
+	if KindOf(err) == KindNotFound {
+		return m, &Error{Kind: KindDenied, Msg: fmt.Sprintf("report token for %s refused", mac)}
+	}
 	if err != nil {
 		return m, err
 	}
-	if err := s.checkToken(mac, req, reportPurpose(cur)); err != nil {
+	if err := s.checkToken(cur, req, reportPurpose(cur)); err != nil {
 		return m, err
 	}
 	gen := cur.Generation
@@ -577,7 +630,7 @@ func (s *Service) FailSilent(timeout time.Duration) (int, error) {
 	err := s.st.View(func(tx store.Tx) error {
 		return tx.Scan("machines", nil, func(k, v []byte) error {
 			// Cheap pre-filter before decoding: most machines are not waiting.
-			if !strings.Contains(string(v), `"state":"ignition"`) {
+			if !bytes.Contains(v, []byte(`"state":"ignition"`)) {
 				return nil
 			}
 			var m Machine

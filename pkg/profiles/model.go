@@ -126,3 +126,6 @@ type Event struct {
 
 // MaxEvents is how many events a machine keeps; older ones are dropped.
 const MaxEvents = 200
+
+// deniedEvery is how often a refused request may be recorded per machine.
+const deniedEvery = time.Minute

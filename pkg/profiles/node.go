@@ -68,9 +68,12 @@ func (p clusterPKI) options() pki.Options {
 // were issued for: when the machine's name, address or role changes, or
 // the set nears expiry, the next render issues a new one.
 type nodeCerts struct {
-	Facts    string              `json:"facts"`
-	NotAfter time.Time           `json:"not_after"`
-	Certs    map[string]pki.Pair `json:"certs"`
+	// Generation is the install the set was issued for: re-provisioning
+	// must never find the earlier install's keys.
+	Generation uint64              `json:"generation"`
+	Facts      string              `json:"facts"`
+	NotAfter   time.Time           `json:"not_after"`
+	Certs      map[string]pki.Pair `json:"certs"`
 }
 
 // renewBefore re-issues a set this long before its first certificate expires.
@@ -105,7 +108,7 @@ func (s *Service) certsFor(m Machine, p Profile, c Cluster) (map[string]pki.Pair
 		if err := json.Unmarshal(v, &nc); err != nil {
 			return false, fmt.Errorf("decode certificates of %s: %w", m.MAC, err)
 		}
-		return nc.Facts == factsKey(facts, cp.CA) && now.Add(renewBefore).Before(nc.NotAfter), nil
+		return nc.Generation == m.Generation && nc.Facts == factsKey(facts, cp.CA) && now.Add(renewBefore).Before(nc.NotAfter), nil
 	}
 	var ok bool
 	err := s.st.View(func(tx store.Tx) (err error) { ok, err = fresh(tx); return })
@@ -116,11 +119,21 @@ func (s *Service) certsFor(m Machine, p Profile, c Cluster) (map[string]pki.Pair
 		if ok, err := fresh(tx); err != nil || ok {
 			return err // another render issued them meanwhile
 		}
+		// The render started from a snapshot; issue only for the machine as
+		// it still is (not removed, not re-provisioned, same name and
+		// address), or a late render would leave keys for the wrong install.
+		var cur Machine
+		if err := getMachine(tx, m.MAC, &cur); err != nil {
+			return err
+		}
+		if cur.Generation != m.Generation || cur.Hostname != m.Hostname || cur.IP != m.IP || cur.Profile != m.Profile {
+			return conflictf("machine %s changed while its certificates were being issued: ask again", m.MAC)
+		}
 		certs, err := pki.IssueNode(cp.cas(), facts, cp.options(), now)
 		if err != nil {
 			return fmt.Errorf("issue certificates for %s: %w", m.MAC, err)
 		}
-		nc = nodeCerts{Facts: factsKey(facts, cp.CA), Certs: certs.Pairs()}
+		nc = nodeCerts{Generation: m.Generation, Facts: factsKey(facts, cp.CA), Certs: certs.Pairs()}
 		for _, cert := range certs {
 			na, err := cert.NotAfter()
 			if err != nil {
@@ -136,7 +149,9 @@ func (s *Service) certsFor(m Machine, p Profile, c Cluster) (map[string]pki.Pair
 }
 
 // id names an issued set: what it was issued for and until when.
-func (nc nodeCerts) id() string { return nc.Facts + "|" + nc.NotAfter.UTC().Format(time.RFC3339) }
+func (nc nodeCerts) id() string {
+	return fmt.Sprintf("%d|%s|%s", nc.Generation, nc.Facts, nc.NotAfter.UTC().Format(time.RFC3339))
+}
 
 // certsID reads the id of a machine's stored set without decoding it.
 func certsID(tx store.Tx, mac string) string {
@@ -145,22 +160,23 @@ func certsID(tx store.Tx, mac string) string {
 		return ""
 	}
 	var head struct {
-		Facts    string    `json:"facts"`
-		NotAfter time.Time `json:"not_after"`
+		Generation uint64    `json:"generation"`
+		Facts      string    `json:"facts"`
+		NotAfter   time.Time `json:"not_after"`
 	}
 	if json.Unmarshal(v, &head) != nil {
 		return ""
 	}
-	return nodeCerts{Facts: head.Facts, NotAfter: head.NotAfter}.id()
+	return nodeCerts{Generation: head.Generation, Facts: head.Facts, NotAfter: head.NotAfter}.id()
 }
 
 // masters lists every master machine (hostname and IP) through the
 // profile index: the cost is the number of masters, not of machines.
-func masters(tx store.Tx) ([]nodeconfig.Member, error) {
+func (s *Service) masters(tx store.Tx) ([]nodeconfig.Member, error) {
 	var roles []string
 	if err := tx.Scan("profiles", nil, func(k, v []byte) error {
-		var p Profile
-		if err := json.Unmarshal(v, &p); err != nil {
+		p, err := s.decoded.profile(string(k), v)
+		if err != nil {
 			return err
 		}
 		if p.Role == RoleMaster {

@@ -4,7 +4,6 @@ import (
 	"github.com/bootsrv/bootsrv/pkg/render"
 	"net/netip"
 	"slices"
-	"sort"
 	"strings"
 )
 
@@ -291,13 +290,4 @@ func lastAddr(p netip.Prefix) netip.Addr {
 		host -= n
 	}
 	return netip.AddrFrom4(a)
-}
-
-func sortedKeys(m map[string]string) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }

@@ -18,7 +18,13 @@ type recorder struct {
 	log  *slog.Logger
 	ch   chan pending
 	done chan struct{}
-	once sync.Once
+
+	// mu guards closed: senders hold it shared while they send, Close
+	// takes it exclusively, so nothing is sent on a closed channel. A
+	// handler that outlives shutdown (a slow initrd download) then writes
+	// its event synchronously instead.
+	mu     sync.RWMutex
+	closed bool
 }
 
 type pending struct {
@@ -40,10 +46,16 @@ func (s *Service) StartRecorder(log *slog.Logger) {
 
 // Close commits every queued event and stops the recorder.
 func (s *Service) Close() {
-	if s.rec != nil {
-		s.rec.once.Do(func() { close(s.rec.ch) })
-		<-s.rec.done
+	if s.rec == nil {
+		return
 	}
+	s.rec.mu.Lock()
+	if !s.rec.closed {
+		s.rec.closed = true
+		close(s.rec.ch)
+	}
+	s.rec.mu.Unlock()
+	<-s.rec.done
 }
 
 // Flush waits until every event recorded before the call is committed, so
@@ -53,7 +65,13 @@ func (s *Service) Flush() {
 		return
 	}
 	f := make(chan struct{})
+	s.rec.mu.RLock()
+	if s.rec.closed {
+		s.rec.mu.RUnlock()
+		return // Close committed everything
+	}
 	s.rec.ch <- pending{flush: f}
+	s.rec.mu.RUnlock()
 	<-f
 }
 
@@ -64,8 +82,13 @@ func (s *Service) record(mac string, e Event) {
 		e.Time = s.now()
 	}
 	if s.rec != nil {
-		s.rec.ch <- pending{mac: mac, e: e}
-		return
+		s.rec.mu.RLock()
+		if !s.rec.closed {
+			s.rec.ch <- pending{mac: mac, e: e}
+			s.rec.mu.RUnlock()
+			return
+		}
+		s.rec.mu.RUnlock()
 	}
 	_ = s.RecordEvent(context.Background(), mac, e)
 }

@@ -24,9 +24,12 @@ type Service struct {
 	decoded  decodeCache
 	boot     BootConfig
 	leases   LeaseView
-	keyOnce  sync.Once
+	keyMu    sync.Mutex
 	tokenKey []byte
-	keyErr   error
+
+	countsMu sync.Mutex
+	counts   map[string]float64
+	countsAt time.Time
 }
 
 // NewService returns the service over st.
@@ -39,6 +42,10 @@ func NewService(st store.Store) *Service {
 func (s *Service) Store() store.Store { return s.st }
 
 const clusterKey = "cluster"
+
+// genKeyPrefix keys, in the meta bucket, the next install generation of a
+// removed machine's MAC.
+const genKeyPrefix = "gen/"
 
 var errNoCluster = &Error{Kind: KindNotFound, Msg: "no cluster yet: create it with `bootsrv cluster init --name NAME --api-server IP`"}
 
@@ -235,8 +242,16 @@ func (s *Service) AddMachines(_ context.Context, ms []Machine) ([]Machine, error
 					return at(m.Source, conflictf("field mac: machine %s already exists: remove it first with `bootsrv machine rm %s`", m.MAC, m.MAC))
 				}
 			}
-			m.State, m.CreatedAt, m.UpdatedAt = StateRegistered, now, now
-			m.EventFirst, m.EventNext = 0, 0
+			// Runtime fields are bootsrv's, never the caller's.
+			m.State, m.CreatedAt, m.UpdatedAt, m.StateAt = StateRegistered, now, now, now
+			m.EventFirst, m.EventNext, m.LastEvent, m.Reprovision = 0, 0, "", false
+			m.Arch, m.UUID, m.VendorClass = "", "", ""
+			// A MAC removed and added again continues its generations, so
+			// tokens of an earlier install stay dead.
+			m.Generation = 0
+			if v := tx.Get("meta", []byte(genKeyPrefix+m.MAC)); len(v) == 8 {
+				m.Generation = binary.BigEndian.Uint64(v)
+			}
 			if adopted.MAC != "" {
 				// A machine DHCP discovered gets its profile: keep what its
 				// firmware said and its history.
@@ -246,7 +261,6 @@ func (s *Service) AddMachines(_ context.Context, ms []Machine) ([]Machine, error
 			if err := appendEvent(tx, &m, Event{Time: now, Type: StateRegistered, Detail: "profile " + m.Profile}); err != nil {
 				return err
 			}
-			m.State, m.StateAt = StateRegistered, now
 			m.Source = ""
 			if err := putMachine(tx, m, nil); err != nil {
 				return err
@@ -368,6 +382,11 @@ func (s *Service) RemoveMachine(_ context.Context, mac string) error {
 				return err
 			}
 		}
+		var next [8]byte
+		binary.BigEndian.PutUint64(next[:], m.Generation+1)
+		if err := tx.Put("meta", []byte(genKeyPrefix+m.MAC), next[:]); err != nil {
+			return err
+		}
 		var keys [][]byte
 		if err := tx.Scan("events", []byte(m.MAC+"\x00"), func(k, _ []byte) error {
 			keys = append(keys, append([]byte(nil), k...))
@@ -422,6 +441,12 @@ func eventKey(mac string, seq uint64) []byte {
 // appendEvent adds e to m's history in tx, dropping the oldest past
 // MaxEvents, and moves m's state when e is a state. The caller writes m.
 func appendEvent(tx store.Tx, m *Machine, e Event) error {
+	if e.Type == "denied" && m.LastEvent == "denied" && e.Time.Sub(m.UpdatedAt) < deniedEvery {
+		// Refused requests are anyone's to send: at most one a minute goes
+		// into the bounded history, so a flood cannot push the real
+		// journey out of it. The log and the metrics count every one.
+		return nil
+	}
 	if err := putJSONKey(tx, "events", eventKey(m.MAC, m.EventNext), e); err != nil {
 		return err
 	}
@@ -570,8 +595,21 @@ func (s *Service) Observe(_ context.Context, mac string, fw Firmware, e Event, d
 	})
 }
 
-// StateCounts counts machines by state, for the metrics page.
+// StateCounts counts machines by state, for the metrics page. The count
+// scans every machine, so a scrape reuses one made in the last 10 s:
+// anyone who can reach /metrics must not be able to make bootsrv scan the
+// fleet at will.
 func (s *Service) StateCounts() map[string]float64 {
+	s.countsMu.Lock()
+	defer s.countsMu.Unlock()
+	if s.counts != nil && s.now().Sub(s.countsAt) < 10*time.Second {
+		return s.counts
+	}
+	s.counts, s.countsAt = s.countStates(), s.now()
+	return s.counts
+}
+
+func (s *Service) countStates() map[string]float64 {
 	out := map[string]float64{}
 	_ = s.st.View(func(tx store.Tx) error {
 		return tx.Scan("machines", nil, func(_, v []byte) error {

@@ -4,6 +4,7 @@ BIN       ?= bin/bootsrv
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 PKGS      := ./...
+GOFILES    = $(shell find cmd pkg assets examples bench -name '*.go')
 
 .PHONY: help deps build assets run test test-short lint bench bench-dhcp bench-tftp bench-http demo clean
 
@@ -17,21 +18,21 @@ build: assets ## build bin/bootsrv with the iPXE binaries embedded
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/bootsrv
 
 assets: ## fetch the pinned iPXE binaries into assets/ipxe (from Debian's ipxe package)
-	@if [ -x assets/fetch-ipxe.sh ]; then assets/fetch-ipxe.sh; fi
+	bash assets/fetch-ipxe.sh
 
 run: build ## run the server on built-in defaults
 	$(BIN) serve
 
 test: deps assets ## vet, then every test with the race detector (root runs the namespace and QEMU tests too)
 	$(GO) vet $(PKGS)
-	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt would change:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	@test -z "$$(gofmt -l $(GOFILES))" || { echo "gofmt would change:"; gofmt -l $(GOFILES); exit 1; }
 	$(GO) test -race -count=1 -timeout 40m $(PKGS)
 
 test-short: ## unit tests only, no namespaces or VMs
 	$(GO) test -short -count=1 $(PKGS)
 
 lint: ## gofmt and go vet
-	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	@test -z "$$(gofmt -l $(GOFILES))" || { echo "gofmt would change:"; gofmt -l $(GOFILES); exit 1; }
 	$(GO) vet $(PKGS)
 
 bench: ## Go benchmarks of every package

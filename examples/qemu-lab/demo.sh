@@ -34,7 +34,7 @@ B=("$bin" --data-dir "$data")
 echo "demo: loading examples/cluster into $data"
 "${B[@]}" cluster init -f examples/cluster/cluster.yaml >/dev/null
 "${B[@]}" profile add -f examples/cluster/profiles.yaml >/dev/null
-"${B[@]}" machine import -f examples/cluster/machines.yaml >/dev/null 2>&1
+"${B[@]}" machine import -f examples/cluster/machines.yaml >/dev/null
 "${B[@]}" machine list
 
 export LAB_NO_BUILD=1 LAB_KERNEL="$kernel" LAB_INITRD="$initrd"

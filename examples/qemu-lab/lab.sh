@@ -128,7 +128,8 @@ RUN=${LAB_RUN_DIR:-$cache/runs/$(date +%Y%m%d-%H%M%S)-$$}
 mkdir -p "$RUN"
 ln -sfn "$RUN" "$cache/runs/last" 2>/dev/null || true
 # keep the last 10 runs' logs
-ls -1d "$cache"/runs/2* 2>/dev/null | sort | head -n -10 | while read -r d; do rm -rf "$d"; done
+# (no match is fine: under pipefail a failing ls must not end the script)
+{ ls -1d "$cache"/runs/2* 2>/dev/null || true; } | sort | head -n -10 | while read -r d; do rm -rf "$d"; done
 VMS_FILE=$RUN/vms
 RESULTS_FILE=$RUN/results
 for ((i = 0; i < N; i++)); do echo "${name[i]} ${fw[i]} ${mac[i]} ${uuid[i]}"; done >"$VMS_FILE"

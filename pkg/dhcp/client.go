@@ -32,7 +32,6 @@ type Client struct {
 	ServerID  netip.Addr // option 54
 	CIAddr    netip.Addr
 	GIAddr    netip.Addr
-	Broadcast bool // the client set the broadcast flag
 }
 
 // Booting reports whether the client asked to network-boot: only such
@@ -136,7 +135,6 @@ func Inspect(req *dhcpv4.DHCPv4) (Client, error) {
 	}
 	c.CIAddr = headerIP(req.ClientIPAddr)
 	c.GIAddr = headerIP(req.GatewayIPAddr)
-	c.Broadcast = req.IsBroadcast()
 	return c, nil
 }
 

@@ -65,15 +65,16 @@ type Input struct {
 type Action int
 
 const (
-	ActNone    Action = iota
-	ActOffer          // hold IP for MAC until the REQUEST
-	ActBind           // bind IP to MAC until Expiry, durably, before the ACK is sent
-	ActRelease        // free IP
-	ActDecline        // mark IP bad until Expiry
+	ActNone     Action = iota
+	ActOffer           // hold IP for MAC until the REQUEST
+	ActBind            // bind IP to MAC until Expiry, durably, before the ACK is sent
+	ActRelease         // free IP
+	ActDecline         // mark IP bad until Expiry
+	ActWithdraw        // drop the offer of IP: the client took another server's
 )
 
 func (a Action) String() string {
-	return [...]string{"none", "offer", "bind", "release", "decline"}[a]
+	return [...]string{"none", "offer", "bind", "release", "decline", "withdraw"}[a]
 }
 
 // Decision is the outcome for one request.
@@ -128,15 +129,32 @@ func Decide(req *dhcpv4.DHCPv4, in Input) Decision {
 func known(m *profiles.Machine) bool { return m != nil && m.IP != "" }
 
 // answerable says whether bootsrv may answer this client at all, and why not.
+// A client that holds a lease or a live offer here is answered whatever it
+// sends: a discovered machine's OS renews the pool address its firmware got
+// without any PXE marker. Ignored clients still never take a pool address,
+// since a lease is only ever granted to a client answerable without one.
 func answerable(in Input) (bool, string) {
 	if known(in.Machine) {
 		return true, ""
 	}
+	if in.Settings.Mode == ModeFull && in.Leases != nil {
+		if _, ok := in.Leases.ForMAC(in.Client.MAC); ok {
+			return true, ""
+		}
+	}
+	// A discovered machine has a record but no reserved address.
+	who := "unknown MAC"
+	if in.Machine != nil {
+		who = "MAC has no reservation"
+	}
 	if in.Settings.Unknown != UnknownDiscover {
-		return false, "unknown MAC (--unknown ignore)"
+		return false, who + " (--unknown ignore)"
 	}
 	if !in.Client.Booting() {
-		return false, "unknown MAC is not a PXE client"
+		if in.Machine != nil {
+			return false, who + " and is not a PXE client"
+		}
+		return false, who + " is not a PXE client"
 	}
 	return true, ""
 }
@@ -190,6 +208,11 @@ func decideFull(req *dhcpv4.DHCPv4, in Input) Decision {
 		return d
 	case dhcpv4.MessageTypeRequest:
 		if c.ServerID.IsValid() && c.ServerID != in.Server {
+			if l, ok := in.Leases.ForMAC(c.MAC); ok && l.State == LeaseOffered {
+				// Our offer lost: free its address now, not when it lapses.
+				return Decision{Action: ActWithdraw, IP: l.IP,
+					Reason: fmt.Sprintf("client chose server %s: offer of %s withdrawn", c.ServerID, l.IP)}
+			}
 			return silent("client chose server %s", c.ServerID)
 		}
 		want := c.Requested
@@ -302,14 +325,14 @@ func decideProxy(req *dhcpv4.DHCPv4, in Input) Decision {
 		return silent("%v", err)
 	}
 	r := in.newReply(req, mt)
-	boot.apply(r, in.Server)
 	if boot.vendorClass == "" {
-		r.UpdateOption(dhcpv4.OptClassIdentifier("PXEClient"))
+		// A proxy offer must say PXEClient, or PXE ROMs (and iPXE)
+		// ignore it; apply then adds discovery control 8: boot from the
+		// file given here, do not go on to discover boot servers (port
+		// 4011 is still answered for clients that do).
+		boot.vendorClass = "PXEClient"
 	}
-	// PXE discovery control 8: boot from the file given here, do not go
-	// on to discover boot servers (port 4011 is still answered for
-	// clients that do).
-	r.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation, pxeDiscoveryControl))
+	boot.apply(r, in.Server)
 	d := Decision{Reply: r, To: in.dest(mt), File: boot.file, Reason: "proxy " + strings.ToLower(mt.String())}
 	d.Discover = in.Machine == nil
 	if mt == dhcpv4.MessageTypeOffer {

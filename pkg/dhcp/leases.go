@@ -26,13 +26,18 @@ var ErrTaken = errors.New("address is held by another client")
 // memory (they last a minute). A running server is the only writer of the
 // state file (it holds its lock), so memory is authoritative and the file
 // is its durable copy, written with group commit (store.Batch).
+//
+// A MAC has at most one bound lease and at most one offer, indexed apart:
+// a machine that holds a pool address and is offered its reservation keeps
+// the pool address until the new one is bound, and then loses it.
 type Leases struct {
 	st  store.Store
 	now func() time.Time
 
 	mu     sync.Mutex
 	byIP   map[netip.Addr]*Lease
-	byMAC  map[string]netip.Addr
+	bound  map[string]netip.Addr // mac -> its bound lease (the durable idx_lease_mac)
+	offers map[string]netip.Addr // mac -> its offer (memory only)
 	cursor map[netip.Addr]uint32 // next pool offset to try, by pool start
 }
 
@@ -41,7 +46,8 @@ func OpenLeases(st store.Store, now func() time.Time) (*Leases, error) {
 	if now == nil {
 		now = time.Now
 	}
-	l := &Leases{st: st, now: now, byIP: map[netip.Addr]*Lease{}, byMAC: map[string]netip.Addr{}, cursor: map[netip.Addr]uint32{}}
+	l := &Leases{st: st, now: now, byIP: map[netip.Addr]*Lease{}, bound: map[string]netip.Addr{},
+		offers: map[string]netip.Addr{}, cursor: map[netip.Addr]uint32{}}
 	err := st.View(func(tx store.Tx) error {
 		if err := tx.Scan(bucketLeases, nil, func(k, v []byte) error {
 			var le Lease
@@ -58,7 +64,7 @@ func OpenLeases(st store.Store, now func() time.Time) (*Leases, error) {
 			if err != nil {
 				return fmt.Errorf("lease index %s: %w", k, err)
 			}
-			l.byMAC[string(k)] = ip
+			l.bound[string(k)] = ip
 			return nil
 		})
 	})
@@ -71,20 +77,26 @@ func OpenLeases(st store.Store, now func() time.Time) (*Leases, error) {
 // live: the lease still holds its address at t.
 func (le *Lease) live(t time.Time) bool { return le != nil && t.Before(le.Expiry) }
 
-// ForMAC implements LeaseView: mac's bound lease (even expired) or live offer.
+// ForMAC implements LeaseView: mac's live offer if it has one (that is the
+// address its next REQUEST names), else its bound lease (even expired, so a
+// returning client gets its old address back).
 func (l *Leases) ForMAC(mac string) (Lease, bool) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	ip, ok := l.byMAC[mac]
-	if !ok {
-		return Lease{}, false
+	if ip, ok := l.offers[mac]; ok {
+		le := l.byIP[ip]
+		if le != nil && le.MAC == mac && le.State == LeaseOffered && le.live(now) {
+			return *le, true
+		}
+		delete(l.offers, mac) // lapsed, or its address went to another client
 	}
-	le := l.byIP[ip]
-	if le == nil || le.MAC != mac || (le.State == LeaseOffered && !le.live(now)) {
-		return Lease{}, false
+	if ip, ok := l.bound[mac]; ok {
+		if le := l.byIP[ip]; le != nil && le.MAC == mac && le.State == LeaseBound {
+			return *le, true
+		}
 	}
-	return *le, true
+	return Lease{}, false
 }
 
 // Bound returns mac's unexpired bound lease: what other servers (HTTP)
@@ -196,6 +208,8 @@ func (l *Leases) Apply(mac string, d Decision) error {
 		return l.release(mac, d.IP)
 	case ActDecline:
 		return l.decline(mac, d.IP, d.Expiry)
+	case ActWithdraw:
+		return l.withdraw(mac, d.IP)
 	}
 	return fmt.Errorf("unknown lease action %d", d.Action)
 }
@@ -207,52 +221,81 @@ func (l *Leases) offer(mac string, ip netip.Addr, until time.Time) error {
 	if o := l.ownerLocked(ip, now); o != "" && o != mac {
 		return fmt.Errorf("offer %s to %s: %w (%s)", ip, mac, ErrTaken, o)
 	}
+	j := newJournal()
+	l.dropOfferLocked(j, mac, ip)
 	if le := l.byIP[ip]; le != nil && le.MAC == mac && le.State == LeaseBound {
-		l.byMAC[mac] = ip // its own bound lease: keep it bound
-		return nil
+		return nil // its own bound lease: keep it bound
 	}
-	l.dropOfferLocked(mac, ip)
-	l.byIP[ip] = &Lease{IP: ip, MAC: mac, Expiry: until, State: LeaseOffered}
-	l.byMAC[mac] = ip
+	l.forgetOtherLocked(j, mac, ip)
+	l.setIPLocked(j, ip, &Lease{IP: ip, MAC: mac, Expiry: until, State: LeaseOffered})
+	setMACLocked(l.offers, j.offers, mac, ip)
 	return nil
 }
 
-// dropOfferLocked forgets an offer mac holds on another address.
-func (l *Leases) dropOfferLocked(mac string, keep netip.Addr) {
-	if old, ok := l.byMAC[mac]; ok && old != keep {
-		if le := l.byIP[old]; le != nil && le.MAC == mac && le.State == LeaseOffered {
-			delete(l.byIP, old)
-		}
+// dropOfferLocked forgets the offer mac holds on an address other than keep.
+func (l *Leases) dropOfferLocked(j *journal, mac string, keep netip.Addr) {
+	old, ok := l.offers[mac]
+	if !ok || old == keep {
+		return
+	}
+	setMACLocked(l.offers, j.offers, mac, netip.Addr{})
+	if le := l.byIP[old]; le != nil && le.MAC == mac && le.State == LeaseOffered {
+		l.setIPLocked(j, old, nil)
+	}
+}
+
+// forgetOtherLocked drops the index entries of another client whose lapsed
+// offer or expired lease on ip is about to be replaced, so that the indexes
+// do not keep every MAC ever seen.
+func (l *Leases) forgetOtherLocked(j *journal, mac string, ip netip.Addr) {
+	le := l.byIP[ip]
+	if le == nil || le.MAC == "" || le.MAC == mac {
+		return
+	}
+	if l.offers[le.MAC] == ip {
+		setMACLocked(l.offers, j.offers, le.MAC, netip.Addr{})
+	}
+	if l.bound[le.MAC] == ip {
+		setMACLocked(l.bound, j.bound, le.MAC, netip.Addr{})
 	}
 }
 
 func (l *Leases) bind(mac string, ip netip.Addr, until time.Time, host string) error {
 	now := l.now()
-	ips := []netip.Addr{ip}
-	macs := []string{mac}
 	l.mu.Lock()
 	if o := l.ownerLocked(ip, now); o != "" && o != mac {
 		l.mu.Unlock()
 		return fmt.Errorf("bind %s to %s: %w (%s)", ip, mac, ErrTaken, o)
 	}
-	if le := l.byIP[ip]; le != nil && le.MAC != "" && le.MAC != mac {
-		// An expired lease of another client: that client loses it.
-		if l.byMAC[le.MAC] == ip {
-			delete(l.byMAC, le.MAC)
-		}
-		macs = append(macs, le.MAC)
-	}
-	if old, ok := l.byMAC[mac]; ok && old != ip {
-		// The client moved: its old address is free again.
+	j := newJournal()
+	// An expired lease (or lapsed offer) of another client: it loses it.
+	l.forgetOtherLocked(j, mac, ip)
+	// Its offer is now bound (or was elsewhere and is dropped).
+	l.dropOfferLocked(j, mac, ip)
+	setMACLocked(l.offers, j.offers, mac, netip.Addr{})
+	if old, ok := l.bound[mac]; ok && old != ip {
+		// The client moved (to its reservation, say): its old address is
+		// free again.
 		if le := l.byIP[old]; le != nil && le.MAC == mac {
-			delete(l.byIP, old)
-			ips = append(ips, old)
+			l.setIPLocked(j, old, nil)
 		}
 	}
-	l.byIP[ip] = &Lease{IP: ip, MAC: mac, Expiry: until, State: LeaseBound, Hostname: host}
-	l.byMAC[mac] = ip
+	l.setIPLocked(j, ip, &Lease{IP: ip, MAC: mac, Expiry: until, State: LeaseBound, Hostname: host})
+	setMACLocked(l.bound, j.bound, mac, ip)
 	l.mu.Unlock()
-	return l.persist(ips, macs)
+	return l.commit(j)
+}
+
+// withdraw drops mac's offer of ip (the client took another server's), if
+// it still holds it. Offers are not durable: nothing is written.
+func (l *Leases) withdraw(mac string, ip netip.Addr) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.offers[mac] != ip {
+		return nil
+	}
+	l.dropOfferLocked(newJournal(), mac, netip.Addr{})
+	return nil
 }
 
 func (l *Leases) release(mac string, ip netip.Addr) error {
@@ -262,12 +305,16 @@ func (l *Leases) release(mac string, ip netip.Addr) error {
 		l.mu.Unlock()
 		return fmt.Errorf("release %s by %s: it does not hold it", ip, mac)
 	}
-	delete(l.byIP, ip)
-	if l.byMAC[mac] == ip {
-		delete(l.byMAC, mac)
+	j := newJournal()
+	l.setIPLocked(j, ip, nil)
+	if l.bound[mac] == ip {
+		setMACLocked(l.bound, j.bound, mac, netip.Addr{})
+	}
+	if l.offers[mac] == ip {
+		setMACLocked(l.offers, j.offers, mac, netip.Addr{})
 	}
 	l.mu.Unlock()
-	return l.persist([]netip.Addr{ip}, []string{mac})
+	return l.commit(j)
 }
 
 func (l *Leases) decline(mac string, ip netip.Addr, until time.Time) error {
@@ -277,12 +324,107 @@ func (l *Leases) decline(mac string, ip netip.Addr, until time.Time) error {
 		l.mu.Unlock()
 		return fmt.Errorf("decline %s by %s: it does not hold it", ip, mac)
 	}
-	l.byIP[ip] = &Lease{IP: ip, Expiry: until, State: LeaseDeclined}
-	if l.byMAC[mac] == ip {
-		delete(l.byMAC, mac)
+	j := newJournal()
+	l.setIPLocked(j, ip, &Lease{IP: ip, Expiry: until, State: LeaseDeclined})
+	if l.bound[mac] == ip {
+		setMACLocked(l.bound, j.bound, mac, netip.Addr{})
+	}
+	if l.offers[mac] == ip {
+		setMACLocked(l.offers, j.offers, mac, netip.Addr{})
 	}
 	l.mu.Unlock()
-	return l.persist([]netip.Addr{ip}, []string{mac})
+	return l.commit(j)
+}
+
+// journal records the entries one change touched, before and after, so
+// that a change whose write fails can be undone in memory: memory must
+// never say "bound" for a lease the file does not hold.
+type journal struct {
+	ips    map[netip.Addr]*ipChange
+	bound  map[string]*macChange
+	offers map[string]*macChange
+}
+
+type ipChange struct{ before, after *Lease }
+
+// macChange: an invalid address is "no entry".
+type macChange struct{ before, after netip.Addr }
+
+func newJournal() *journal {
+	return &journal{ips: map[netip.Addr]*ipChange{}, bound: map[string]*macChange{}, offers: map[string]*macChange{}}
+}
+
+// setIPLocked sets (nil: deletes) byIP[ip], noting the change in j.
+func (l *Leases) setIPLocked(j *journal, ip netip.Addr, le *Lease) {
+	c := j.ips[ip]
+	if c == nil {
+		c = &ipChange{before: l.byIP[ip]}
+		j.ips[ip] = c
+	}
+	c.after = le
+	if le == nil {
+		delete(l.byIP, ip)
+	} else {
+		l.byIP[ip] = le
+	}
+}
+
+// setMACLocked sets (invalid ip: deletes) m[mac], noting the change in cs.
+func setMACLocked(m map[string]netip.Addr, cs map[string]*macChange, mac string, ip netip.Addr) {
+	c := cs[mac]
+	if c == nil {
+		c = &macChange{before: m[mac]}
+		cs[mac] = c
+	}
+	c.after = ip
+	if ip.IsValid() {
+		m[mac] = ip
+	} else {
+		delete(m, mac)
+	}
+}
+
+// commit makes j's change durable, or undoes it in memory if it cannot be
+// written. Entries changed again since (by a concurrent exchange) are left
+// as they are.
+func (l *Leases) commit(j *journal) error {
+	ips := make([]netip.Addr, 0, len(j.ips))
+	for ip := range j.ips {
+		ips = append(ips, ip)
+	}
+	macs := make([]string, 0, len(j.bound))
+	for mac := range j.bound {
+		macs = append(macs, mac)
+	}
+	err := l.persist(ips, macs)
+	if err == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for ip, c := range j.ips {
+		if l.byIP[ip] == c.after {
+			if c.before == nil {
+				delete(l.byIP, ip)
+			} else {
+				l.byIP[ip] = c.before
+			}
+		}
+	}
+	undo := func(m map[string]netip.Addr, cs map[string]*macChange) {
+		for mac, c := range cs {
+			if m[mac] == c.after {
+				if c.before.IsValid() {
+					m[mac] = c.before
+				} else {
+					delete(m, mac)
+				}
+			}
+		}
+	}
+	undo(l.bound, j.bound)
+	undo(l.offers, j.offers)
+	return err
 }
 
 // persist writes the current in-memory state of ips and macs. It reads
@@ -316,7 +458,7 @@ func (l *Leases) persist(ips []netip.Addr, macs []string) error {
 		}
 		for _, mac := range macs {
 			l.mu.Lock()
-			ip, ok := l.byMAC[mac]
+			ip, ok := l.bound[mac]
 			le := l.byIP[ip]
 			ok = ok && le != nil && le.MAC == mac && le.State == LeaseBound
 			l.mu.Unlock()

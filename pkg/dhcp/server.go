@@ -154,6 +154,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	for _, name := range s.cfg.Interfaces {
 		addr, err := s.interfaceAddr(name)
+		if err == nil && s.cfg.Settings.Mode == ModeFull {
+			err = s.cfg.Settings.CheckServerAddr(name, addr)
+		}
 		if err != nil {
 			closeAll()
 			return err

@@ -132,6 +132,19 @@ func (s Subnet) Check() error {
 		if s.Pool.Start == s.Prefix.Masked().Addr() || s.Pool.End == lastAddr(s.Prefix) {
 			return fmt.Errorf("--dhcp-range %s includes the network or broadcast address of %s", s.Pool, s.Prefix)
 		}
+		if s.Pool.Contains(s.Router) {
+			return fmt.Errorf("--dhcp-range %s contains the router %s: a client would be handed the gateway's address; give a range without it", s.Pool, s.Router)
+		}
+	}
+	return nil
+}
+
+// CheckServerAddr reports a pool that contains addr, the address of the
+// interface bootsrv answers on: a client would be handed the server's own
+// address.
+func (s *Settings) CheckServerAddr(iface string, addr netip.Addr) error {
+	if sub, ok := s.SubnetFor(addr); ok && sub.Pool.Contains(addr) {
+		return fmt.Errorf("dhcp --dhcp-range %s contains %s, the address of --interface %s: a client would be handed bootsrv's own address; give a range without it", sub.Pool, addr, iface)
 	}
 	return nil
 }

@@ -69,7 +69,8 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
-	srv, err := tftp.New(tftp.Config{Addr: *addr}, set.FS(), log)
+	// Every benchmark client comes from 127.0.0.1: lift the per-address cap.
+	srv, err := tftp.New(tftp.Config{Addr: *addr, MaxPerClient: 1 << 16}, set.FS(), log)
 	if err != nil {
 		return err
 	}

@@ -71,6 +71,26 @@ func OpenLeases(st store.Store, now func() time.Time) (*Leases, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load leases: %w", err)
 	}
+	// Index entries whose address went to another client since (an
+	// expired lease taken over) are dropped, here and in the file.
+	var stale [][]byte
+	for mac, ip := range l.bound {
+		if le := l.byIP[ip]; le == nil || le.MAC != mac || le.State != LeaseBound {
+			delete(l.bound, mac)
+			stale = append(stale, []byte(mac))
+		}
+	}
+	if len(stale) > 0 {
+		// Best effort: memory is right either way, and the next load retries.
+		_ = st.Update(func(tx store.Tx) error {
+			for _, k := range stale {
+				if err := tx.Delete(bucketLeaseMAC, k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
 	return l, nil
 }
 
@@ -100,13 +120,21 @@ func (l *Leases) ForMAC(mac string) (Lease, bool) {
 }
 
 // Bound returns mac's unexpired bound lease: what other servers (HTTP)
-// check a client's source address against.
+// check a client's source address against. An offer of another address
+// (a move to a reservation under way) does not hide it.
 func (l *Leases) Bound(mac string) (Lease, bool) {
-	le, ok := l.ForMAC(mac)
-	if !ok || le.State != LeaseBound || !le.live(l.now()) {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ip, ok := l.bound[mac]
+	if !ok {
 		return Lease{}, false
 	}
-	return le, true
+	le := l.byIP[ip]
+	if le == nil || le.MAC != mac || le.State != LeaseBound || !le.live(now) {
+		return Lease{}, false
+	}
+	return *le, true
 }
 
 // LeasedIP implements profiles.LeaseView: the address mac holds now.

@@ -333,8 +333,11 @@ func (s *Server) handle(ctx context.Context, l *listener, pkt []byte, peer netip
 	}
 	s.log.Log(ctx, level, "dhcp", "mac", c.MAC, "arch", c.ArchName(), "in", c.Type.String(), "out", out,
 		"ip", ipOrEmpty(d.IP), "file", d.File, "relay", ipOrEmpty(c.GIAddr), "iface", l.iface, "decision", d.Reason)
-	if d.Event != "" && (m != nil || d.Discover) {
-		s.record(c, d, out, d.Discover && s.cfg.Settings.Unknown == UnknownDiscover)
+	// A client without a record is recorded only when discovery is on (it
+	// may be answered without: it holds a lease from before).
+	discover := d.Discover && s.cfg.Settings.Unknown == UnknownDiscover
+	if d.Event != "" && (m != nil || discover) {
+		s.record(c, d, out, discover)
 	}
 }
 

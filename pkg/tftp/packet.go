@@ -65,7 +65,7 @@ func ParseRequest(p []byte) (Request, error) {
 	case opDATA, opACK, opERROR, opOACK:
 		return Request{}, errStray
 	default:
-		return Request{}, refuse(CodeIllegalOp, "unknown opcode %d", op)
+		return Request{}, refuse(CodeIllegalOp, "unknown opcode")
 	}
 	// filename NUL mode NUL [option NUL value NUL]...; a NUL inside a name
 	// therefore ends the name, and what follows is read as the mode (and fails
@@ -84,7 +84,7 @@ func ParseRequest(p []byte) (Request, error) {
 		Mode:     strings.ToLower(string(fields[1])),
 	}
 	if r.Mode != "octet" && r.Mode != "netascii" {
-		return r, refuse(CodeIllegalOp, "unsupported transfer mode %q", fields[1])
+		return r, refuse(CodeIllegalOp, "unsupported transfer mode")
 	}
 	opts := fields[2:]
 	// Some clients pad the request with an extra NUL; tolerate one empty tail.
@@ -92,7 +92,7 @@ func ParseRequest(p []byte) (Request, error) {
 		opts = opts[:len(opts)-1]
 	}
 	if len(opts)%2 == 1 {
-		return r, refuse(CodeIllegalOp, "option %q has no value", opts[len(opts)-1])
+		return r, refuse(CodeIllegalOp, "option has no value")
 	}
 	for i := 0; i < len(opts); i += 2 {
 		if r.Options == nil {
@@ -105,13 +105,15 @@ func ParseRequest(p []byte) (Request, error) {
 
 var errStray = errors.New("stray packet on the server port")
 
-// RFC 2348 and RFC 2349 bounds.
+// RFC 2348 bounds, and the timeouts (RFC 2349 allows 1..255 s) bootsrv
+// acknowledges: a client that asked 255 s and then went silent would hold
+// its transfer slot for (Retries+1) x 255 s, about 25 minutes.
 const (
 	MinBlksize     = 8
 	MaxBlksize     = 65464
 	DefaultBlksize = 512
 	minTimeoutOpt  = 1
-	maxTimeoutOpt  = 255
+	maxTimeoutOpt  = 10
 )
 
 // Negotiated is the outcome of option negotiation for one read transfer.
@@ -134,16 +136,18 @@ type Negotiated struct {
 //     broken or hostile client, and guessing would hide that.
 //   - tsize: answered with the real size; some ROMs fail ("NBP filesize 0")
 //     without it.
-//   - timeout: acknowledged when within RFC 2349's 1..255 seconds and used as
-//     the wait before a retransmission; otherwise left out (RFC 2347: an
-//     option the server does not acknowledge is simply not used).
+//   - timeout: acknowledged when within 1..10 seconds and used as the wait
+//     before a retransmission; otherwise (RFC 2349 allows up to 255) left
+//     out of the OACK and the server's own timeout is used (RFC 2347: an
+//     option the server does not acknowledge is simply not used). Firmware
+//     asks a few seconds; a long one only lets a silent client hold a slot.
 //   - anything else (windowsize, multicast, utimeout) is not acknowledged.
 func Negotiate(opts map[string]string, size int64, maxBlksize int) (Negotiated, *Error) {
 	n := Negotiated{Blksize: DefaultBlksize}
 	if v, ok := opts["blksize"]; ok {
 		ask, err := strconv.Atoi(v)
 		if err != nil || ask < MinBlksize || ask > MaxBlksize {
-			return Negotiated{}, refuse(CodeOptionRefused, "blksize %q outside %d..%d", v, MinBlksize, MaxBlksize)
+			return Negotiated{}, refuse(CodeOptionRefused, "blksize outside %d..%d", MinBlksize, MaxBlksize)
 		}
 		n.Blksize = min(ask, maxBlksize)
 		n.OACK = append(n.OACK, "blksize", strconv.Itoa(n.Blksize))

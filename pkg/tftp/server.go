@@ -24,6 +24,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -43,9 +44,15 @@ const (
 	DefaultTimeout      = time.Second
 	DefaultRetries      = 5
 	DefaultMaxTransfers = 1024
-	// maxNetascii bounds the in-memory conversion of a netascii transfer
-	// (text files; boot binaries go in octet mode).
-	maxNetascii = 4 << 20
+	// DefaultMaxPerClient bounds the transfers of one client address: a
+	// booting machine has one or two (a size probe, then the download).
+	DefaultMaxPerClient = 8
+	// maxNetascii is the largest file served in netascii mode, which is
+	// converted in memory for each transfer; it is meant for text files.
+	// Boot binaries go in octet mode.
+	maxNetascii = 64 << 10
+	// maxLogName is how much of a requested file name goes into a log line.
+	maxLogName = 128
 )
 
 // ErrSizeProbe marks a transfer the client ended with an ERROR right after
@@ -73,6 +80,9 @@ type Config struct {
 	// MaxTransfers bounds the transfers in flight; requests beyond it get
 	// "server busy" (firmware retries).
 	MaxTransfers int
+	// MaxPerClient bounds the transfers in flight from one IP address, so
+	// that one address cannot take every slot; beyond it, "server busy".
+	MaxPerClient int
 	// OnTransfer, when set, is called once for every read or write request that
 	// was decided: with the bytes sent and nil on success, or with the reason
 	// (*Error for a refusal, ErrTimeout, ErrSizeProbe, ...). remote is the
@@ -93,6 +103,9 @@ type Server struct {
 	bindIP net.IP           // the listener's own IP when it is not a wildcard
 	active atomic.Int64
 	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	perIP map[netip.Addr]int // transfers in flight by client address
 }
 
 // New validates cfg, opens AssetsDir and binds the UDP socket, so that a bad
@@ -118,7 +131,10 @@ func New(cfg Config, files fs.FS, log *slog.Logger) (*Server, error) {
 	if cfg.MaxTransfers <= 0 {
 		cfg.MaxTransfers = DefaultMaxTransfers
 	}
-	s := &Server{cfg: cfg, files: files, log: log}
+	if cfg.MaxPerClient <= 0 {
+		cfg.MaxPerClient = DefaultMaxPerClient
+	}
+	s := &Server{cfg: cfg, files: files, log: log, perIP: map[netip.Addr]int{}}
 	if cfg.AssetsDir != "" {
 		if s.root, err = os.OpenRoot(cfg.AssetsDir); err != nil {
 			return nil, fmt.Errorf("tftp assets dir: %w", err)
@@ -231,15 +247,20 @@ func (s *Server) handle(ctx context.Context, pkt []byte, src *net.UDPAddr, local
 	}
 	var rerr *Error
 	if errors.As(err, &rerr) {
-		s.log.Warn("tftp: bad request", "remote", src.String(), "file", req.Filename, "err", rerr.Msg)
+		// Malformed: a broken or hostile client, not worth a warning each.
+		s.log.Debug("tftp: bad request", "remote", src.String(), "file", logName(req.Filename), "err", rerr.Msg)
 		s.reply(src, rerr)
 		s.report(remote, req.Filename, 0, rerr)
 		return
 	}
-	if s.active.Add(1) > int64(s.cfg.MaxTransfers) {
-		s.active.Add(-1)
+	if global, ok := s.acquire(remote); !ok {
 		busy := refuse(CodeNotDefined, "server busy, retry later")
-		s.log.Warn("tftp: busy, request refused", "remote", src.String(), "file", req.Filename, "max_transfers", s.cfg.MaxTransfers)
+		if global {
+			s.log.Warn("tftp: busy, request refused", "remote", src.String(), "file", logName(req.Filename), "max_transfers", s.cfg.MaxTransfers)
+		} else {
+			s.log.Debug("tftp: client has too many transfers, request refused", "remote", src.String(), "file", logName(req.Filename),
+				"max_per_client", s.cfg.MaxPerClient)
+		}
 		s.reply(src, busy)
 		s.report(remote, req.Filename, 0, busy)
 		return
@@ -251,10 +272,54 @@ func (s *Server) handle(ctx context.Context, pkt []byte, src *net.UDPAddr, local
 		t, n, err := s.transfer(ctx, req, src, local)
 		// Free the slot before reporting, so that whoever sees the report sees
 		// the slot free.
-		s.active.Add(-1)
+		s.release(remote)
 		s.logResult(req, src, t, n, err, time.Since(start))
 		s.report(remote, req.Filename, n, err)
 	}()
+}
+
+// acquire takes a transfer slot for a client at ip; when it cannot, global
+// says whether the server is full (rather than the client over its share).
+func (s *Server) acquire(ip netip.Addr) (global, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.active.Load() >= int64(s.cfg.MaxTransfers) {
+		return true, false
+	}
+	if s.perIP[ip] >= s.cfg.MaxPerClient {
+		return false, false
+	}
+	s.perIP[ip]++
+	s.active.Add(1)
+	return false, true
+}
+
+func (s *Server) release(ip netip.Addr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
+	}
+	s.active.Add(-1)
+}
+
+// logName is a requested name as logged: at most maxLogName bytes, so that
+// a 64 KB name cannot fill the log.
+func logName(name string) string {
+	if len(name) <= maxLogName {
+		return name
+	}
+	return strings.ToValidUTF8(name[:maxLogName], "") + "..."
+}
+
+// logErr is an error as logged: cut like a name, since the error of a
+// failed open quotes the requested path.
+func logErr(err error) string {
+	msg := err.Error()
+	if len(msg) <= 2*maxLogName {
+		return msg
+	}
+	return strings.ToValidUTF8(msg[:2*maxLogName], "") + "..."
 }
 
 // reply sends one ERROR from the server port. Used only where no transfer
@@ -273,7 +338,7 @@ func (s *Server) report(remote netip.Addr, file string, n int64, err error) {
 }
 
 func (s *Server) logResult(req Request, src *net.UDPAddr, t *transfer, n int64, err error, d time.Duration) {
-	attrs := []any{"remote", src.String(), "file", req.Filename, "bytes", n, "duration", d.Round(time.Millisecond)}
+	attrs := []any{"remote", src.String(), "file", logName(req.Filename), "bytes", n, "duration", d.Round(time.Millisecond)}
 	if t != nil {
 		attrs = append(attrs, "blksize", t.blksize, "source", t.from)
 	}
@@ -284,9 +349,20 @@ func (s *Server) logResult(req Request, src *net.UDPAddr, t *transfer, n int64, 
 	case errors.Is(err, ErrSizeProbe):
 		s.log.Debug("tftp: size probe answered", attrs...)
 	case errors.As(err, &rerr):
-		s.log.Warn("tftp: refused", append(attrs, "code", rerr.Code, "err", err)...)
+		attrs = append(attrs, "code", rerr.Code, "err", logErr(err))
+		switch {
+		case rerr.Code == CodeFileNotFound, err != error(rerr):
+			// A missing file is worth seeing (a firmware name that does not
+			// match bootsrv's), and so is a refusal with a cause on this side
+			// (permissions, a symlink out of the assets dir, a read error).
+			s.log.Warn("tftp: refused", attrs...)
+		default:
+			// The request itself was bad (a write, a traversal attempt, a
+			// junk option): a client's doing, logged at debug.
+			s.log.Debug("tftp: refused", attrs...)
+		}
 	default:
-		s.log.Warn("tftp: transfer failed", append(attrs, "err", err)...)
+		s.log.Warn("tftp: transfer failed", append(attrs, "err", logErr(err))...)
 	}
 }
 
@@ -319,6 +395,12 @@ func (s *Server) open(name, mode string) (*source, *Error, error) {
 		return nil, refuse(CodeNotDefined, "cannot read file"), err
 	}
 	if mode == "netascii" {
+		if src.size > maxNetascii {
+			if src.c != nil {
+				src.c.Close()
+			}
+			return nil, refuse(CodeNotDefined, "netascii is for text files; use octet mode"), nil
+		}
 		src, err = toNetascii(src)
 		if err != nil {
 			return nil, refuse(CodeNotDefined, "cannot convert file to netascii"), err
@@ -389,12 +471,14 @@ func toNetascii(src *source) (*source, error) {
 	if src.c != nil {
 		defer src.c.Close()
 	}
-	data, err := io.ReadAll(io.LimitReader(netascii.ToReader(io.NewSectionReader(src.r, 0, src.size)), maxNetascii+1))
+	// Conversion at most doubles the size (every LF becomes CR LF).
+	const limit = 2 * maxNetascii
+	data, err := io.ReadAll(io.LimitReader(netascii.ToReader(io.NewSectionReader(src.r, 0, src.size)), limit+1))
 	if err != nil {
 		return nil, err
 	}
-	if len(data) > maxNetascii {
-		return nil, fmt.Errorf("netascii conversion over %d bytes", maxNetascii)
+	if len(data) > limit {
+		return nil, fmt.Errorf("netascii conversion over %d bytes", limit)
 	}
 	return &source{r: bytesReaderAt(data), size: int64(len(data)), from: src.from + "+netascii"}, nil
 }

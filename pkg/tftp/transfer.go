@@ -128,7 +128,9 @@ type clientError struct {
 	msg  string
 }
 
-func (e *clientError) Error() string { return fmt.Sprintf("client sent error %d: %q", e.code, e.msg) }
+func (e *clientError) Error() string {
+	return fmt.Sprintf("client sent error %d: %q", e.code, logName(e.msg))
+}
 
 // exchange sends t.pkt and waits for the ACK of block, resending on timeout
 // only (never on a duplicate ACK: that is the Sorcerer's Apprentice bug).

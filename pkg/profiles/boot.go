@@ -583,6 +583,9 @@ func (s *Service) FirstStageFetched(ip netip.Addr, file string, bytes int64, fer
 	if !ok {
 		return
 	}
+	if len(file) > 128 {
+		file = file[:128] + "…" // the name comes from the network
+	}
 	e := Event{Type: StatePXE, Detail: file, Fields: map[string]string{"bytes": fmt.Sprint(bytes)}}
 	if ferr != nil {
 		e.Type, e.Detail = "pxe-error", file+": "+ferr.Error()

@@ -87,7 +87,12 @@ func runHelper() int {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 3
 	}
-	if err := srv.Serve(ctx); err != nil {
+	// As bootsrv serve does: events go through the batched recorder, and
+	// every queued one is committed before the state file closes.
+	svc.StartRecorder(log)
+	err = srv.Serve(ctx)
+	svc.Close()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 3
 	}

@@ -120,3 +120,45 @@ func raceDecode(t *testing.T, raw []byte) *k8sNode {
 	}
 	return n
 }
+
+// With the recorder running, Observe is queued; after a flush a discovered
+// machine exists with what its firmware said, and an unknown MAC without
+// discover leaves nothing behind.
+func TestObserveQueued(t *testing.T) {
+	s := k8sLab(t)
+	s.StartRecorder(nil)
+	t.Cleanup(s.Close)
+	ctx := context.Background()
+	fw := profiles.Firmware{Arch: "efi-x86_64", UUID: "44332211-6655-8847-99aa-bbccddeeff00", VendorClass: "PXEClient:Arch:00007"}
+	if err := s.Observe(ctx, "52-54-00-00-09-01", fw, profiles.Event{Type: profiles.StateDHCP}, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Observe(ctx, "52:54:00:00:09:02", fw, profiles.Event{Type: profiles.StateDHCP}, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Observe(ctx, k8sWorker1, fw, profiles.Event{Type: profiles.StateDHCP}, false); err != nil {
+		t.Fatal(err)
+	}
+	s.Flush()
+	m, err := s.Machine(ctx, "52:54:00:00:09:01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// discovered, then its DHCP step: the state moves on to dhcp.
+	if m.State != profiles.StateDHCP || m.Profile != "" || m.Arch != fw.Arch || m.UUID != fw.UUID || m.EventNext != 2 {
+		t.Errorf("discovered machine = %+v", m)
+	}
+	if evs, _ := s.MachineEvents(ctx, m.MAC); len(evs) != 2 || evs[0].Type != profiles.StateDiscovered {
+		t.Errorf("discovered machine's history = %+v", evs)
+	}
+	if _, err := s.Machine(ctx, "52:54:00:00:09:02"); profiles.KindOf(err) != profiles.KindNotFound {
+		t.Errorf("an unknown MAC without discover was stored: %v", err)
+	}
+	w, err := s.Machine(ctx, k8sWorker1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.State != profiles.StateDHCP || w.VendorClass != fw.VendorClass {
+		t.Errorf("known machine after a queued observation = %+v", w)
+	}
+}

@@ -28,9 +28,13 @@ type recorder struct {
 }
 
 type pending struct {
-	mac   string
-	e     Event
-	flush chan struct{} // non-nil: a Flush marker, closed once all before it are committed
+	mac string
+	e   Event
+	// fw is set for what a booting machine said (Observe); with discover
+	// an unknown MAC becomes a discovered record.
+	fw       *Firmware
+	discover bool
+	flush    chan struct{} // non-nil: a Flush marker, closed once all before it are committed
 }
 
 const recorderQueue = 1 << 16
@@ -81,16 +85,24 @@ func (s *Service) record(mac string, e Event) {
 	if e.Time.IsZero() {
 		e.Time = s.now()
 	}
-	if s.rec != nil {
-		s.rec.mu.RLock()
-		if !s.rec.closed {
-			s.rec.ch <- pending{mac: mac, e: e}
-			s.rec.mu.RUnlock()
-			return
-		}
-		s.rec.mu.RUnlock()
+	if !s.enqueue(pending{mac: mac, e: e}) {
+		_ = s.RecordEvent(context.Background(), mac, e)
 	}
-	_ = s.RecordEvent(context.Background(), mac, e)
+}
+
+// enqueue hands p to the recorder, and says false when there is none (the
+// CLI path) or it has closed: the caller then writes at once.
+func (s *Service) enqueue(p pending) bool {
+	if s.rec == nil {
+		return false
+	}
+	s.rec.mu.RLock()
+	defer s.rec.mu.RUnlock()
+	if s.rec.closed {
+		return false
+	}
+	s.rec.ch <- p
+	return true
 }
 
 func (r *recorder) run() {
@@ -122,12 +134,21 @@ func (r *recorder) commit(batch []pending) {
 				continue
 			}
 			m := machines[p.mac]
+			found := m != nil
 			if m == nil {
 				m = &Machine{}
-				if err := getMachine(tx, p.mac, m); err != nil {
-					continue // removed meanwhile: nothing to record on
+				if err := getMachine(tx, p.mac, m); err == nil {
+					found = true
+				} else if p.fw == nil || !p.discover {
+					continue // unknown, or removed meanwhile: nothing to record on
 				}
-				machines[p.mac] = m
+			}
+			machines[p.mac] = m
+			if p.fw != nil {
+				if err := observed(tx, m, found, p.mac, *p.fw, p.e); err != nil {
+					return err
+				}
+				continue
 			}
 			if err := appendEvent(tx, m, p.e); err != nil {
 				return err

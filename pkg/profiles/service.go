@@ -555,8 +555,9 @@ type Firmware struct {
 // Observe records event e for the machine with this MAC together with what
 // its firmware said. An unknown MAC is recorded as a discovered machine
 // (no profile, no address) when discover is set, so an operator can see it
-// and assign it; otherwise Observe returns a not-found error and stores
-// nothing.
+// and assign it; otherwise nothing is stored (and, without the recorder,
+// Observe returns a not-found error). With the recorder running the write
+// is queued: the DHCP reply never waits for its event.
 func (s *Service) Observe(_ context.Context, mac string, fw Firmware, e Event, discover bool) error {
 	mac, err := NormalizeMAC(mac)
 	if err != nil {
@@ -565,34 +566,46 @@ func (s *Service) Observe(_ context.Context, mac string, fw Firmware, e Event, d
 	if e.Time.IsZero() {
 		e.Time = s.now()
 	}
+	if s.enqueue(pending{mac: mac, e: e, fw: &fw, discover: discover}) {
+		return nil
+	}
 	return s.st.Batch(func(tx store.Tx) error {
 		var m Machine
 		err := getMachine(tx, mac, &m)
-		switch {
-		case KindOf(err) == KindNotFound && discover:
-			m = Machine{MAC: mac, State: StateDiscovered, StateAt: e.Time, CreatedAt: e.Time}
-			if e.Type != StateDiscovered {
-				if err := appendEvent(tx, &m, Event{Time: e.Time, Type: StateDiscovered}); err != nil {
-					return err
-				}
-			}
-		case err != nil:
+		if err != nil && KindOf(err) != KindNotFound {
 			return err
 		}
-		if fw.Arch != "" {
-			m.Arch = fw.Arch
+		if err != nil && !discover {
+			return err
 		}
-		if fw.UUID != "" {
-			m.UUID = fw.UUID
-		}
-		if fw.VendorClass != "" {
-			m.VendorClass = fw.VendorClass
-		}
-		if err := appendEvent(tx, &m, e); err != nil {
+		if err := observed(tx, &m, err == nil, mac, fw, e); err != nil {
 			return err
 		}
 		return putJSON(tx, "machines", m.MAC, m)
 	})
+}
+
+// observed applies event e and what the firmware said to m; a machine not
+// stored yet (found false) becomes a discovered record. The caller writes m.
+func observed(tx store.Tx, m *Machine, found bool, mac string, fw Firmware, e Event) error {
+	if !found {
+		*m = Machine{MAC: mac, State: StateDiscovered, StateAt: e.Time, CreatedAt: e.Time}
+		if e.Type != StateDiscovered {
+			if err := appendEvent(tx, m, Event{Time: e.Time, Type: StateDiscovered}); err != nil {
+				return err
+			}
+		}
+	}
+	if fw.Arch != "" {
+		m.Arch = fw.Arch
+	}
+	if fw.UUID != "" {
+		m.UUID = fw.UUID
+	}
+	if fw.VendorClass != "" {
+		m.VendorClass = fw.VendorClass
+	}
+	return appendEvent(tx, m, e)
 }
 
 // StateCounts counts machines by state, for the metrics page. The count

@@ -219,16 +219,26 @@ func kernelArgs(p Profile, c Cluster, ignURL string) []string {
 	return append(a, p.Args...)
 }
 
-// absURL makes a profile's /assets/... path absolute on the address the
-// request came to; full URLs stay as they are.
+// absURL makes a profile's kernel or initrd location absolute on the
+// address the request came to; full URLs stay as they are.
 func absURL(base, u string) string {
-	if u == "" || strings.Contains(u, "://") {
+	if p := assetPath(u); p != "" {
+		return base + p
+	}
+	return u
+}
+
+// assetPath is the path on bootsrv's HTTP server a profile's location is
+// fetched at: a path as it is, a bare name under /assets/, and "" for a
+// full URL (served elsewhere) or nothing.
+func assetPath(u string) string {
+	switch {
+	case u == "" || strings.Contains(u, "://"):
+		return ""
+	case strings.HasPrefix(u, "/"):
 		return u
 	}
-	if !strings.HasPrefix(u, "/") {
-		u = "/assets/" + u
-	}
-	return base + u
+	return "/assets/" + u
 }
 
 // Ignition serves a machine's Ignition config to the machine itself: the
@@ -564,11 +574,11 @@ func (s *Service) AssetFetched(ip netip.Addr, path string, status int) {
 	}
 	typ := "asset"
 	if status < 400 {
-		if p.Kernel != "" && (path == p.Kernel || path == "/assets/"+strings.TrimPrefix(p.Kernel, "/")) {
+		if path == assetPath(p.Kernel) {
 			typ = StateKernel
 		}
 		for _, i := range p.Initrds {
-			if path == i || path == "/assets/"+strings.TrimPrefix(i, "/") {
+			if path == assetPath(i) {
 				typ = "initrd"
 			}
 		}

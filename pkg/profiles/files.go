@@ -183,6 +183,20 @@ func noDuplicateKeys(name, what string, n *yaml.Node) error {
 	return nil
 }
 
+// eachField calls set for every field of an entry, in file order, after
+// refusing a field given twice.
+func eachField(name string, entry *yaml.Node, set func(k, v *yaml.Node) error) error {
+	if err := noDuplicateKeys(name, "field", entry); err != nil {
+		return err
+	}
+	for i := 0; i+1 < len(entry.Content); i += 2 {
+		if err := set(entry.Content[i], entry.Content[i+1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func scalar(src, field string, n *yaml.Node) (string, error) {
 	if n.Kind != yaml.ScalarNode {
 		return "", invalidf("%s:%d: field %s: expected a single value", src, n.Line, field)
@@ -216,12 +230,7 @@ func parseMachinesYAML(name string, data []byte) ([]Machine, error) {
 	out := make([]Machine, 0, len(items))
 	for _, it := range items {
 		m := Machine{Source: fmt.Sprintf("%s:%d", name, it.Line)}
-		if err := noDuplicateKeys(name, "field", it); err != nil {
-			return nil, err
-		}
-		for i := 0; i+1 < len(it.Content); i += 2 {
-			k, v := it.Content[i], it.Content[i+1]
-			var err error
+		err := eachField(name, it, func(k, v *yaml.Node) (err error) {
 			switch k.Value {
 			case "mac":
 				m.MAC, err = scalar(name, k.Value, v)
@@ -237,25 +246,26 @@ func parseMachinesYAML(name string, data []byte) ([]Machine, error) {
 				m.BootFile, err = scalar(name, k.Value, v)
 			case "labels":
 				if v.Kind != yaml.MappingNode {
-					return nil, invalidf("%s:%d: field labels: expected a mapping of key: value", name, v.Line)
+					return invalidf("%s:%d: field labels: expected a mapping of key: value", name, v.Line)
 				}
 				if err := noDuplicateKeys(name, "field labels: label", v); err != nil {
-					return nil, err
+					return err
 				}
 				m.Labels = map[string]string{}
 				for j := 0; j+1 < len(v.Content); j += 2 {
 					lk, lv := v.Content[j].Value, v.Content[j+1].Value
 					if err := ValidLabel(lk, lv); err != nil {
-						return nil, at(fmt.Sprintf("%s:%d", name, v.Content[j].Line), fieldErr("labels", err))
+						return at(fmt.Sprintf("%s:%d", name, v.Content[j].Line), fieldErr("labels", err))
 					}
 					m.Labels[lk] = lv
 				}
 			default:
-				return nil, invalidf("%s:%d: unknown field %q: machine fields are mac, hostname, ip, profile, iface, labels, boot_file", name, k.Line, k.Value)
+				return invalidf("%s:%d: unknown field %q: machine fields are mac, hostname, ip, profile, iface, labels, boot_file", name, k.Line, k.Value)
 			}
-			if err != nil {
-				return nil, err
-			}
+			return err
+		})
+		if err != nil {
+			return nil, err
 		}
 		out = append(out, m)
 	}
@@ -273,12 +283,7 @@ func ParseProfilesFile(name string, data []byte) ([]Profile, error) {
 	out := make([]Profile, 0, len(items))
 	for _, it := range items {
 		p := Profile{Source: fmt.Sprintf("%s:%d", name, it.Line)}
-		if err := noDuplicateKeys(name, "field", it); err != nil {
-			return nil, err
-		}
-		for i := 0; i+1 < len(it.Content); i += 2 {
-			k, v := it.Content[i], it.Content[i+1]
-			var err error
+		err := eachField(name, it, func(k, v *yaml.Node) (err error) {
 			switch k.Value {
 			case "name":
 				p.Name, err = scalar(name, k.Value, v)
@@ -299,19 +304,20 @@ func ParseProfilesFile(name string, data []byte) ([]Profile, error) {
 				}
 				var obj any
 				if err := v.Decode(&obj); err != nil {
-					return nil, invalidf("%s:%d: field ignition: %v", name, v.Line, err)
+					return invalidf("%s:%d: field ignition: %v", name, v.Line, err)
 				}
 				b, err := json.Marshal(obj)
 				if err != nil {
-					return nil, invalidf("%s:%d: field ignition cannot be written as JSON: %v", name, v.Line, err)
+					return invalidf("%s:%d: field ignition cannot be written as JSON: %v", name, v.Line, err)
 				}
 				p.Ignition = string(b)
 			default:
-				return nil, invalidf("%s:%d: unknown field %q: profile fields are name, role, os, kernel, initrds, args, ignition", name, k.Line, k.Value)
+				return invalidf("%s:%d: unknown field %q: profile fields are name, role, os, kernel, initrds, args, ignition", name, k.Line, k.Value)
 			}
-			if err != nil {
-				return nil, err
-			}
+			return err
+		})
+		if err != nil {
+			return nil, err
 		}
 		out = append(out, p)
 	}

@@ -82,13 +82,13 @@ func NormalizeCluster(c Cluster) (Cluster, error) {
 	c.Network.Subnet = subnet.String()
 	c.PodNetwork, c.ServiceRange = pods.String(), svc.String()
 
-	if overlaps(pods, svc) {
+	if pods.Overlaps(svc) {
 		return c, invalidf("--pod-network %s overlaps --service-range %s: pick ranges that do not overlap (defaults: pods %s, services %s)", pods, svc, DefaultPodNetwork, DefaultServiceRange)
 	}
-	if overlaps(pods, subnet) {
+	if pods.Overlaps(subnet) {
 		return c, invalidf("--pod-network %s overlaps the node network %s: pick a pod network that does not contain your machines' addresses", pods, subnet)
 	}
-	if overlaps(svc, subnet) {
+	if svc.Overlaps(subnet) {
 		return c, invalidf("--service-range %s overlaps the node network %s: pick a service range that does not contain your machines' addresses", svc, subnet)
 	}
 	if !subnet.Contains(api) && c.Network.Subnet != "" {

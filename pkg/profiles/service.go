@@ -510,12 +510,20 @@ func (s *Service) RecordEvent(_ context.Context, mac string, e Event) error {
 	if e.Time.IsZero() {
 		e.Time = s.now()
 	}
+	return s.recordNow(mac, Firmware{}, e, false)
+}
+
+// recordNow writes event e, and what the firmware said, for mac in one
+// transaction shared with concurrent writers (group commit); with discover
+// an unknown MAC becomes a discovered record, otherwise it is not found.
+func (s *Service) recordNow(mac string, fw Firmware, e Event, discover bool) error {
 	return s.st.Batch(func(tx store.Tx) error {
 		var m Machine
-		if err := getMachine(tx, mac, &m); err != nil {
+		err := getMachine(tx, mac, &m)
+		if err != nil && (KindOf(err) != KindNotFound || !discover) {
 			return err
 		}
-		if err := appendEvent(tx, &m, e); err != nil {
+		if err := observed(tx, &m, err == nil, mac, fw, e); err != nil {
 			return err
 		}
 		return putJSON(tx, "machines", m.MAC, m)
@@ -569,20 +577,7 @@ func (s *Service) Observe(_ context.Context, mac string, fw Firmware, e Event, d
 	if s.enqueue(pending{mac: mac, e: e, fw: &fw, discover: discover}) {
 		return nil
 	}
-	return s.st.Batch(func(tx store.Tx) error {
-		var m Machine
-		err := getMachine(tx, mac, &m)
-		if err != nil && KindOf(err) != KindNotFound {
-			return err
-		}
-		if err != nil && !discover {
-			return err
-		}
-		if err := observed(tx, &m, err == nil, mac, fw, e); err != nil {
-			return err
-		}
-		return putJSON(tx, "machines", m.MAC, m)
-	})
+	return s.recordNow(mac, fw, e, discover)
 }
 
 // observed applies event e and what the firmware said to m; a machine not

@@ -224,19 +224,8 @@ func ValidateIgnitionSnippet(s string) error {
 	return nil
 }
 
-func overlaps(a, b netip.Prefix) bool { return a.Overlaps(b) }
-
 // firstHost is the first usable address of a network (network address + 1).
 func firstHost(p netip.Prefix) netip.Addr { return p.Masked().Addr().Next() }
-
-func containsAll(p netip.Prefix, addrs ...netip.Addr) bool {
-	for _, a := range addrs {
-		if !p.Contains(a) {
-			return false
-		}
-	}
-	return true
-}
 
 func dedupe(ss []string) []string {
 	seen := map[string]bool{}

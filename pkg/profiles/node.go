@@ -2,6 +2,7 @@ package profiles
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -95,6 +96,7 @@ func factsKey(f pki.NodeFacts, ca pki.Pair) string {
 func (s *Service) certsFor(m Machine, p Profile, c Cluster) (map[string]pki.Pair, clusterPKI, string, error) {
 	var cp clusterPKI
 	var nc nodeCerts
+	var id string
 	facts := nodeFacts(m, p, c)
 	now := s.now()
 	fresh := func(tx store.Tx) (bool, error) {
@@ -105,6 +107,7 @@ func (s *Service) certsFor(m Machine, p Profile, c Cluster) (map[string]pki.Pair
 		if v == nil {
 			return false, nil
 		}
+		id = certsIDOf(v)
 		if err := json.Unmarshal(v, &nc); err != nil {
 			return false, fmt.Errorf("decode certificates of %s: %w", m.MAC, err)
 		}
@@ -113,7 +116,7 @@ func (s *Service) certsFor(m Machine, p Profile, c Cluster) (map[string]pki.Pair
 	var ok bool
 	err := s.st.View(func(tx store.Tx) (err error) { ok, err = fresh(tx); return })
 	if err != nil || ok {
-		return nc.Certs, cp, nc.id(), err
+		return nc.Certs, cp, id, err
 	}
 	err = s.st.Update(func(tx store.Tx) error {
 		if ok, err := fresh(tx); err != nil || ok {
@@ -143,31 +146,30 @@ func (s *Service) certsFor(m Machine, p Profile, c Cluster) (map[string]pki.Pair
 				nc.NotAfter = na
 			}
 		}
-		return putJSON(tx, "certs", m.MAC, nc)
+		b, err := json.Marshal(nc)
+		if err != nil {
+			return fmt.Errorf("encode certificates of %s: %w", m.MAC, err)
+		}
+		id = certsIDOf(b)
+		return tx.Put("certs", []byte(m.MAC), b)
 	})
-	return nc.Certs, cp, nc.id(), err
+	return nc.Certs, cp, id, err
 }
 
-// id names an issued set: what it was issued for and until when.
-func (nc nodeCerts) id() string {
-	return fmt.Sprintf("%d|%s|%s", nc.Generation, nc.Facts, nc.NotAfter.UTC().Format(time.RFC3339))
+// certsIDOf names a stored certificate set by its bytes: a re-issue,
+// whatever its cause, changes it. Hashing is far cheaper than decoding
+// the set on every render.
+func certsIDOf(stored []byte) string {
+	if stored == nil {
+		return ""
+	}
+	h := sha256.Sum256(stored)
+	return string(h[:])
 }
 
-// certsID reads the id of a machine's stored set without decoding it.
+// certsID names a machine's stored certificate set (see certsIDOf).
 func certsID(tx store.Tx, mac string) string {
-	v := tx.Get("certs", []byte(mac))
-	if v == nil {
-		return ""
-	}
-	var head struct {
-		Generation uint64    `json:"generation"`
-		Facts      string    `json:"facts"`
-		NotAfter   time.Time `json:"not_after"`
-	}
-	if json.Unmarshal(v, &head) != nil {
-		return ""
-	}
-	return nodeCerts{Generation: head.Generation, Facts: head.Facts, NotAfter: head.NotAfter}.id()
+	return certsIDOf(tx.Get("certs", []byte(mac)))
 }
 
 // masters lists every master machine (hostname and IP) through the

@@ -8,7 +8,9 @@
 # Everything goes under the cache dir (default: <repo>/.cache/lab, gitignored)
 # and is rebuilt only when its inputs change, so a rerun takes a second.
 #
-# Usage: examples/qemu-lab/build-os.sh [--force]
+# Usage: examples/qemu-lab/build-os.sh [--force] [--ignition-only]
+#   --ignition-only: build (or find cached) only the Ignition binary and print
+#   its absolute path as the only line on stdout (pkg/noderun's tests use it).
 # Env:   LAB_CACHE (default <repo>/.cache/lab), IGNITION_VERSION (v2.24.0),
 #        LAB_KVER (kernel version; default: the newest /boot/vmlinuz-*-amd64).
 # Prints the paths of the kernel and initrd it produced on its last two lines:
@@ -21,7 +23,13 @@ repo=$(cd "$here/../.." && pwd)
 cache=${LAB_CACHE:-$repo/.cache/lab}
 ign_version=${IGNITION_VERSION:-v2.24.0}
 force=0
-[[ "${1:-}" == "--force" ]] && force=1
+ignition_only=0
+for arg in "$@"; do
+	case $arg in
+	--force) force=1 ;;
+	--ignition-only) ignition_only=1 ;;
+	esac
+done
 
 log() { printf 'build-os: %s\n' "$*" >&2; }
 die() { printf 'build-os: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -31,7 +39,11 @@ need() {
 	for c in "$@"; do command -v "$c" >/dev/null 2>&1 || missing+=("$c"); done
 	((${#missing[@]} == 0)) || die "missing commands: ${missing[*]} (Debian: busybox-static cpio kmod golang/gcc libblkid-dev)"
 }
-need go gcc cpio gzip modprobe sha256sum
+if ((ignition_only)); then
+	need go gcc
+else
+	need go gcc cpio gzip modprobe sha256sum
+fi
 
 mkdir -p "$cache"
 
@@ -73,6 +85,10 @@ fi
 # A static binary has no interpreter; check, since a dynamic one would not run in the initrd.
 if command -v file >/dev/null 2>&1 && ! file "$ign_bin" | grep -q 'statically linked'; then
 	die "$ign_bin is not statically linked"
+fi
+if ((ignition_only)); then
+	echo "$ign_bin"
+	exit 0
 fi
 
 # ---------------------------------------------------------------- kernel

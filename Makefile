@@ -6,7 +6,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 PKGS      := ./...
 GOFILES    = $(shell find cmd pkg assets examples bench -name '*.go')
 
-.PHONY: help deps build assets run test test-short lint bench bench-dhcp bench-tftp bench-http demo clean
+.PHONY: help deps build assets releases run test test-short lint bench bench-dhcp bench-tftp bench-http demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -20,10 +20,13 @@ build: assets ## build bin/bootsrv with the iPXE binaries embedded
 assets: ## fetch the pinned iPXE binaries into assets/ipxe (from Debian's ipxe package)
 	bash assets/fetch-ipxe.sh
 
+releases: ## build Kubernetes, etcd, CNI, flannel and CoreDNS releases from their Go modules into /var/cache/bootsrv-test/releases (once; ~10 min)
+	@if [ "$$(id -u)" = 0 ]; then bash examples/releases/build.sh; else echo "releases: not root: skipping (tests that run them will say so)"; fi
+
 run: build ## run the server on built-in defaults
 	$(BIN) serve
 
-test: deps assets ## vet, then every test with the race detector (root runs the namespace and QEMU tests too)
+test: deps assets releases ## vet, then every test with the race detector (root runs the namespace, control-plane and QEMU tests too)
 	$(GO) vet $(PKGS)
 	@test -z "$$(gofmt -l $(GOFILES))" || { echo "gofmt would change:"; gofmt -l $(GOFILES); exit 1; }
 	$(GO) test -race -count=1 -timeout 40m $(PKGS)

@@ -10,6 +10,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha512"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,11 +23,16 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vincent-petithory/dataurl"
+
+	"github.com/bootsrv/bootsrv/pkg/release/releasetest"
 )
 
 // chainIgnitionVersion is the Ignition release whose validator the test
@@ -386,16 +393,24 @@ func TestChain(t *testing.T) {
 		t.Fatalf("report: %d %s", code, body)
 	}
 	c.wantState(mac, "provisioned", "the report")
-	if code, _ := c.fetch(http.MethodPost, reportURL+"&state=booted"); code != http.StatusForbidden {
-		t.Errorf("replayed report: %d, want 403", code)
-	}
 
-	// 6. Provisioned: boot from disk.
-	local := string(c.get200(c.base + "/ipxe?mac=" + hyp))
-	if !strings.Contains(local, "local disk") || chainKernelRe.MatchString(local) {
-		t.Fatalf("provisioned machine's script:\n%s", local)
+	// 6. Provisioned, and live (the profile's default install): nothing is
+	// on its disk, so its next netboot runs its config again and reports
+	// again; it is never sent to the disk.
+	live := string(c.get200(c.base + "/ipxe?mac=" + hyp))
+	if strings.Contains(live, "local disk") || !chainKernelRe.MatchString(live) || !chainIgnRe.MatchString(live) {
+		t.Fatalf("provisioned live machine's script:\n%s", live)
 	}
-	c.wantState(mac, "provisioned", "the local-boot script")
+	c.wantState(mac, "provisioned", "the boot script of a provisioned live machine")
+	ign2 := c.get200(chainIgnRe.FindStringSubmatch(live)[1])
+	chainValidate(t, "the config served again", ign2)
+	if chainReportURL(t, ign2) != reportURL {
+		t.Errorf("the same install's config reports to %s, the first to %s", chainReportURL(t, ign2), reportURL)
+	}
+	if code, body := c.fetch(http.MethodPost, reportURL+"&state=booted"); code != http.StatusOK {
+		t.Errorf("second report of a live machine: %d %s, want 200", code, body)
+	}
+	c.wantState(mac, "provisioned", "the second report")
 
 	// The CLI shows what the machine gets, and it validates.
 	rendered := c.cli("render", "ignition", mac)
@@ -403,8 +418,8 @@ func TestChain(t *testing.T) {
 	if r := chainReportURL(t, []byte(rendered)); !strings.HasPrefix(r, c.base+"/report?mac="+mac+"&token=") {
 		t.Errorf("render ignition's report URL %s is not on the server (%s)", r, c.base)
 	}
-	if r := c.cli("render", "ipxe", mac); !strings.Contains(r, "local disk") {
-		t.Errorf("render ipxe of a provisioned machine:\n%s", r)
+	if r := c.cli("render", "ipxe", mac); strings.Contains(r, "local disk") || !chainKernelRe.MatchString(r) {
+		t.Errorf("render ipxe of a provisioned live machine:\n%s", r)
 	}
 
 	// 7. Reprovision: the install script again, and the old report URL dies.
@@ -431,13 +446,17 @@ func TestChain(t *testing.T) {
 		types = append(types, e.Type)
 	}
 	joined := " " + strings.Join(types, " ") + " "
-	for _, want := range []string{"ipxe", "kernel", "initrd", "ignition", "denied", "report", "provisioned", "localboot", "reprovision"} {
+	for _, want := range []string{"ipxe", "kernel", "initrd", "ignition", "denied", "report", "provisioned", "reprovision"} {
 		if !strings.Contains(joined, " "+want+" ") {
 			t.Errorf("events lack %q: %s", want, joined)
 		}
 	}
+	if strings.Contains(joined, " localboot ") {
+		t.Errorf("a live machine was told to boot from disk: %s", joined)
+	}
 	metrics := string(c.get200(c.base + "/metrics"))
 	for _, want := range []string{`bootsrv_http_requests_total{route="ipxe",code="200"} 3`, `bootsrv_http_requests_total{route="ignition",code="403"} 1`,
+		`bootsrv_http_requests_total{route="ignition",code="200"} 2`,
 		`bootsrv_machines{state="ipxe"} 1`, `bootsrv_render_seconds_count`} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %q:\n%s", want, metrics)
@@ -490,5 +509,353 @@ func TestChainReportTimeout(t *testing.T) {
 	}
 	if err := stop(); err != nil {
 		t.Fatalf("stop: %v\n%s", err, c.log.String())
+	}
+}
+
+// fetchFrom is fetch from the loopback address ip (all of 127/8 is local
+// on Linux), as the machine at ip would ask.
+func (c *chainEnv) fetchFrom(ip, method, u string) (int, []byte) {
+	c.t.Helper()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	hc := &http.Client{Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
+	req, err := http.NewRequest(method, u, nil)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	res, err := hc.Do(req)
+	if err != nil {
+		c.t.Fatalf("%s %s from %s: %v", method, u, ip, err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return res.StatusCode, b
+}
+
+func (c *chainEnv) get200From(ip, u string) []byte {
+	c.t.Helper()
+	code, b := c.fetchFrom(ip, http.MethodGet, u)
+	if code != http.StatusOK {
+		c.t.Fatalf("GET %s from %s: %d %s", u, ip, code, b)
+	}
+	return b
+}
+
+// chainConfig is what the chain tests read of a served config.
+type chainConfig struct {
+	Storage struct {
+		Files []struct {
+			Path     string `json:"path"`
+			Mode     int    `json:"mode"`
+			Contents struct {
+				Source       string `json:"source"`
+				Verification struct {
+					Hash string `json:"hash"`
+				} `json:"verification"`
+			} `json:"contents"`
+		} `json:"files"`
+	} `json:"storage"`
+	Systemd struct {
+		Units []struct {
+			Name     string `json:"name"`
+			Enabled  bool   `json:"enabled"`
+			Contents string `json:"contents"`
+		} `json:"units"`
+	} `json:"systemd"`
+}
+
+func chainParse(t *testing.T, ign []byte) chainConfig {
+	t.Helper()
+	var cfg chainConfig
+	if err := json.Unmarshal(ign, &cfg); err != nil {
+		t.Fatalf("config is not JSON: %v\n%s", err, ign)
+	}
+	return cfg
+}
+
+// chainFile returns the decoded data URL of the file at p, and whether
+// the config writes it.
+func chainFile(t *testing.T, ign []byte, p string) (string, bool) {
+	t.Helper()
+	for _, f := range chainParse(t, ign).Storage.Files {
+		if f.Path == p {
+			d, err := dataurl.DecodeString(f.Contents.Source)
+			if err != nil {
+				t.Fatalf("%s: %v", p, err)
+			}
+			return string(d.Data), true
+		}
+	}
+	return "", false
+}
+
+// chainEnvFile reads KEY="VALUE" lines.
+func chainEnvFile(t *testing.T, s string) map[string]string {
+	t.Helper()
+	env := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(s), "\n") {
+		k, v, _ := strings.Cut(l, "=")
+		if uq, err := strconv.Unquote(v); err == nil {
+			v = uq
+		}
+		env[k] = v
+	}
+	return env
+}
+
+// TestChainDiskInstall: installs to disk through a real server. Flatcar:
+// the live image gets the installer config, which fetches the final
+// config (&stage=final) named in its install.env and reports
+// "installed"; the machine is then sent to its disk, and the installed
+// system's "booted" provisions it, once. Fedora CoreOS: the boot script
+// hands the live image the device and the final config's URL. Every
+// config passes the real ignition-validate.
+func TestChainDiskInstall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: skips building and running bootsrv serve")
+	}
+	chainValidator(t)
+	dir := t.TempDir()
+	c := &chainEnv{t: t, bin: chainBuild(t, dir), dataDir: filepath.Join(dir, "data"), log: &lockedBuf{}}
+	assets := filepath.Join(dir, "assets")
+	for _, name := range []string{"flatcar/vmlinuz", "flatcar/initrd.cpio.gz", "fcos/vmlinuz"} {
+		p := filepath.Join(assets, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(c.dataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	snippet := filepath.Join(dir, "snippet.ign")
+	if err := os.WriteFile(snippet, []byte(`{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/motd","mode":420,"contents":{"source":"data:,installed%20by%20bootsrv%0A"}}]}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stop := chainServe(t, c, assets, "--token-ttl", "10m")
+	const fcar, fcos = "52:54:00:c4:a2:01", "52:54:00:c4:a2:02"
+	c.cli("cluster", "init", "--name", "lab", "--api-server", "127.0.0.10")
+	c.cli("profile", "add", "--role", "custom", "--os", "flatcar", "--install", "disk", "--kernel", "/assets/flatcar/vmlinuz",
+		"--initrd", "/assets/flatcar/initrd.cpio.gz", "--ignition", snippet, "fdisk")
+	c.cli("profile", "add", "--role", "custom", "--os", "fcos", "--install", "disk", "--install-device", "/dev/vda", "--kernel", "/assets/fcos/vmlinuz", "cdisk")
+	c.cli("machine", "add", "--profile", "fdisk", "--hostname", "flat1", "--ip", "127.0.0.1", fcar)
+	c.cli("machine", "add", "--profile", "cdisk", "--hostname", "core1", "--ip", "127.0.0.2", fcos)
+
+	t.Run("flatcar", func(t *testing.T) {
+		c.t = t
+		script := string(c.get200(c.base + "/ipxe?mac=" + fcar))
+		gm := chainIgnRe.FindStringSubmatch(script)
+		if gm == nil || !strings.Contains(script, "flatcar.first_boot=1") {
+			t.Fatalf("Flatcar disk boot script:\n%s", script)
+		}
+		inst := c.get200(gm[1])
+		c.wantState(fcar, "ignition", "the installer config")
+		chainValidate(t, "the installer config", inst)
+		var unit string
+		for _, u := range chainParse(t, inst).Systemd.Units {
+			if u.Name == "bootsrv-install.service" && u.Enabled {
+				unit = u.Contents
+			}
+		}
+		if !strings.Contains(unit, "flatcar-install") {
+			t.Errorf("no enabled bootsrv-install.service running flatcar-install: %s", inst)
+		}
+		raw, ok := chainFile(t, inst, "/etc/bootsrv/install.env")
+		if !ok {
+			t.Fatalf("the installer config has no install.env: %s", inst)
+		}
+		env := chainEnvFile(t, raw)
+		if env["BOOTSRV_FINAL_URL"] != gm[1]+"&stage=final" || env["BOOTSRV_INSTALL_DEVICE"] != "/dev/sda" {
+			t.Errorf("install.env %q, want BOOTSRV_FINAL_URL=%s&stage=final and /dev/sda", env, gm[1])
+		}
+		if _, ok := chainFile(t, inst, "/etc/motd"); ok {
+			t.Error("the installer config carries the profile's snippet")
+		}
+		final := c.get200(env["BOOTSRV_FINAL_URL"])
+		chainValidate(t, "the final config", final)
+		if motd, _ := chainFile(t, final, "/etc/motd"); motd != "installed by bootsrv\n" {
+			t.Errorf("the final config lacks the snippet: %s", final)
+		}
+		// What bootsrv-install.service runs once flatcar-install is done.
+		if code, body := c.fetch(http.MethodPost, env["BOOTSRV_REPORT_URL"]+"&state=installed"); code != http.StatusOK {
+			t.Fatalf("installed report: %d %s", code, body)
+		}
+		c.wantState(fcar, "installed", "the installed report")
+		local := string(c.get200(c.base + "/ipxe?mac=" + fcar))
+		if !strings.Contains(local, "local disk") || chainKernelRe.MatchString(local) {
+			t.Fatalf("installed machine's script:\n%s", local)
+		}
+		c.wantState(fcar, "installed", "the local-boot script")
+		// The installed system's first boot.
+		reportURL := chainReportURL(t, final)
+		if code, body := c.fetch(http.MethodPost, reportURL+"&state=booted"); code != http.StatusOK {
+			t.Fatalf("booted report: %d %s", code, body)
+		}
+		c.wantState(fcar, "provisioned", "the booted report")
+		if code, _ := c.fetch(http.MethodPost, reportURL+"&state=booted"); code != http.StatusForbidden {
+			t.Errorf("replayed report of a disk install: %d, want 403", code)
+		}
+		if local := string(c.get200(c.base + "/ipxe?mac=" + fcar)); !strings.Contains(local, "local disk") {
+			t.Fatalf("provisioned disk machine's script:\n%s", local)
+		}
+		c.wantState(fcar, "provisioned", "the local-boot script")
+		// render ignition shows the installed system's config.
+		rendered := c.cli("render", "ignition", fcar)
+		chainValidate(t, "bootsrv render ignition", []byte(strings.TrimSpace(rendered)))
+		if strings.Contains(rendered, "bootsrv-install.service") || !strings.Contains(rendered, "/etc/motd") {
+			t.Errorf("render ignition is not the final config:\n%s", rendered)
+		}
+		if code, body := c.fetch(http.MethodGet, gm[1]+"&stage=early"); code != http.StatusBadRequest {
+			t.Errorf("a bad stage: %d %s, want 400", code, body)
+		}
+	})
+
+	t.Run("fcos", func(t *testing.T) {
+		c.t = t
+		// Its boot script only to its own address.
+		if code, _ := c.fetchFrom("127.0.0.1", http.MethodGet, c.base+"/ipxe?mac="+fcos); code != http.StatusForbidden {
+			t.Errorf("core1's boot script asked from 127.0.0.1: %d, want 403", code)
+		}
+		script := string(c.get200From("127.0.0.2", c.base+"/ipxe?mac="+fcos))
+		m := regexp.MustCompile(`coreos\.inst\.ignition_url=(\S+)`).FindStringSubmatch(script)
+		if m == nil || !strings.Contains(script, "coreos.inst.install_dev=/dev/vda ") || strings.Contains(script, "ignition.config.url") || !strings.HasSuffix(m[1], "&stage=final") {
+			t.Fatalf("FCOS disk boot script:\n%s", script)
+		}
+		final := c.get200From("127.0.0.2", m[1])
+		chainValidate(t, "the FCOS final config", final)
+		if h, _ := chainFile(t, final, "/etc/hostname"); h != "core1\n" {
+			t.Errorf("the final config is not core1's: %s", final)
+		}
+		if code, body := c.fetchFrom("127.0.0.2", http.MethodPost, chainReportURL(t, final)+"&state=booted"); code != http.StatusOK {
+			t.Fatalf("booted report: %d %s", code, body)
+		}
+		c.wantState(fcos, "provisioned", "the booted report")
+		if local := string(c.get200From("127.0.0.2", c.base+"/ipxe?mac="+fcos)); !strings.Contains(local, "local disk") {
+			t.Errorf("provisioned FCOS disk machine's script:\n%s", local)
+		}
+	})
+	c.t = t
+
+	events := c.cli("machine", "events", "-o", "json", fcar)
+	for _, want := range []string{`"installed"`, `"localboot"`, `"provisioned"`} {
+		if !strings.Contains(events, want) {
+			t.Errorf("flat1's history lacks %s: %s", want, events)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("bootsrv serve after SIGTERM: %v\n%s", err, c.log.String())
+	}
+	if t.Failed() {
+		t.Logf("server log:\n%s", c.log.String())
+	}
+}
+
+// TestChainKubernetes: a master and a worker through a real server. Their
+// /ignition is a 404 naming the release files until `bootsrv --data-dir D
+// assets import DIR` (through the running server) imports them; then each
+// served config passes the real ignition-validate, and every binary it
+// names is served by /assets/ with the SHA-512 the config checks.
+func TestChainKubernetes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: skips building and running bootsrv serve")
+	}
+	chainValidator(t)
+	dir := t.TempDir()
+	c := &chainEnv{t: t, bin: chainBuild(t, dir), dataDir: filepath.Join(dir, "data"), log: &lockedBuf{}}
+	assets := filepath.Join(dir, "assets")
+	if err := os.MkdirAll(c.dataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(assets, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	stop := chainServe(t, c, assets, "--token-ttl", "10m")
+	const master, worker = "52:54:00:c4:a3:01", "52:54:00:c4:a3:02"
+	ips := map[string]string{master: "127.0.0.10", worker: "127.0.0.11"}
+	c.cli("cluster", "init", "--name", "lab", "--api-server", "127.0.0.10")
+	c.cli("profile", "add", "--role", "master", "--os", "lab", "--kernel", "/assets/lab/vmlinuz", "master")
+	c.cli("profile", "add", "--role", "worker", "--os", "lab", "--kernel", "/assets/lab/vmlinuz", "worker")
+	c.cli("machine", "add", "--profile", "master", "--hostname", "master1", "--ip", ips[master], master)
+	c.cli("machine", "add", "--profile", "worker", "--hostname", "worker1", "--ip", ips[worker], worker)
+
+	ignition := func(mac string) (int, []byte) {
+		script := string(c.get200From(ips[mac], c.base+"/ipxe?mac="+mac))
+		gm := chainIgnRe.FindStringSubmatch(script)
+		if gm == nil {
+			t.Fatalf("no ignition URL in %s's script:\n%s", mac, script)
+		}
+		return c.fetchFrom(ips[mac], http.MethodGet, gm[1])
+	}
+	code, body := ignition(worker)
+	if code != http.StatusNotFound || !strings.Contains(string(body), "kubelet") || !strings.Contains(string(body), "bootsrv assets import") {
+		t.Fatalf("a worker's /ignition before any import: %d %s, want 404 naming the files to import", code, body)
+	}
+
+	src := releasetest.Write(t, t.TempDir(), releasetest.Default)
+	cmd := exec.Command(c.bin, "--data-dir", c.dataDir, "assets", "import", src)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("bootsrv --data-dir D assets import: %v\n%s", err, out)
+	}
+	var list []struct {
+		Path   string `json:"path"`
+		SHA512 string `json:"sha512"`
+	}
+	if err := json.Unmarshal([]byte(c.cli("assets", "list", "-o", "json")), &list); err != nil || len(list) == 0 {
+		t.Fatalf("assets list after the import: %v %+v", err, list)
+	}
+	for _, a := range list {
+		if _, err := os.Stat(filepath.Join(assets, filepath.FromSlash(a.Path))); err != nil {
+			t.Errorf("%s is not in the server's assets dir: %v", a.Path, err)
+		}
+	}
+
+	for _, mac := range []string{master, worker} {
+		t.Run(mac, func(t *testing.T) {
+			c.t = t
+			code, ign := ignition(mac)
+			if code != http.StatusOK {
+				t.Fatalf("/ignition: %d %s", code, ign)
+			}
+			c.wantState(mac, "ignition", "/ignition")
+			chainValidate(t, "the served node config", ign)
+			n := 0
+			for _, f := range chainParse(t, ign).Storage.Files {
+				if !strings.HasPrefix(f.Contents.Source, "http") {
+					continue
+				}
+				n++
+				if !strings.HasPrefix(f.Contents.Source, c.base+"/assets/") {
+					t.Errorf("%s is fetched from %s, not this server's /assets/", f.Path, f.Contents.Source)
+				}
+				bin := c.get200From(ips[mac], f.Contents.Source)
+				sum := sha512.Sum512(bin)
+				if want := "sha512-" + hex.EncodeToString(sum[:]); f.Contents.Verification.Hash != want {
+					t.Errorf("%s: the config checks %q, the server serves %s", f.Path, f.Contents.Verification.Hash, want)
+				}
+				if f.Mode != 0o755 {
+					t.Errorf("%s: mode %#o, want 0755", f.Path, f.Mode)
+				}
+			}
+			want := 8 // kubelet, kube-proxy, flanneld and five CNI plugins
+			if mac == master {
+				want += 7
+			}
+			if n != want {
+				t.Errorf("%d binaries fetched, want %d", n, want)
+			}
+		})
+	}
+	c.t = t
+	rendered := c.cli("render", "ignition", worker)
+	chainValidate(t, "bootsrv render ignition of a worker", []byte(strings.TrimSpace(rendered)))
+	if err := stop(); err != nil {
+		t.Fatalf("bootsrv serve after SIGTERM: %v\n%s", err, c.log.String())
+	}
+	if t.Failed() {
+		t.Logf("server log:\n%s", c.log.String())
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/bootsrv/bootsrv/pkg/admin"
+	"github.com/bootsrv/bootsrv/pkg/release/releasetest"
 	"github.com/bootsrv/bootsrv/pkg/store"
 )
 
@@ -127,7 +128,7 @@ func startServer(t *testing.T, dir string) *exec.Cmd {
 func state(t *testing.T, dir string) string {
 	t.Helper()
 	var b strings.Builder
-	for _, args := range [][]string{{"machine", "list", "-o", "json"}, {"profile", "list", "-o", "json"}, {"cluster", "show", "-o", "json"}} {
+	for _, args := range [][]string{{"machine", "list", "-o", "json"}, {"profile", "list", "-o", "json"}, {"cluster", "show", "-o", "json"}, {"assets", "list", "-o", "json"}} {
 		r := run(t, dir, args...)
 		fmt.Fprintf(&b, "%v: %d %s\n", args, r.code, r.stdout)
 	}
@@ -175,9 +176,45 @@ type step struct {
 	bugOnSrv string // a known difference of the server path
 }
 
+// releaseTrees are the release trees the scenario imports: releasetest's
+// stand-ins, a copy with one byte of the kubelet flipped, and a copy
+// whose kubelet has lost its checksum.
+type releaseTrees struct{ good, tampered, noSum string }
+
+// kubeletRel is where the kubelet lies in a release tree.
+var kubeletRel = filepath.Join("kubernetes", releasetest.Default.Kubernetes, "bin", "linux", releasetest.Default.Arch, "kubelet")
+
+func writeReleaseTrees(t *testing.T) releaseTrees {
+	t.Helper()
+	r := releaseTrees{
+		good:     releasetest.Write(t, t.TempDir(), releasetest.Default),
+		tampered: releasetest.Write(t, t.TempDir(), releasetest.Default),
+		noSum:    releasetest.Write(t, t.TempDir(), releasetest.Default),
+	}
+	k := filepath.Join(r.tampered, kubeletRel)
+	b, err := os.ReadFile(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-2] ^= 0x01
+	if err := os.WriteFile(k, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(r.noSum, kubeletRel+".sha256")); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// releaseAssets is the number of binaries releasetest's tree imports: six
+// Kubernetes ones, etcd, etcdctl, etcdutl, four CNI plugins, flanneld,
+// flannel's CNI plugin and CoreDNS.
+const releaseAssets = 16
+
 // scenario is the same table for both paths. Every failing step must
 // print nothing on stdout, name the problem on stderr and change nothing.
-func scenario() []step {
+func scenario(rel releaseTrees) []step {
+	kubeletFile := filepath.ToSlash(kubeletRel)
 	return []step{
 		{name: "cluster show before init", args: []string{"cluster", "show"}, code: 3, stderr: []string{"no cluster yet", "bootsrv cluster init"}},
 		{name: "machine add before init", args: []string{"machine", "add", "52:54:00:00:00:01", "--profile", "worker", "--hostname", "n", "--ip", "192.168.1.5"},
@@ -202,7 +239,7 @@ func scenario() []step {
 		{name: "cluster show yaml", args: []string{"cluster", "show", "-o", "yaml"}, yaml: map[string]any{"name": "lab", "dns_service_ip": "10.3.0.10", "network.subnet": "192.168.1.0/24"}},
 
 		{name: "profile add from flags", args: []string{"profile", "add", "master", "--role", "master", "--kernel", "/assets/k", "--initrd", "/assets/i1", "--initrd", "/assets/i2", "--arg", "console=ttyS0", "-o", "json"},
-			count: 1, json: map[string]any{"0.name": "master", "0.role": "master", "0.os": "flatcar", "0.kernel": "/assets/k", "0.initrds.1": "/assets/i2", "0.args.0": "console=ttyS0"}},
+			count: 1, json: map[string]any{"0.name": "master", "0.role": "master", "0.os": "flatcar", "0.install": "live", "0.kernel": "/assets/k", "0.initrds.1": "/assets/i2", "0.args.0": "console=ttyS0"}},
 		{name: "profile add file with two", args: []string{"profile", "add", "-f", "testdata/profiles.yaml", "-o", "json"},
 			count: 2, json: map[string]any{"0.name": "worker", "0.initrds.0": "/assets/flatcar/initrd.cpio.gz", "1.name": "gpu", "1.os": "fcos", "1.role": "custom"},
 			check: func(t *testing.T, out string) {
@@ -210,15 +247,27 @@ func scenario() []step {
 					t.Errorf("gpu ignition = %q", ign)
 				}
 			}},
+		{name: "profile add install disk", args: []string{"profile", "add", "zdisk", "--role", "worker", "--os", "fcos", "--install", "disk", "--install-device", "/dev/vda", "-o", "json"},
+			count: 1, json: map[string]any{"0.name": "zdisk", "0.os": "fcos", "0.install": "disk", "0.install_device": "/dev/vda"}},
 		{name: "profile add bad role", args: []string{"profile", "add", "edge", "--role", "boss"}, code: 2, stderr: []string{`role "boss" is not one of master, worker, custom`}},
 		{name: "profile add no role", args: []string{"profile", "add", "edge"}, code: 2, stderr: []string{"profile edge has no role"}},
 		{name: "profile add bad os", args: []string{"profile", "add", "edge", "--role", "worker", "--os", "ubuntu"}, code: 2, stderr: []string{`os "ubuntu"`}},
+		// Install modes: live by default; disk only where the live image
+		// installs itself, and a device only with disk.
+		{name: "profile add disk on lab", args: []string{"profile", "add", "edge", "--role", "worker", "--os", "lab", "--install", "disk"},
+			code: 2, stderr: []string{"install: disk needs os flatcar or fcos", "use install: live for os lab"}},
+		{name: "profile add device without disk", args: []string{"profile", "add", "edge", "--role", "worker", "--install-device", "/dev/sdb"},
+			code: 2, stderr: []string{"install_device is set but install is live: say install: disk"}},
+		{name: "profile add bad install", args: []string{"profile", "add", "edge", "--role", "worker", "--install", "usb"},
+			code: 2, stderr: []string{`install "usb" is not live or disk`}},
+		{name: "profile add file and install flag", args: []string{"profile", "add", "-f", "testdata/profiles.yaml", "--install", "disk"},
+			code: 2, stderr: []string{"-f FILE takes every field from the file"}},
 		{name: "profile add exists", args: []string{"profile", "add", "master", "--role", "master"}, code: 4, stderr: []string{"profile master already exists", "--replace"}},
 		{name: "profile add file unknown field", args: []string{"profile", "add", "-f", "testdata/bad_profile.yaml"}, code: 2, stderr: []string{`testdata/bad_profile.yaml:3: unknown field "kernal"`}},
 		{name: "profile add file and flags", args: []string{"profile", "add", "-f", "testdata/profiles.yaml", "--role", "worker"}, code: 2, stderr: []string{"-f FILE takes every field from the file"}},
 		{name: "profile add missing file", args: []string{"profile", "add", "-f", "testdata/nope.yaml"}, code: 2, stderr: []string{"read testdata/nope.yaml"}},
-		{name: "profile list", args: []string{"profile", "list", "-o", "json"}, count: 3, json: map[string]any{"0.name": "gpu", "1.name": "master", "2.name": "worker"}},
-		{name: "profile list table", args: []string{"profile", "list"}, stdout: []string{"NAME", "ROLE", "gpu", "custom", "master", "worker"}},
+		{name: "profile list", args: []string{"profile", "list", "-o", "json"}, count: 4, json: map[string]any{"0.name": "gpu", "1.name": "master", "2.name": "worker", "3.name": "zdisk"}},
+		{name: "profile list table", args: []string{"profile", "list"}, stdout: []string{"NAME", "ROLE", "INSTALL", "gpu", "custom", "master", "worker", "live", "disk"}},
 		{name: "profile show", args: []string{"profile", "show", "worker", "-o", "yaml"}, yaml: map[string]any{"name": "worker", "role": "worker", "kernel": "/assets/flatcar/vmlinuz"}},
 		{name: "profile show unknown", args: []string{"profile", "show", "storage"}, code: 3, stderr: []string{`profile "storage" does not exist`}},
 
@@ -301,6 +350,56 @@ func scenario() []step {
 		{name: "IP and hostname of a removed machine are free", args: []string{"machine", "add", "aa:bb:cc:dd:ee:10", "--profile", "worker", "--hostname", "node1", "--ip", "192.168.1.11", "-o", "json"},
 			json: map[string]any{"0.mac": "aa:bb:cc:dd:ee:10", "0.ip": "192.168.1.11"}},
 
+		// Release binaries (issue 10): a node's Ignition fetches them, so
+		// none renders before they are imported; an import is verified
+		// whole, and a bad file refuses all of it.
+		{name: "render ignition before assets import", args: []string{"render", "ignition", "aa:bb:cc:dd:ee:10", "--base-url", "http://192.168.1.1:8080"},
+			code: 3, stderr: []string{"not imported", "kubelet", "kube-proxy", "bootsrv assets import"}},
+		{name: "assets list empty", args: []string{"assets", "list", "-o", "json"}, check: func(t *testing.T, out string) {
+			if l, ok := decodeJSON(t, out).([]any); !ok || len(l) != 0 {
+				t.Errorf("assets list before any import = %s, want []", out)
+			}
+		}},
+		{name: "assets import tampered kubelet", args: []string{"assets", "import", rel.tampered},
+			code: 2, stderr: []string{kubeletFile, "refused, nothing imported"}},
+		{name: "assets import missing checksum", args: []string{"assets", "import", rel.noSum},
+			code: 2, stderr: []string{kubeletFile, "missing checksum", "nothing imported"}},
+		{name: "assets import missing dir", args: []string{"assets", "import", filepath.Join(rel.good, "nope")}, code: 2, stderr: []string{"nope"}},
+		{name: "assets import no dir", args: []string{"assets", "import"}, code: 2, stderr: []string{"give the directory (or tar) of release files to import"}},
+		{name: "assets import", args: []string{"assets", "import", rel.good, "-o", "json"}, stderr: []string{"importing " + rel.good},
+			check: func(t *testing.T, out string) {
+				as, ok := field(decodeJSON(t, out), "assets").([]any)
+				if !ok || len(as) != releaseAssets {
+					t.Fatalf("imported %d assets, want %d: %s", len(as), releaseAssets, out)
+				}
+				var kubelet any
+				for _, a := range as {
+					if field(a, "name") == "kubelet" {
+						kubelet = a
+					}
+				}
+				if field(kubelet, "path") != "kubernetes/v1.37.2/amd64/kubelet" || len(fmt.Sprint(field(kubelet, "sha512"))) != 128 {
+					t.Errorf("kubelet imported as %v", kubelet)
+				}
+			}},
+		{name: "assets list", args: []string{"assets", "list", "-o", "json"}, count: releaseAssets,
+			check: func(t *testing.T, out string) {
+				seen := map[string]bool{}
+				for _, a := range decodeJSON(t, out).([]any) {
+					seen[fmt.Sprint(field(a, "component"))+"/"+fmt.Sprint(field(a, "name"))] = true
+				}
+				for _, w := range []string{"kubernetes/kubelet", "kubernetes/kube-apiserver", "etcd/etcd", "cni-plugins/bridge", "flannel/flanneld", "flannel-cni/flannel", "coredns/coredns"} {
+					if !seen[w] {
+						t.Errorf("assets list lacks %s: %s", w, out)
+					}
+				}
+			}},
+		{name: "assets list table", args: []string{"assets", "list"}, stdout: []string{"COMPONENT", "VERSION", "kubelet", "v1.37.2", "/assets/kubernetes/v1.37.2/amd64/kubelet"}},
+		{name: "assets import tampered after a good one", args: []string{"assets", "import", rel.tampered},
+			code: 2, stderr: []string{kubeletFile, "nothing imported"}},
+		{name: "render ignition after assets import", args: []string{"render", "ignition", "aa:bb:cc:dd:ee:10", "--base-url", "http://192.168.1.1:8080"},
+			stdout: []string{`"source":"http://192.168.1.1:8080/assets/kubernetes/v1.37.2/amd64/kubelet"`, `"verification":{"hash":"sha512-`, `"path":"/opt/bin/kubelet"`}},
+
 		{name: "bad output format", args: []string{"machine", "list", "-o", "xml"}, code: 2, stderr: []string{`-o "xml": use table, json or yaml`}},
 		{name: "unknown flag", args: []string{"machine", "list", "--colour"}, code: 2, stderr: []string{"flag provided but not defined: -colour"}},
 		{name: "unknown command", args: []string{"machine", "frobnicate"}, code: 2, stderr: []string{`unknown command "machine frobnicate"`}},
@@ -309,13 +408,14 @@ func scenario() []step {
 }
 
 func TestCLIScenario(t *testing.T) {
+	rel := writeReleaseTrees(t)
 	for _, mode := range []string{"direct", "server"} {
 		t.Run(mode, func(t *testing.T) {
 			dir := t.TempDir()
 			if mode == "server" {
 				startServer(t, dir)
 			}
-			for _, st := range scenario() {
+			for _, st := range scenario(rel) {
 				t.Run(st.name, func(t *testing.T) {
 					var before string
 					if st.code != 0 {

@@ -45,6 +45,24 @@ func certsCommand() *command {
 				}
 				return printCerts(c, o, cs, true)
 			}),
+		}, {
+			name:    "renew",
+			args:    "[MAC...]",
+			summary: "Issue new certificates now for the machines named (every Kubernetes machine when none is)",
+			long: `bootsrv renews certificates itself: a node's set is issued anew 30 days before
+its first certificate expires, and each node's bootsrv-renew-certs.timer
+fetches its set from bootsrv twice a day, installs it when it changed and
+restarts what uses it (no reinstall). This command renews now, for example
+after a key may have leaked; the nodes pick the new set up at their next
+check, or at once with "systemctl start bootsrv-renew-certs" on the node.`,
+			flags: func(fs *flag.FlagSet, o *opts) { outputFlag(fs, o) },
+			run: withAPI(func([]string) error { return nil }, func(ctx context.Context, c *cli, o *opts, api admin.API, args []string) error {
+				cs, err := api.RenewCerts(ctx, args)
+				if err != nil {
+					return err
+				}
+				return printCerts(c, o, cs, true)
+			}),
 		}},
 	}
 }

@@ -22,13 +22,21 @@ func profileCommand() *command {
 				args:    "NAME | -f FILE",
 				summary: "Add a profile from flags, or profiles from a YAML file",
 				long: `A YAML file holds one profile, a list, several documents or a
-"profiles:" list, with the fields name, role, os, kernel, initrds, args and
-ignition (an Ignition config, spec 3.0-3.4, as JSON text or YAML).`,
+"profiles:" list, with the fields name, role, os, kernel, initrds, args,
+install, install_device and ignition (an Ignition config, spec 3.0-3.4, as
+JSON text or YAML).
+
+install is live (the default: diskless, every network boot runs the
+config again) or disk (os flatcar or fcos: the live image installs the OS
+to install_device, default /dev/sda, and later network boots are sent to
+the disk).`,
 				flags: func(fs *flag.FlagSet, o *opts) {
 					fs.StringVar(&o.file, "f", "", "YAML file of profiles ('-' for stdin)")
 					fs.StringVar(&o.pr.Role, "role", "", "master, worker or custom")
 					fs.StringVar(&o.pr.OS, "os", "", "flatcar, fcos or custom (default flatcar)")
 					fs.StringVar(&o.pr.Kernel, "kernel", "", "kernel URL or /assets/ path")
+					fs.StringVar(&o.pr.Install, "install", "", "live (default: netboot every time) or disk (flatcar, fcos: install to --install-device)")
+					fs.StringVar(&o.pr.InstallDevice, "install-device", "", "disk to install to with --install disk (default /dev/sda)")
 					fs.Var(&o.initrds, "initrd", "initrd URL or /assets/ path (repeatable)")
 					fs.Var(&o.kargs, "arg", "kernel argument (repeatable)")
 					fs.StringVar(&o.ignFile, "ignition", "", "file with an Ignition snippet merged into the generated config")
@@ -63,6 +71,7 @@ ignition (an Ignition config, spec 3.0-3.4, as JSON text or YAML).`,
 						row(tw, "NAME", p.Name)
 						row(tw, "ROLE", p.Role)
 						row(tw, "OS", p.OS)
+						row(tw, "INSTALL", strings.TrimSpace(p.Install+" "+p.InstallDevice))
 						row(tw, "KERNEL", p.Kernel)
 						row(tw, "INITRDS", strings.Join(p.Initrds, " "))
 						row(tw, "ARGS", strings.Join(p.Args, " "))
@@ -92,8 +101,9 @@ func runProfileAdd(ctx context.Context, c *cli, o *opts, args []string) error {
 	case o.file != "" && len(args) > 0:
 		return usagef("give a NAME with flags, or -f FILE, not both")
 	case o.file != "":
-		if o.pr.Role != "" || o.pr.Kernel != "" || len(o.initrds) > 0 || len(o.kargs) > 0 || o.ignFile != "" || o.pr.OS != "" {
-			return usagef("-f FILE takes every field from the file: drop --role, --os, --kernel, --initrd, --arg, --ignition")
+		if o.pr.Role != "" || o.pr.Kernel != "" || len(o.initrds) > 0 || len(o.kargs) > 0 || o.ignFile != "" || o.pr.OS != "" ||
+			o.pr.Install != "" || o.pr.InstallDevice != "" {
+			return usagef("-f FILE takes every field from the file: drop --role, --os, --kernel, --initrd, --arg, --install, --install-device, --ignition")
 		}
 		data, name, err := readInput(o.file)
 		if err != nil {
@@ -133,13 +143,13 @@ func printProfiles(c *cli, o *opts, ps []profiles.Profile) error {
 		ps = []profiles.Profile{}
 	}
 	return emit(c.stdout, o.output, ps, func(tw *tabwriter.Writer) {
-		row(tw, "NAME", "ROLE", "OS", "KERNEL", "INITRDS", "IGNITION")
+		row(tw, "NAME", "ROLE", "OS", "INSTALL", "KERNEL", "INITRDS", "IGNITION")
 		for _, p := range ps {
 			ign := "no"
 			if p.Ignition != "" {
 				ign = "yes"
 			}
-			row(tw, p.Name, p.Role, p.OS, p.Kernel, fmt.Sprint(len(p.Initrds)), ign)
+			row(tw, p.Name, p.Role, p.OS, p.Install, p.Kernel, fmt.Sprint(len(p.Initrds)), ign)
 		}
 	})
 }

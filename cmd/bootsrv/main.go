@@ -327,7 +327,11 @@ func openAPI(o *opts) (admin.API, func(), error) {
 		}
 		return nil, nil, err
 	}
-	return profiles.NewService(st), func() { st.Close() }, nil
+	svc := profiles.NewService(st)
+	cfg := profiles.DefaultBootConfig
+	cfg.AssetsDir = filepath.Join(o.dataDir, "assets")
+	svc.Configure(cfg, nil)
+	return svc, func() { st.Close() }, nil
 }
 
 func rootCommand() *command {

@@ -123,7 +123,7 @@ func runServe(ctx context.Context, c *cli, o *opts, args []string) error {
 		leases = l
 	}
 	svc.Configure(profiles.BootConfig{TokenTTL: so.tokenTTL, BaseURL: baseURL, Version: versionString(),
-		AnyAddress: so.tokenBind == "any"}, leases)
+		AnyAddress: so.tokenBind == "any", AssetsDir: so.assetsDir}, leases)
 	svc.StartRecorder(log)
 	// Runs after the servers stopped: queued events reach the file before
 	// it closes.

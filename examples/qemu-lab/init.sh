@@ -7,14 +7,22 @@
 #   3. runs the real Ignition: `-stage fetch` (it reads ignition.config.url
 #      from the kernel command line) then `-stage files` into /sysroot;
 #   4. reads BOOTSRV_REPORT_URL from /sysroot/etc/bootsrv/report.env and POSTs
-#      to "$BOOTSRV_REPORT_URL&state=booted" one line "<sha256>  <path>" for
-#      every regular file Ignition wrote (paths as on the real root, /etc/...);
+#      to "$BOOTSRV_REPORT_URL&state=booted" one line per regular file Ignition
+#      wrote (paths as on the real root, /etc/...): "<sha256>  <path>" for a
+#      file under 1 MiB, "size=<bytes>  <path>" for a larger one (the
+#      binaries Ignition downloads: it checked their sha512 itself, and
+#      hashing hundreds of MB again with busybox under TCG takes minutes);
 #   5. prints "BOOTSRV-LAB: reported booted" (or "BOOTSRV-LAB: FAILED <why>")
 #      on the console and powers off.
 #
+# /sysroot is a tmpfs (half the VM's RAM): a master's binaries are ~740 MB,
+# a worker's ~250 MB, so give a master 2 GB and a worker 1 GB.
+#
 # Every line it prints starts with "BOOTSRV-LAB: ", so lab.sh (and tests) can
 # read the serial log. Optional kernel arguments:
-#   bootsrv.lab.ignition_timeout=SECONDS  bound on each Ignition stage (default 90)
+#   bootsrv.lab.ignition_timeout=SECONDS  bound on each Ignition stage (default
+#                                         420: a master's files stage downloads
+#                                         ~740 MB, 55-70 s under TCG here)
 #   bootsrv.lab.dhcp_tries=N              udhcpc discover attempts (default 15)
 
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
@@ -82,10 +90,12 @@ arg() { # arg NAME DEFAULT: the value of NAME=... on the kernel command line
 	done
 	echo "${v:-$2}"
 }
-ign_timeout=$(arg bootsrv.lab.ignition_timeout 90)
+ign_timeout=$(arg bootsrv.lab.ignition_timeout 420)
 dhcp_tries=$(arg bootsrv.lab.dhcp_tries 15)
 
-say "init started (uptime $(uptime_s)s, kernel $(uname -r))"
+mem_kb() { sed -n "s/^$1: *\([0-9]*\) kB/\1/p" /proc/meminfo; }
+sysroot_mb() { df -m /sysroot | awk 'NR == 2 { print $3 " of " $2 }'; }
+say "init started (uptime $(uptime_s)s, kernel $(uname -r), RAM $(($(mem_kb MemTotal) / 1024)) MiB, /sysroot tmpfs $(sysroot_mb) MiB used)"
 say "cmdline: $cmdline"
 
 # ------------------------------------------------------------------ network
@@ -141,11 +151,17 @@ case " $cmdline " in
 esac
 
 run_ignition() {
-	say "ignition -stage $1"
+	say "ignition -stage $1 (timeout ${ign_timeout}s)"
+	t_start=$(uptime_s)
+	# The files stage downloads the node's binaries: show how far it got.
+	( while sleep 15; do say "ignition -stage $1: /sysroot $(sysroot_mb) MiB used (uptime $(uptime_s)s)"; done ) &
+	progress=$!
 	timeout "$ign_timeout" ignition -platform metal -stage "$1" -root /sysroot \
 		-config-cache /run/ignition.json -state-file /run/ignition/state \
 		-log-to-stdout >"/run/ignition-$1.log" 2>&1
 	rc=$?
+	kill "$progress" 2>/dev/null
+	say "ignition -stage $1: rc $rc after $(awk -v a="$t_start" -v b="$(uptime_s)" 'BEGIN { printf "%.1f", b - a }')s, /sysroot $(sysroot_mb) MiB used"
 	# Ignition logs a lot; show the lines that matter (and everything on failure).
 	if [ $rc -ne 0 ]; then
 		sed 's/^/  ignition: /' "/run/ignition-$1.log" | tail -n 40
@@ -157,7 +173,7 @@ run_ignition() {
 }
 run_ignition fetch || fail "ignition fetch stage failed (rc $?)"
 run_ignition files || fail "ignition files stage failed (rc $?)"
-say "ignition done (uptime $(uptime_s)s)"
+say "ignition done (uptime $(uptime_s)s, /sysroot $(sysroot_mb) MiB used, RAM available $(($(mem_kb MemAvailable) / 1024)) of $(($(mem_kb MemTotal) / 1024)) MiB)"
 
 # ------------------------------------------------------------------ report
 env_file=/sysroot/etc/bootsrv/report.env
@@ -170,8 +186,15 @@ http://* | https://*) ;;
 *) report_url=""; fail "no BOOTSRV_REPORT_URL=http... in /etc/bootsrv/report.env" ;;
 esac
 
+# Small files by sha256; large ones (the downloaded binaries, which Ignition
+# refused unless their sha512 matched the config's) by size.
 (cd /sysroot && find . -type f | LC_ALL=C sort | while IFS= read -r f; do
-	sha256sum "$f" | sed 's|  \./|  /|'
+	size=$(stat -c %s "$f")
+	if [ "$size" -lt 1048576 ]; then
+		sha256sum "$f" | sed 's|  \./|  /|'
+	else
+		echo "size=$size  ${f#.}"
+	fi
 done) >/tmp/report.txt
 [ -s /tmp/report.txt ] || fail "Ignition wrote no files"
 while IFS= read -r l; do say "file $l"; done </tmp/report.txt

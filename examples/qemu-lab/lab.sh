@@ -37,7 +37,10 @@
 #   LAB_MACS, LAB_UUIDS, LAB_NAMES   space-separated per-VM overrides. Defaults:
 #                      52:54:00:00:00:NN, b0075e00-0000-4000-8000-5254000000NN, vmN
 #   LAB_NIC            QEMU NIC model: virtio-net-pci (default) or e1000
-#   LAB_MEM            MiB per VM (default 512)
+#   LAB_MEM            MiB of RAM: one value for all VMs, or a list used per VM and
+#                      cycled like FW ("2048 1024 1024"). Default 512. A VM whose
+#                      Ignition downloads Kubernetes binaries into its tmpfs root
+#                      needs more (bootsrv's master ~2048, worker ~1024).
 #   LAB_PARALLEL       VMs running at once (default 3)
 #   LAB_BOOT_TIMEOUT   seconds from a VM's QEMU start to its marker (default 120)
 #   LAB_SERVER_TIMEOUT seconds for the server to become ready (default 30)
@@ -60,7 +63,7 @@ cache=${LAB_CACHE:-$repo/.cache/lab}
 N=${LAB_N:-3}
 FW_LIST=${FW:-bios uefi uefi-pxe}
 NIC=${LAB_NIC:-virtio-net-pci}
-MEM=${LAB_MEM:-512}
+MEM_LIST=${LAB_MEM:-512}
 PARALLEL=${LAB_PARALLEL:-3}
 BOOT_TIMEOUT=${LAB_BOOT_TIMEOUT:-120}
 SERVER_TIMEOUT=${LAB_SERVER_TIMEOUT:-30}
@@ -99,11 +102,14 @@ read -r -a fws <<<"${FW_LIST//,/ }"
 read -r -a macs_in <<<"${LAB_MACS:-}"
 read -r -a uuids_in <<<"${LAB_UUIDS:-}"
 read -r -a names_in <<<"${LAB_NAMES:-}"
-declare -a name fw mac uuid state result secs vmip pid start
+read -r -a mems <<<"${MEM_LIST//,/ }"
+declare -a name fw mem mac uuid state result secs vmip pid start
 for ((i = 0; i < N; i++)); do
 	n=$((i + 1))
 	name[i]=${names_in[i]:-vm$n}
 	fw[i]=${fws[i % ${#fws[@]}]}
+	mem[i]=${mems[i % ${#mems[@]}]}
+	[[ "${mem[i]}" =~ ^[0-9]+$ && "${mem[i]}" -ge 128 ]] || die "LAB_MEM: '${mem[i]}' is not a number of MiB (>= 128)"
 	mac[i]=${macs_in[i]:-$(printf '52:54:00:00:00:%02x' "$n")}
 	uuid[i]=${uuids_in[i]:-$(printf 'b0075e00-0000-4000-8000-5254000000%02x' "$n")}
 	state[i]=waiting result[i]=- secs[i]=- vmip[i]=- pid[i]= start[i]=
@@ -268,7 +274,7 @@ start_vm() {
 	# uefi-pxe: no NIC option ROM, so OVMF's own PXE client boots (and TFTPs ipxe.efi).
 	[[ "${fw[i]}" == uefi-pxe ]] && romopt=(,romfile=)
 	local cmd=(qemu-system-x86_64 -nodefaults -name "${name[i]}" -machine pc -accel "$ACCEL"
-		-m "$MEM" -smp 1 -uuid "${uuid[i]}" "${fwopt[@]}"
+		-m "${mem[i]}" -smp 1 -uuid "${uuid[i]}" "${fwopt[@]}"
 		-boot n -no-reboot -display none -vga none
 		-serial "file:$RUN/${name[i]}.serial.log"
 		-netdev "tap,id=net0,ifname=tap$n,script=no,downscript=no"
@@ -278,7 +284,7 @@ start_vm() {
 	pid[i]=$!
 	start[i]=$(date +%s.%N)
 	state[i]=firmware
-	log "${name[i]}: started (${fw[i]}, ${mac[i]}, uuid ${uuid[i]}, pid ${pid[i]})"
+	log "${name[i]}: started (${fw[i]}, ${mem[i]} MiB, ${mac[i]}, uuid ${uuid[i]}, pid ${pid[i]})"
 }
 
 elapsed() { awk -v a="${start[$1]}" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }

@@ -8,6 +8,7 @@ import (
 	"context"
 
 	"github.com/bootsrv/bootsrv/pkg/profiles"
+	"github.com/bootsrv/bootsrv/pkg/release"
 )
 
 // SocketName is the admin socket's name inside the data dir.
@@ -32,6 +33,9 @@ type API interface {
 	CAs(ctx context.Context) ([]profiles.CertInfo, error)
 	Certs(ctx context.Context) ([]profiles.CertInfo, error)
 	AdminKubeconfig(ctx context.Context, user string) (string, error)
+	ImportReleases(ctx context.Context, src, assetsDir string) (profiles.ImportResult, error)
+	Releases(ctx context.Context) ([]release.Asset, error)
+	RenewCerts(ctx context.Context, macs []string) ([]profiles.CertInfo, error)
 }
 
 var (

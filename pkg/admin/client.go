@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/bootsrv/bootsrv/pkg/profiles"
+	"github.com/bootsrv/bootsrv/pkg/release"
 )
 
 // ErrNoServer means no bootsrv server listens on the socket.
@@ -186,4 +187,24 @@ func (c *Client) AdminKubeconfig(ctx context.Context, user string) (string, erro
 	var out renderReply
 	err := c.do(ctx, http.MethodPost, "/v1/kubeconfig/admin?user="+url.QueryEscape(user), nil, &out)
 	return out.Output, err
+}
+
+// ImportReleases asks the server to import src, a path on the server's own
+// machine (the socket is local), into its assets dir or assetsDir.
+func (c *Client) ImportReleases(ctx context.Context, src, assetsDir string) (profiles.ImportResult, error) {
+	var out profiles.ImportResult
+	err := c.do(ctx, http.MethodPost, "/v1/releases", importRequest{Src: src, AssetsDir: assetsDir}, &out)
+	return out, err
+}
+
+func (c *Client) Releases(ctx context.Context) ([]release.Asset, error) {
+	var out []release.Asset
+	err := c.do(ctx, http.MethodGet, "/v1/releases", nil, &out)
+	return out, err
+}
+
+func (c *Client) RenewCerts(ctx context.Context, macs []string) ([]profiles.CertInfo, error) {
+	var out []profiles.CertInfo
+	err := c.do(ctx, http.MethodPost, "/v1/certs/renew", renewRequest{MACs: macs}, &out)
+	return out, err
 }

@@ -46,6 +46,9 @@ func Handler(api API, log *slog.Logger) http.Handler {
 	r.HandleFunc("/v1/ca", h.cas).Methods(http.MethodGet)
 	r.HandleFunc("/v1/certs", h.certs).Methods(http.MethodGet)
 	r.HandleFunc("/v1/kubeconfig/admin", h.kubeconfig).Methods(http.MethodPost)
+	r.HandleFunc("/v1/releases", h.releases).Methods(http.MethodGet)
+	r.HandleFunc("/v1/certs/renew", h.renewCerts).Methods(http.MethodPost)
+	r.HandleFunc("/v1/releases", h.importReleases).Methods(http.MethodPost)
 	return r
 }
 
@@ -312,4 +315,40 @@ func Serve(ctx context.Context, l net.Listener, api API, log *slog.Logger) error
 		srv.Close()
 	}
 	return nil
+}
+
+type importRequest struct {
+	Src       string `json:"src"`
+	AssetsDir string `json:"assets_dir,omitempty"`
+}
+
+func (h *handler) importReleases(w http.ResponseWriter, r *http.Request) {
+	var req importRequest
+	// Strict like every other body: a misspelt assets_dir must not import
+	// into the server's own assets dir instead.
+	if err := decode(r, &req); err != nil {
+		h.reply(w, r, nil, err)
+		return
+	}
+	res, err := h.api.ImportReleases(r.Context(), req.Src, req.AssetsDir)
+	h.reply(w, r, res, err)
+}
+
+func (h *handler) releases(w http.ResponseWriter, r *http.Request) {
+	as, err := h.api.Releases(r.Context())
+	h.reply(w, r, nonNil(as), err)
+}
+
+type renewRequest struct {
+	MACs []string `json:"macs,omitempty"`
+}
+
+func (h *handler) renewCerts(w http.ResponseWriter, r *http.Request) {
+	var req renewRequest
+	if err := decode(r, &req); err != nil {
+		h.reply(w, r, nil, err)
+		return
+	}
+	cs, err := h.api.RenewCerts(r.Context(), req.MACs)
+	h.reply(w, r, nonNil(cs), err)
 }

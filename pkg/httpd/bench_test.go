@@ -15,6 +15,7 @@ import (
 	"github.com/bootsrv/bootsrv/pkg/httpd"
 	"github.com/bootsrv/bootsrv/pkg/metrics"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
+	"github.com/bootsrv/bootsrv/pkg/release/releasetest"
 	"github.com/bootsrv/bootsrv/pkg/store"
 )
 
@@ -46,7 +47,9 @@ func benchFleet(b *testing.B, n int, role string) (http.Handler, *profiles.Servi
 	}
 	b.Cleanup(func() { st.Close() })
 	svc := profiles.NewService(st)
-	svc.Configure(profiles.BootConfig{}, nil)
+	// Every request comes from one client address: bind no token to the
+	// machine's (what is measured is the render, not the address check).
+	svc.Configure(profiles.BootConfig{AnyAddress: true}, nil)
 	if _, err := svc.ClusterInit(ctx, profiles.Cluster{Name: "bench", APIServer: "10.100.1.1", Network: profiles.Network{Subnet: "10.100.0.0/16"}}); err != nil {
 		b.Fatal(err)
 	}
@@ -66,6 +69,12 @@ func benchFleet(b *testing.B, n int, role string) (http.Handler, *profiles.Servi
 	}
 	if _, err := svc.AddMachines(ctx, ms); err != nil {
 		b.Fatal(err)
+	}
+	if role != profiles.RoleCustom {
+		// Kubernetes nodes fetch their binaries from the release catalog.
+		if _, err := svc.ImportReleases(ctx, releasetest.Write(b, b.TempDir(), releasetest.Default), b.TempDir()); err != nil {
+			b.Fatal(err)
+		}
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	svc.StartRecorder(log)

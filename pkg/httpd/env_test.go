@@ -24,6 +24,7 @@ import (
 	"github.com/bootsrv/bootsrv/pkg/httpd"
 	"github.com/bootsrv/bootsrv/pkg/metrics"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
+	"github.com/bootsrv/bootsrv/pkg/release/releasetest"
 	"github.com/bootsrv/bootsrv/pkg/store"
 )
 
@@ -87,6 +88,10 @@ type envOpts struct {
 	// for its own address. Without it the env serves any address, since
 	// every test client comes from 127.0.0.1 (macA's reservation).
 	bind bool
+	// noReleases leaves the release catalog empty; by default releasetest's
+	// stand-ins are imported into the assets dir, where /assets/ serves
+	// them.
+	noReleases bool
 }
 
 type testEnv struct {
@@ -116,6 +121,9 @@ func newEnv(t testing.TB, o envOpts) *testEnv {
 	if !o.bind {
 		o.boot.AnyAddress = true
 	}
+	outer := filepath.Join(dir, "outer")
+	assets := filepath.Join(dir, "assets")
+	o.boot.AssetsDir = assets
 	svc.Configure(o.boot, o.leases)
 	if _, err := svc.ClusterInit(ctx, profiles.Cluster{Name: "lab", APIServer: "127.0.0.10"}); err != nil {
 		t.Fatal(err)
@@ -149,8 +157,12 @@ func newEnv(t testing.TB, o envOpts) *testEnv {
 		t.Fatal(err)
 	}
 
-	outer := filepath.Join(dir, "outer")
-	assets := filepath.Join(dir, "assets")
+	if !o.noReleases {
+		// Into the server's own assets dir (BootConfig.AssetsDir).
+		if _, err := svc.ImportReleases(ctx, releasetest.Write(t, t.TempDir(), releasetest.Default), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, f := range []struct{ name, body string }{
 		{filepath.Join(outer, "secret"), secretBytes},
 		{filepath.Join(assets, "flatcar", "vmlinuz"), kernelBytes},

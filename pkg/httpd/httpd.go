@@ -142,6 +142,7 @@ func (s *Server) Handler() http.Handler {
 	r.Handle("/ipxe", s.route("ipxe", s.ipxe)).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/ignition", s.route("ignition", s.ignition)).Methods(http.MethodGet)
 	r.Handle("/report", s.route("report", s.report)).Methods(http.MethodGet, http.MethodPost)
+	r.Handle("/certs", s.route("certs", s.certs)).Methods(http.MethodGet)
 	r.PathPrefix("/assets/").Handler(s.route("assets", s.asset)).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/healthz", s.route("healthz", func(w http.ResponseWriter, _ *http.Request) int {
 		w.Header().Set("Content-Type", "text/plain")
@@ -244,7 +245,7 @@ func (s *Server) ignition(w http.ResponseWriter, r *http.Request) int {
 		return http.StatusBadRequest
 	}
 	start := time.Now()
-	cfg, err := s.svc.Ignition(r.Context(), profiles.BootRequest{MAC: mac, Token: q.Get("token"), BaseURL: baseURL(r), RemoteIP: remoteIP(r)})
+	cfg, err := s.svc.Ignition(r.Context(), profiles.BootRequest{MAC: mac, Token: q.Get("token"), BaseURL: baseURL(r), RemoteIP: remoteIP(r), Stage: q.Get("stage")})
 	if err == nil {
 		s.render.Observe(time.Since(start).Seconds())
 	}
@@ -262,6 +263,33 @@ func (s *Server) ignition(w http.ResponseWriter, r *http.Request) int {
 	w.Header().Set("Content-Type", "application/vnd.coreos.ignition+json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Write(cfg)
+	return http.StatusOK
+}
+
+// certs serves a running node its current certificates (a tar of the
+// files at their paths), for its renewal timer.
+func (s *Server) certs(w http.ResponseWriter, r *http.Request) int {
+	q := r.URL.Query()
+	mac := q.Get("mac")
+	if mac == "" {
+		http.Error(w, "missing mac", http.StatusBadRequest)
+		return http.StatusBadRequest
+	}
+	b, err := s.svc.NodeCertificates(r.Context(), profiles.BootRequest{MAC: mac, Token: q.Get("token"), BaseURL: baseURL(r), RemoteIP: remoteIP(r)})
+	if err != nil {
+		code := statusOf(err)
+		if code >= 500 {
+			s.log.Error("certificates not served", "mac", mac, "err", err)
+			http.Error(w, "bootsrv could not issue this machine's certificates; the server log names the cause", code)
+			return code
+		}
+		s.log.Warn("certificates refused", "mac", mac, "from", r.RemoteAddr, "code", code, "reason", err)
+		http.Error(w, err.Error(), code)
+		return code
+	}
+	w.Header().Set("Content-Type", "application/x-tar")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(b)
 	return http.StatusOK
 }
 
@@ -304,6 +332,12 @@ func (s *Server) asset(w http.ResponseWriter, r *http.Request) int {
 	if rel == "" || clean != rel || strings.ContainsAny(rel, "\\\x00") {
 		http.Error(w, "bad asset path", http.StatusBadRequest)
 		return http.StatusBadRequest
+	}
+	// Dot-names are not served: a release import stages under one
+	// (.release-import-*) until it is verified and committed.
+	if strings.HasPrefix(rel, ".") || strings.Contains(rel, "/.") {
+		http.NotFound(w, r)
+		return http.StatusNotFound
 	}
 	code := s.serveAsset(w, r, rel)
 	s.svc.AssetFetched(remoteIP(r), r.URL.Path, code)

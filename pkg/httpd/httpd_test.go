@@ -2,15 +2,18 @@ package httpd_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	ign "github.com/coreos/ignition/v2/config/v3_4"
+	"github.com/coreos/ignition/v2/config/v3_4/types"
 
 	"github.com/bootsrv/bootsrv/pkg/profiles"
 )
@@ -336,6 +339,9 @@ func TestIgnitionBadInput(t *testing.T) {
 		{"report token as ignition token", "mac=" + macB + "&token=" + reportTok, http.StatusForbidden, macB, nil, ""},
 		{"unknown machine", "mac=" + macUnknown + "&token=" + tokA, http.StatusForbidden, "", nil, ""},
 		{"huge query", "mac=" + macA + "&token=" + tokA + "&pad=" + strings.Repeat("x", 5000), http.StatusRequestURITooLong, "", nil, ""},
+		// The only stage is the installed system's.
+		{"bad stage", "mac=" + macA + "&token=" + tokA + "&stage=install", http.StatusBadRequest, "", []string{`stage "install"`, `"final"`}, ""},
+		{"bad stage, bad token", "mac=" + macA + "&token=garbage&stage=install", http.StatusForbidden, macA, nil, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -466,6 +472,10 @@ func TestIgnitionBrokenSnippet(t *testing.T) {
 	}
 }
 
+// TestReportAndLocalBoot walks the report of a live machine (the default
+// install mode): a live machine has nothing on disk, so once provisioned it
+// gets its boot script again on every netboot (never the local-boot
+// script) and may report "booted" each time.
 func TestReportAndLocalBoot(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	cfg := e.fetchIgnition(macA)
@@ -522,17 +532,24 @@ func TestReportAndLocalBoot(t *testing.T) {
 	if got := e.machine(macA).State; got != profiles.StateProvisioned {
 		t.Fatalf("state after booted = %q", got)
 	}
-	// The report token is spent.
-	if r := report(http.MethodPost, macA, rtok, "booted"); r.code != http.StatusForbidden {
-		t.Errorf("replayed report after provisioned: %d %s", r.code, r.body)
+	// A live machine reports each boot: the report token is not spent.
+	if r := report(http.MethodPost, macA, rtok, "booted"); r.code != http.StatusOK || !strings.Contains(r.body, "provisioned") {
+		t.Errorf("second booted report of a live machine: %d %s", r.code, r.body)
 	}
-	// A provisioned machine boots from disk.
+	// A provisioned live machine netboots its config again.
 	r := e.get("/ipxe?mac=" + macA)
-	if r.code != http.StatusOK || !strings.Contains(r.body, "local disk") || strings.Contains(r.body, "kernel ") || strings.Contains(r.body, "token=") {
-		t.Fatalf("provisioned machine's script: %d\n%s", r.code, r.body)
+	if r.code != http.StatusOK || strings.Contains(r.body, "local disk") || !strings.Contains(r.body, "kernel ") || !tokenRe.MatchString(r.body) {
+		t.Fatalf("provisioned live machine's script: %d\n%s", r.code, r.body)
 	}
 	if got := e.machine(macA).State; got != profiles.StateProvisioned {
-		t.Errorf("local boot moved the state to %q", got)
+		t.Errorf("netbooting again moved the state to %q", got)
+	}
+	again := e.fetchIgnition(macA)
+	if got := reportURL(t, again).Query().Get("token"); got != rtok {
+		t.Errorf("the same install's config carries another report token")
+	}
+	if e.countEvents(macA, "localboot") != 0 {
+		t.Errorf("a live machine was told to boot from disk: %+v", e.events(macA))
 	}
 
 	// Reprovision: the boot script again, and the old report token dies.
@@ -557,8 +574,162 @@ func TestReportAndLocalBoot(t *testing.T) {
 	if m.State != profiles.StateProvisioned || m.Reprovision {
 		t.Errorf("after the second install: state %q, reprovision %v", m.State, m.Reprovision)
 	}
-	if r := e.get("/ipxe?mac=" + macA); !strings.Contains(r.body, "local disk") {
-		t.Errorf("second install done, yet:\n%s", r.body)
+	if r := e.get("/ipxe?mac=" + macA); strings.Contains(r.body, "local disk") || !strings.Contains(r.body, "kernel ") {
+		t.Errorf("second install done, a live machine's script:\n%s", r.body)
+	}
+}
+
+// useDisk makes the env's "plain" profile install os to disk.
+func (e *testEnv) useDisk(osName string) {
+	e.t.Helper()
+	if _, err := e.svc.AddProfiles(context.Background(), []profiles.Profile{{Name: "plain", Role: profiles.RoleCustom, OS: osName, Install: profiles.InstallDisk,
+		Kernel: "/assets/flatcar/vmlinuz", Initrds: []string{"/assets/flatcar/initrd.cpio.gz"}, Args: []string{"console=ttyS0"}, Ignition: motdSnippet}}, true); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// installEnv decodes install.env of a Flatcar installer config.
+func installEnv(t *testing.T, cfg types.Config) map[string]string {
+	t.Helper()
+	raw, ok := fileContents(t, cfg, "/etc/bootsrv/install.env")
+	if !ok {
+		t.Fatalf("the installer config has no /etc/bootsrv/install.env: %+v", cfg.Storage.Files)
+	}
+	env := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(raw), "\n") {
+		k, v, _ := strings.Cut(l, "=")
+		if uq, err := strconv.Unquote(v); err == nil {
+			v = uq
+		}
+		env[k] = v
+	}
+	return env
+}
+
+// TestReportAndLocalBootDisk walks a Flatcar install to disk over HTTP:
+// /ignition without a stage is the installer config, whose install.env
+// names the final config's URL (&stage=final) and the device; the
+// installer's "installed" report moves the machine to installed and its
+// next netboot to the disk; the installed system's "booted" provisions it
+// once, and the report token is spent.
+func TestReportAndLocalBootDisk(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.useDisk(profiles.OSFlatcar)
+	tok := e.ignitionToken(macA)
+	r := e.get("/ignition?mac=" + macA + "&token=" + tok)
+	if r.code != http.StatusOK {
+		t.Fatalf("/ignition: %d %s", r.code, r.body)
+	}
+	inst, rpt, err := ign.Parse([]byte(r.body))
+	if err != nil || len(rpt.Entries) > 0 {
+		t.Fatalf("installer config: %v %s", err, rpt)
+	}
+	var unit string
+	for _, u := range inst.Systemd.Units {
+		if u.Name == "bootsrv-install.service" && u.Enabled != nil && *u.Enabled && u.Contents != nil {
+			unit = *u.Contents
+		}
+	}
+	if !strings.Contains(unit, "flatcar-install") {
+		t.Errorf("no enabled bootsrv-install.service running flatcar-install: %+v", inst.Systemd.Units)
+	}
+	if _, ok := fileContents(t, inst, "/etc/motd"); ok {
+		t.Error("the installer config carries the profile's snippet: that is the installed system's")
+	}
+	env := installEnv(t, inst)
+	final := e.ts.URL + "/ignition?mac=" + macA + "&token=" + tok + "&stage=final"
+	if env["BOOTSRV_FINAL_URL"] != final || env["BOOTSRV_INSTALL_DEVICE"] != "/dev/sda" {
+		t.Errorf("install.env %q, want BOOTSRV_FINAL_URL=%s and BOOTSRV_INSTALL_DEVICE=/dev/sda", env, final)
+	}
+	if got := e.machine(macA).State; got != profiles.StateIgnition {
+		t.Errorf("state after the installer config = %q", got)
+	}
+	// The installer fetches the final config as install.env says.
+	r = e.get(strings.TrimPrefix(env["BOOTSRV_FINAL_URL"], e.ts.URL))
+	if r.code != http.StatusOK {
+		t.Fatalf("final config: %d %s", r.code, r.body)
+	}
+	var cfg types.Config
+	if err := json.Unmarshal([]byte(r.body), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := fileContents(t, cfg, "/etc/motd"); got != "hello from the profile\n" {
+		t.Errorf("the final config lacks the profile's snippet: %s", r.body)
+	}
+	rtok := reportURL(t, cfg).Query().Get("token")
+	if u, _ := url.Parse(env["BOOTSRV_REPORT_URL"]); u == nil || u.Query().Get("token") != rtok {
+		t.Errorf("installer reports with %s, the installed system with token %s", env["BOOTSRV_REPORT_URL"], rtok)
+	}
+	report := func(tok, state string) resp {
+		q := url.Values{"mac": {macA}, "token": {tok}, "state": {state}}
+		return e.do(http.MethodPost, "/report?"+q.Encode(), nil, nil)
+	}
+	if r := report(rtok, "installed"); r.code != http.StatusOK || !strings.Contains(r.body, "installed") {
+		t.Fatalf("installed: %d %s", r.code, r.body)
+	}
+	if got := e.machine(macA).State; got != profiles.StateInstalled {
+		t.Fatalf("state after installed = %q, want installed", got)
+	}
+	// It reboots into the installed system.
+	if r := e.get("/ipxe?mac=" + macA); r.code != http.StatusOK || !strings.Contains(r.body, "local disk") || strings.Contains(r.body, "kernel ") || strings.Contains(r.body, "token=") {
+		t.Fatalf("installed machine's script: %d\n%s", r.code, r.body)
+	}
+	if r := report(rtok, "booted"); r.code != http.StatusOK || !strings.Contains(r.body, "provisioned") {
+		t.Fatalf("booted: %d %s", r.code, r.body)
+	}
+	if got := e.machine(macA).State; got != profiles.StateProvisioned {
+		t.Fatalf("state after booted = %q", got)
+	}
+	// The report token is spent.
+	if r := report(rtok, "booted"); r.code != http.StatusForbidden {
+		t.Errorf("replayed report after provisioned: %d %s", r.code, r.body)
+	}
+	// A provisioned machine boots from disk.
+	if r := e.get("/ipxe?mac=" + macA); r.code != http.StatusOK || !strings.Contains(r.body, "local disk") || strings.Contains(r.body, "kernel ") || strings.Contains(r.body, "token=") {
+		t.Fatalf("provisioned machine's script: %d\n%s", r.code, r.body)
+	}
+	if got := e.machine(macA).State; got != profiles.StateProvisioned {
+		t.Errorf("local boot moved the state to %q", got)
+	}
+	if e.countEvents(macA, "localboot") != 2 {
+		t.Errorf("want two localboot events: %+v", e.events(macA))
+	}
+	// Reprovision: the install again, and the old report token dies.
+	if _, err := e.svc.Reprovision(context.Background(), macA); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.get("/ipxe?mac=" + macA); !strings.Contains(r.body, "kernel ") || !tokenRe.MatchString(r.body) {
+		t.Fatalf("after reprovision:\n%s", r.body)
+	}
+	if r := report(rtok, "booted"); r.code != http.StatusForbidden {
+		t.Errorf("report token of the earlier install after reprovision: %d %s", r.code, r.body)
+	}
+}
+
+// TestFCOSDiskOverHTTP: a Fedora CoreOS disk install's boot script hands
+// the live image the device and the final config's URL, whose fetch (with
+// &stage=final) is the machine's config.
+func TestFCOSDiskOverHTTP(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.useDisk(profiles.OSFCOS)
+	r := e.get("/ipxe?mac=" + macA)
+	if r.code != http.StatusOK || strings.Contains(r.body, "ignition.config.url") || !strings.Contains(r.body, "coreos.inst.install_dev=/dev/sda ") {
+		t.Fatalf("FCOS disk script: %d\n%s", r.code, r.body)
+	}
+	m := regexp.MustCompile(`coreos\.inst\.ignition_url=(\S+)`).FindStringSubmatch(r.body)
+	if m == nil || !strings.HasPrefix(m[1], e.ts.URL+"/ignition?mac="+macA+"&token=") || !strings.HasSuffix(m[1], "&stage=final") {
+		t.Fatalf("no coreos.inst.ignition_url with &stage=final:\n%s", r.body)
+	}
+	c := e.get(strings.TrimPrefix(m[1], e.ts.URL))
+	if c.code != http.StatusOK {
+		t.Fatalf("coreos.inst.ignition_url: %d %s", c.code, c.body)
+	}
+	var cfg types.Config
+	if err := json.Unmarshal([]byte(c.body), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := fileContents(t, cfg, "/etc/hostname"); got != "node1\n" {
+		t.Errorf("the final config is not node1's: %s", c.body)
 	}
 }
 

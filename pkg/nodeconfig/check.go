@@ -35,10 +35,23 @@ type checked struct {
 	dns         netip.Addr
 	domain      string
 	version     string
-	imageRepo   string
 	cri         string
-	kubeletPath string
-	etcdPath    string
+	mirror      string // https://host[:port], no trailing slash; "" for none
+	sandbox     string
+	host        Host
+	binDir      string
+	resolvConf  string
+	bins        []Need
+}
+
+// bin is the path of one of the node's programs.
+func (c checked) bin(name string) string {
+	for _, b := range c.bins {
+		if b.Name == name {
+			return binaryPath(c.binDir, b)
+		}
+	}
+	panic("nodeconfig: binary " + name + " is not in BinariesForRole") // a bug here, not bad input
 }
 
 var (
@@ -51,7 +64,9 @@ var (
 	ifaceRe     = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,15}$`)
 	labelNameRe = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
 	labelPfxRe  = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
-	imageRepoRe = regexp.MustCompile(`^[a-z0-9]([-a-z0-9._:/]*[a-z0-9])?$`)
+	imageRe     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9._:/@]*[a-z0-9])?$`)
+	mirrorRe    = regexp.MustCompile(`^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$`)
+	hashRe      = regexp.MustCompile(`^sha512-[0-9a-f]{128}$`)
 	absPathRe   = regexp.MustCompile(`^/[A-Za-z0-9._/+-]+$`)
 	criRe       = regexp.MustCompile(`^unix:///[A-Za-z0-9._/+-]+$`)
 )
@@ -246,12 +261,29 @@ func check(in Input) (checked, error) {
 	if c.version, err = parseVersion(cl.KubernetesVersion); err != nil {
 		return c, err
 	}
-	c.imageRepo = strings.TrimSuffix(cl.ImageRepository, "/")
-	if c.imageRepo == "" {
-		c.imageRepo = DefaultImageRepository
+	c.mirror = strings.TrimSuffix(cl.RegistryMirror, "/")
+	if c.mirror != "" && !mirrorRe.MatchString(c.mirror) {
+		return c, fmt.Errorf("cluster registry mirror %q is not a registry URL such as https://HOST[:PORT]", cl.RegistryMirror)
 	}
-	if !imageRepoRe.MatchString(c.imageRepo) {
-		return c, fmt.Errorf("cluster image repository %q is not a registry path such as registry.k8s.io", c.imageRepo)
+	if len(cl.RegistryCA) > 0 {
+		if c.mirror == "" {
+			return c, errors.New("cluster registry CA is set but no registry mirror is")
+		}
+		if err := checkPEM("cluster registry CA", cl.RegistryCA, "CERTIFICATE"); err != nil {
+			return c, err
+		}
+	}
+	c.sandbox = cl.SandboxImage
+	if c.sandbox == "" {
+		c.sandbox = DefaultSandboxImage
+	}
+	if !imageRe.MatchString(c.sandbox) {
+		return c, fmt.Errorf("cluster sandbox image %q is not an image reference such as registry.k8s.io/pause:3.10", c.sandbox)
+	}
+	for _, d := range cl.UpstreamDNS {
+		if _, err := parseIP("cluster upstream DNS", d); err != nil {
+			return c, err
+		}
 	}
 	c.cri = cl.ContainerRuntimeEndpoint
 	if c.cri == "" {
@@ -278,22 +310,41 @@ func check(in Input) (checked, error) {
 		}
 	}
 
-	c.kubeletPath, c.etcdPath = in.KubeletPath, in.EtcdPath
-	if c.kubeletPath == "" {
-		c.kubeletPath = DefaultKubeletPath
+	c.host = in.Host
+	c.binDir, c.resolvConf = in.Host.BinDir, in.Host.ResolvConf
+	if c.binDir == "" {
+		c.binDir = DefaultBinDir
 	}
-	if c.etcdPath == "" {
-		c.etcdPath = DefaultEtcdPath
+	if c.resolvConf == "" {
+		c.resolvConf = DefaultResolvConf
 	}
-	if !absPathRe.MatchString(c.kubeletPath) || !absPathRe.MatchString(c.etcdPath) {
-		return c, fmt.Errorf("kubelet path %q and etcd path %q must be plain absolute paths", c.kubeletPath, c.etcdPath)
+	if !absPathRe.MatchString(c.binDir) || !absPathRe.MatchString(c.resolvConf) {
+		return c, fmt.Errorf("host binary dir %q and resolv.conf %q must be plain absolute paths", c.binDir, c.resolvConf)
+	}
+	c.bins, _ = BinariesForRole(c.role)
+	for _, b := range c.bins {
+		bin, ok := in.Binaries[b.Name]
+		if !ok {
+			return c, fmt.Errorf("a %s needs the binary %s (release %s), which is missing", c.role, b.Name, b.Component)
+		}
+		if !strings.HasPrefix(bin.URL, "http://") && !strings.HasPrefix(bin.URL, "https://") {
+			return c, fmt.Errorf("binary %s: URL %q is not http(s)", b.Name, bin.URL)
+		}
+		if !hashRe.MatchString(bin.Hash) {
+			return c, fmt.Errorf("binary %s: hash %q is not sha512-<128 hex digits>", b.Name, bin.Hash)
+		}
 	}
 
 	if err := checkPEM("CA certificate", in.CA, "CERTIFICATE"); err != nil {
 		return c, err
 	}
-	if err := checkPEM("etcd CA certificate", in.EtcdCA, "CERTIFICATE"); err != nil {
-		return c, err
+	if c.role == RoleMaster {
+		if err := checkPEM("etcd CA certificate", in.EtcdCA, "CERTIFICATE"); err != nil {
+			return c, err
+		}
+		if err := checkPEM("front-proxy CA certificate", in.FrontProxyCA, "CERTIFICATE"); err != nil {
+			return c, err
+		}
 	}
 	names, _ := CertsForRole(c.role)
 	for _, n := range names {
@@ -321,7 +372,7 @@ func check(in Input) (checked, error) {
 
 func checkMasters(ms []Member) ([]Member, error) {
 	if len(ms) == 0 {
-		return nil, errors.New("masters list is empty: etcd and flannel need at least one master")
+		return nil, errors.New("masters list is empty: etcd and CoreDNS need at least one master")
 	}
 	out := make([]Member, 0, len(ms))
 	names, ips := map[string]bool{}, map[string]bool{}

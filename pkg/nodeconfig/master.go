@@ -9,18 +9,22 @@ func renderMaster(n *Node, c checked) error {
 	for _, name := range certsMaster {
 		addCert(n, c, name)
 	}
+	addFile(n, pathEtcdCA, modePublic, c.in.EtcdCA)
+	addFile(n, pathFrontProxyCA, modePublic, c.in.FrontProxyCA)
 	addFile(n, pathSAPublic, modePublic, c.in.ServiceAccount.Public)
 	addFile(n, pathSAPrivate, modePrivate, c.in.ServiceAccount.Private)
 
 	addFile(n, pathEtcdEnv, modePublic, []byte(etcdEnv(c)))
-	n.Units = append(n.Units, Unit{Name: unitEtcd, Enabled: true, Contents: etcdUnit(c)})
+	n.Units = append(n.Units, etcdUnit(c))
 
-	// The controller-manager and scheduler talk to the apiserver beside
-	// them, over TLS: the insecure port 8080 is gone.
+	// The controller-manager, scheduler, CoreDNS and the addon applier talk
+	// to the apiserver beside them, over TLS: the insecure port is gone.
 	local := "https://" + hostPort(c.ip.String(), uint16(c.apiPort))
 	for _, k := range []struct{ path, user, cert string }{
 		{pathControllerKC, "system:kube-controller-manager", CertControllerManager},
 		{pathSchedulerKC, "system:kube-scheduler", CertScheduler},
+		{pathCoreDNSKC, "system:coredns", CertCoreDNS},
+		{pathAddonsKC, "system:bootsrv-addons", CertAddons},
 	} {
 		b, err := renderKubeconfig(c, local, k.user, k.cert)
 		if err != nil {
@@ -28,28 +32,23 @@ func renderMaster(n *Node, c checked) error {
 		}
 		addFile(n, k.path, modePrivate, b)
 	}
-
-	pods := []struct {
-		path string
-		f    func(checked) ([]byte, error)
-	}{
-		{pathAPIServerPod, apiserverPod},
-		{pathCMPod, controllerManagerPod},
-		{pathSchedPod, schedulerPod},
-	}
-	for _, p := range pods {
-		b, err := p.f(c)
-		if err != nil {
-			return err
-		}
-		addFile(n, p.path, modePrivate, b)
-	}
-	return nil
+	n.Units = append(n.Units,
+		unitSpec{name: unitAPIServer, description: "Kubernetes API server (master " + c.hostname + ")",
+			doc:   "https://kubernetes.io/docs/reference/command-line-tools-reference/kube-apiserver/",
+			after: []string{"etcd.service"}, binary: "kube-apiserver", flags: apiserverFlags(c)}.render(c),
+		unitSpec{name: unitCM, description: "Kubernetes controller manager (master " + c.hostname + ")",
+			doc:   "https://kubernetes.io/docs/reference/command-line-tools-reference/kube-controller-manager/",
+			after: []string{"kube-apiserver.service"}, binary: "kube-controller-manager", flags: controllerManagerFlags(c)}.render(c),
+		unitSpec{name: unitScheduler, description: "Kubernetes scheduler (master " + c.hostname + ")",
+			doc:   "https://kubernetes.io/docs/reference/command-line-tools-reference/kube-scheduler/",
+			after: []string{"kube-apiserver.service"}, binary: "kube-scheduler", flags: schedulerFlags()}.render(c),
+	)
+	return renderDNS(n, c)
 }
 
 // etcdEnv is the member's configuration as ETCD_* variables (each maps to
 // the etcd flag of the same name). Clients and peers both use TLS with
-// client-cert auth against the etcd CA.
+// client-cert auth against the etcd CA, which signs nothing a worker holds.
 func etcdEnv(c checked) string {
 	ip := c.ip.String()
 	peers := make([]string, 0, len(c.masters))
@@ -83,40 +82,18 @@ func etcdEnv(c checked) string {
 	return b.String()
 }
 
-func etcdUnit(c checked) string {
-	return `[Unit]
-Description=etcd member of Kubernetes cluster ` + c.clusterName + `
-Documentation=https://etcd.io/docs/
-Wants=network-online.target
-After=network-online.target
-
-[Service]
-Type=notify
-EnvironmentFile=` + pathEtcdEnv + `
-ExecStart=` + c.etcdPath + `
-Restart=always
-RestartSec=5
-LimitNOFILE=65536
-
-[Install]
-WantedBy=multi-user.target
-`
+func etcdUnit(c checked) Unit {
+	return unitSpec{name: unitEtcd, description: "etcd member of Kubernetes cluster " + c.clusterName,
+		doc: "https://etcd.io/docs/", binary: "etcd", envFile: pathEtcdEnv, typ: "notify"}.render(c)
 }
 
-var (
-	mountSSL   = hostMount{name: "k8s-certs", path: sslDir, typ: "Directory", readOnly: true}
-	mountCerts = hostMount{name: "ca-certs", path: "/etc/ssl/certs", typ: "DirectoryOrCreate", readOnly: true}
-)
-
 // apiserverFlags are right for v1.27 and later: no insecure port, admission
-// plugins through --enable-admission-plugins, and a service-account key pair
-// of its own with an issuer.
+// plugins through --enable-admission-plugins, a service-account key pair of
+// its own with an issuer, and the aggregation layer.
 func apiserverFlags(c checked) []string {
 	return []string{
-		"kube-apiserver",
 		"--advertise-address=" + c.ip.String(),
 		"--secure-port=" + strconv.Itoa(c.apiPort),
-		// Privileged pods (flannel, kube-proxy) are refused otherwise.
 		"--allow-privileged=true",
 		"--authorization-mode=Node,RBAC",
 		"--enable-admission-plugins=NodeRestriction",
@@ -137,29 +114,33 @@ func apiserverFlags(c checked) []string {
 		"--service-account-issuer=https://kubernetes.default.svc." + c.domain,
 		"--service-account-key-file=" + pathSAPublic,
 		"--service-account-signing-key-file=" + pathSAPrivate,
+		// The aggregation layer: aggregated API servers trust the user
+		// headers of a client whose cert comes from the front-proxy CA and
+		// is named front-proxy-client.
+		"--requestheader-client-ca-file=" + pathFrontProxyCA,
+		"--requestheader-allowed-names=front-proxy-client",
+		"--requestheader-username-headers=X-Remote-User",
+		"--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+		"--proxy-client-cert-file=" + certPath(CertFrontProxyClient),
+		"--proxy-client-key-file=" + keyPath(CertFrontProxyClient),
 	}
 }
 
-func apiserverPod(c checked) ([]byte, error) {
-	return staticPod(c, "kube-apiserver", "kube-apiserver", apiserverFlags(c),
-		[]hostMount{mountSSL, mountCerts},
-		httpsProbe(c.ip.String(), c.apiPort, "/livez"), "250m", false)
-}
-
 // controllerManagerFlags: no --cluster-signing-* flags, because the CA key
-// never leaves the bootsrv server; bootsrv issues every node cert, so the
-// CSR signer is not needed.
+// never leaves the bootsrv server; bootsrv issues and renews every node
+// cert, so the CSR signer is not needed.
 func controllerManagerFlags(c checked) []string {
 	return []string{
-		"kube-controller-manager",
 		"--kubeconfig=" + pathControllerKC,
 		"--authentication-kubeconfig=" + pathControllerKC,
 		"--authorization-kubeconfig=" + pathControllerKC,
 		"--bind-address=127.0.0.1",
 		"--client-ca-file=" + pathCA,
+		"--requestheader-client-ca-file=" + pathFrontProxyCA,
 		"--cluster-name=" + c.clusterName,
-		// A /24 of the pod network per node, which flannel and the
-		// kubelet then use.
+		// The one pod-subnet allocator: a /24 of the pod network per node,
+		// which flannel (kube-subnet-mgr) and the kubelet then use.
 		"--allocate-node-cidrs=true",
 		"--cluster-cidr=" + c.podNet.String(),
 		"--node-cidr-mask-size=24",
@@ -171,27 +152,12 @@ func controllerManagerFlags(c checked) []string {
 	}
 }
 
-func controllerManagerPod(c checked) ([]byte, error) {
-	kc := hostMount{name: "kubeconfig", path: pathControllerKC, typ: "File", readOnly: true}
-	return staticPod(c, "kube-controller-manager", "kube-controller-manager", controllerManagerFlags(c),
-		[]hostMount{mountSSL, mountCerts, kc},
-		httpsProbe("127.0.0.1", 10257, "/healthz"), "200m", false)
-}
-
 func schedulerFlags() []string {
 	return []string{
-		"kube-scheduler",
 		"--kubeconfig=" + pathSchedulerKC,
 		"--authentication-kubeconfig=" + pathSchedulerKC,
 		"--authorization-kubeconfig=" + pathSchedulerKC,
 		"--bind-address=127.0.0.1",
 		"--leader-elect=true",
 	}
-}
-
-func schedulerPod(c checked) ([]byte, error) {
-	kc := hostMount{name: "kubeconfig", path: pathSchedulerKC, typ: "File", readOnly: true}
-	return staticPod(c, "kube-scheduler", "kube-scheduler", schedulerFlags(),
-		[]hostMount{mountSSL, kc},
-		httpsProbe("127.0.0.1", 10259, "/healthz"), "100m", false)
 }

@@ -1,8 +1,12 @@
 // Package nodeconfig renders the Kubernetes content of one machine's
 // Ignition: the files and systemd units that turn a booted machine into a
-// master or worker node of the cluster (certificates, flannel's options.env,
-// the kubelet and its KubeletConfiguration, etcd and the control-plane static
-// pods on masters, kube-proxy on workers). What every profile gets whatever
+// master or worker node of the cluster. Every node: its binaries (fetched
+// from bootsrv and checked by hash), certificates, containerd's config and
+// registry mirror, the kubelet, kube-proxy, flanneld and the CNI config,
+// kernel modules and sysctls. Masters add etcd, the apiserver,
+// controller-manager and scheduler, CoreDNS and the addons that go with
+// them. Everything runs as a systemd unit from a verified binary, so no
+// image is needed for the cluster itself. What every profile gets whatever
 // its role (hostname, SSH keys, the first-boot report) is the caller's.
 //
 // It is pure: values in, a Node out. It does no I/O, reads no store and
@@ -14,6 +18,7 @@ package nodeconfig
 import (
 	"fmt"
 	"sort"
+	"strings"
 )
 
 // Roles Render knows. A "custom" profile carries no Kubernetes content and
@@ -25,27 +30,33 @@ const (
 
 // Defaults used when the Input leaves a field empty.
 const (
-	DefaultAPIServerPort   = 6443
-	DefaultImageRepository = "registry.k8s.io"
-	DefaultKubeletPath     = "/opt/bin/kubelet"
-	DefaultEtcdPath        = "/opt/bin/etcd"
+	DefaultAPIServerPort = 6443
+	DefaultBinDir        = "/opt/bin"
+	// DefaultResolvConf is the kubelet's upstream resolv.conf on hosts
+	// without systemd-resolved.
+	DefaultResolvConf = "/etc/resolv.conf"
 	// DefaultContainerRuntimeEndpoint is containerd's socket, which Flatcar
 	// and Fedora CoreOS both ship.
 	DefaultContainerRuntimeEndpoint = "unix:///run/containerd/containerd.sock"
+	// DefaultSandboxImage is containerd's pause image, pulled through the
+	// site's mirror of registry.k8s.io.
+	DefaultSandboxImage = "registry.k8s.io/pause:3.10"
 )
 
 // Input is everything Render needs, as plain values.
 type Input struct {
 	Cluster Cluster
 	Machine Machine
+	Host    Host
 	// Masters is every master machine of the cluster, this one included
-	// when it is a master. Workers need it too: flannel reaches etcd on the
-	// masters.
+	// when it is a master. Workers need it too: CoreDNS runs on the masters.
 	Masters []Member
 
-	// CA is the cluster CA certificate (PEM); EtcdCA the separate etcd CA.
-	CA     []byte
-	EtcdCA []byte
+	// CA is the cluster CA certificate (PEM); EtcdCA the separate etcd CA;
+	// FrontProxyCA the aggregation layer's (masters only).
+	CA           []byte
+	EtcdCA       []byte
+	FrontProxyCA []byte
 	// Certs holds the machine's certificates and keys by name; CertsForRole
 	// lists the names each role needs.
 	Certs map[string]CertKey
@@ -53,10 +64,38 @@ type Input struct {
 	// masters only (it must be its own pair, not the apiserver's key).
 	ServiceAccount KeyPair
 
-	// KubeletPath and EtcdPath are the binaries on the node; empty means
-	// DefaultKubeletPath and DefaultEtcdPath.
-	KubeletPath string
-	EtcdPath    string
+	// Binaries holds, by name, every executable BinariesForRole lists for
+	// the machine's role: where Ignition fetches it and its hash.
+	Binaries map[string]Binary
+
+	// RenewURL is where the node fetches its current certificates (with a
+	// token of its own): a timer checks it twice a day and, when bootsrv
+	// has renewed them, puts them in place and restarts what uses them.
+	// Empty: no renewal timer.
+	RenewURL string
+}
+
+// Host is what differs between the operating systems a node runs.
+type Host struct {
+	// BinDir is where the node's programs go: /opt/bin on Flatcar (its /usr
+	// is read-only), /usr/local/bin on Fedora CoreOS. Empty: DefaultBinDir.
+	BinDir string
+	// ResolvConf is the kubelet's upstream resolver file. On hosts with
+	// systemd-resolved it must be /run/systemd/resolve/resolv.conf, or
+	// CoreDNS forwards to 127.0.0.53 and loops. Empty: DefaultResolvConf.
+	ResolvConf string
+	// ContainerdConfigDropin: the OS's containerd.service does not read
+	// /etc/containerd/config.toml by itself (Flatcar's uses its own config
+	// under /usr), so a drop-in points it there.
+	ContainerdConfigDropin bool
+}
+
+// Binary is one executable the node fetches from bootsrv.
+type Binary struct {
+	// URL is where Ignition downloads it; Hash is "sha512-HEX", which
+	// Ignition checks before it writes the file.
+	URL  string
+	Hash string
 }
 
 // Cluster holds the cluster facts Render uses.
@@ -70,13 +109,23 @@ type Cluster struct {
 	ServiceRange  string
 	DNSServiceIP  string
 	Domain        string
-	// KubernetesVersion is a release such as "v1.37.2"; it names the
-	// control-plane images and must be v1.MinMinor or later.
+	// KubernetesVersion is a release such as "v1.37.2"; it must be
+	// v1.MinMinor or later.
 	KubernetesVersion string
-	// ImageRepository replaces registry.k8s.io, for airgapped sites.
-	ImageRepository string
 	// ContainerRuntimeEndpoint is the CRI socket; empty means containerd's.
 	ContainerRuntimeEndpoint string
+	// RegistryMirror is the site's registry (https://HOST[:PORT]) that
+	// mirrors registry.k8s.io, docker.io and the others, each under a path
+	// named for its upstream (MIRROR/registry.k8s.io/pause:3.10); empty
+	// means nodes pull from the upstreams themselves. RegistryCA is the PEM
+	// CA that signed the mirror's certificate, if not a public one.
+	RegistryMirror string
+	RegistryCA     []byte
+	// SandboxImage is containerd's pause image; empty: DefaultSandboxImage.
+	SandboxImage string
+	// Upstream DNS servers CoreDNS forwards to; empty: the master's
+	// resolv.conf.
+	UpstreamDNS []string
 }
 
 // Machine is the machine being rendered.
@@ -114,10 +163,14 @@ type Node struct {
 }
 
 // File is one file to write. Mode is the permission bits (0644, 0600).
+// A file either has its Contents, or a Source URL that Ignition fetches and
+// checks against Hash ("sha512-HEX").
 type File struct {
 	Path     string
 	Mode     int
 	Contents []byte
+	Source   string
+	Hash     string
 }
 
 // Unit is one systemd unit to install (and enable when Enabled).
@@ -145,11 +198,8 @@ func Render(in Input) (Node, error) {
 	if err := renderCommon(&n, c); err != nil {
 		return Node{}, fmt.Errorf("render node config for %s: %w", c.hostname, err)
 	}
-	switch c.role {
-	case RoleMaster:
+	if c.role == RoleMaster {
 		err = renderMaster(&n, c)
-	case RoleWorker:
-		err = renderWorker(&n, c)
 	}
 	if err != nil {
 		return Node{}, fmt.Errorf("render node config for %s: %w", c.hostname, err)
@@ -178,4 +228,21 @@ func GeneratedUnits(n Node) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// CertificateFiles are the node's TLS files alone (the CAs it trusts, its
+// certificates and keys), at the paths Render writes them: what a running
+// node replaces when its certificates are renewed.
+func CertificateFiles(in Input) ([]File, error) {
+	n, err := Render(in)
+	if err != nil {
+		return nil, err
+	}
+	var out []File
+	for _, f := range n.Files {
+		if strings.HasPrefix(f.Path, sslDir+"/") && f.Source == "" {
+			out = append(out, f)
+		}
+	}
+	return out, nil
 }

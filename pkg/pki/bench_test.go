@@ -83,7 +83,8 @@ func benchNodeFacts() NodeFacts {
 func benchMasterSet(b *testing.B, alg KeyAlgorithm) {
 	ca1, _ := benchCA(b, ECDSAP256)
 	ca2, _ := benchCA(b, ECDSAP256)
-	cas := CAs{Cluster: ca1, Etcd: ca2}
+	ca3, _ := benchCA(b, ECDSAP256)
+	cas := CAs{Cluster: ca1, Etcd: ca2, FrontProxy: ca3}
 	facts := benchNodeFacts()
 	now := time.Now()
 	b.ReportAllocs()
@@ -94,7 +95,7 @@ func benchMasterSet(b *testing.B, alg KeyAlgorithm) {
 	}
 }
 
-// BenchmarkMasterSetECDSA: the nine certs of a master, ECDSA keys.
+// BenchmarkMasterSetECDSA: the twelve certs of a master, ECDSA keys.
 func BenchmarkMasterSetECDSA(b *testing.B) { benchMasterSet(b, ECDSAP256) }
 
 // BenchmarkMasterSetRSA2048: the same with RSA keys.

@@ -15,7 +15,8 @@ func Example() {
 	now := time.Now()
 	cluster, _ := pki.NewCA("kubernetes", pki.ECDSAP256, 0, now)
 	etcd, _ := pki.NewCA("etcd-ca", pki.ECDSAP256, 0, now)
-	cas := pki.CAs{Cluster: cluster, Etcd: etcd}
+	frontProxy, _ := pki.NewCA("front-proxy-ca", pki.ECDSAP256, 0, now)
+	cas := pki.CAs{Cluster: cluster, Etcd: etcd, FrontProxy: frontProxy}
 
 	certs, err := pki.IssueNode(cas, pki.NodeFacts{
 		Hostname: "worker-1",
@@ -35,6 +36,5 @@ func Example() {
 	// Output:
 	// kubelet ca /etc/kubernetes/ssl/kubelet.pem /etc/kubernetes/ssl/kubelet-key.pem
 	// kube-proxy ca /etc/kubernetes/ssl/kube-proxy.pem /etc/kubernetes/ssl/kube-proxy-key.pem
-	// etcd-client-flannel etcd-ca /etc/kubernetes/ssl/etcd-client-flannel.pem /etc/kubernetes/ssl/etcd-client-flannel-key.pem
 	// true
 }

@@ -24,6 +24,10 @@ const (
 const (
 	CAKubernetes = "ca"      // the cluster CA: apiserver, kubelets, clients
 	CAEtcd       = "etcd-ca" // the etcd CA: etcd members and their clients
+	// CAFrontProxy signs only the apiserver's client cert towards aggregated
+	// APIs: they trust the X-Remote-User headers of whoever holds a cert
+	// from it, so it must not be the cluster CA.
+	CAFrontProxy = "front-proxy-ca"
 )
 
 // Certificate names: stable identifiers the caller stores certs under and
@@ -39,7 +43,9 @@ const (
 	CertEtcdPeer          = "etcd-peer"
 	CertKubelet           = "kubelet"
 	CertKubeProxy         = "kube-proxy"
-	CertEtcdClientFlannel = "etcd-client-flannel"
+	CertFrontProxyClient  = "front-proxy-client" // the apiserver's, to aggregated APIs
+	CertCoreDNS           = "coredns"
+	CertAddons            = "addons" // the master's addon applier (kubectl apply)
 	CertAdmin             = "admin"
 )
 
@@ -60,7 +66,12 @@ const (
 	controllerManagerUserName = "system:kube-controller-manager" // bound by the built-in ClusterRoleBinding of that name
 	schedulerUserName         = "system:kube-scheduler"          // idem
 	kubeProxyUserName         = "system:kube-proxy"              // bound by system:node-proxier
-	flannelEtcdClientCN       = "flannel"
+	// FrontProxyClientCN is what the apiserver's --requestheader-allowed-names names.
+	FrontProxyClientCN = "front-proxy-client"
+	// CoreDNSUserName is bound to the ClusterRole system:coredns by the
+	// master's addons.
+	CoreDNSUserName = "system:coredns"
+	addonsUserName  = "system:bootsrv-addons"
 )
 
 // SSLDir is where a node keeps its TLS files, as in the seed guides
@@ -161,10 +172,12 @@ func endpointHost(e string) (string, error) {
 // (so that rendered configs are stable). It does no crypto, so it is also
 // what a caller compares stored certs against (see Verify).
 //
-// Master: apiserver, apiserver-kubelet-client, etcd-client (the
-// apiserver's), controller-manager, scheduler, etcd-server, etcd-peer,
-// kubelet, etcd-client-flannel. Worker: kubelet, kube-proxy,
-// etcd-client-flannel.
+// Worker: kubelet, kube-proxy, and nothing else: no etcd client cert and
+// no identity that can read Secrets (flannel uses the kubelet's, which the
+// Node authorizer confines to the node's own objects). Master: those two,
+// apiserver, apiserver-kubelet-client, etcd-client (the apiserver's),
+// front-proxy-client, controller-manager, scheduler, etcd-server,
+// etcd-peer, coredns, addons.
 func NodeSpecs(n NodeFacts) ([]Spec, error) {
 	if err := checkNodeName(n.Hostname); err != nil {
 		return nil, fmt.Errorf("node certs: %w", err)
@@ -184,22 +197,17 @@ func NodeSpecs(n NodeFacts) ([]Spec, error) {
 		IPs:           []net.IP{ip},
 		Usage:         ServerAuth | ClientAuth,
 	})
-	// kube-proxy: the built-in ClusterRoleBinding system:node-proxier binds
-	// the user system:kube-proxy. Workers only, as the issue and
-	// pkg/nodeconfig have it.
+	// kube-proxy, on every node (masters reach Service IPs too: webhooks,
+	// aggregated APIs): the built-in ClusterRoleBinding system:node-proxier
+	// binds the user system:kube-proxy.
 	proxy := newSpec(CertKubeProxy, CAKubernetes, Request{
 		CommonName: kubeProxyUserName,
-		Usage:      ClientAuth,
-	})
-	// flannel reads its subnet lease from etcd over TLS on every node.
-	flannel := newSpec(CertEtcdClientFlannel, CAEtcd, Request{
-		CommonName: flannelEtcdClientCN,
 		Usage:      ClientAuth,
 	})
 
 	switch n.Role {
 	case RoleWorker:
-		return []Spec{kubelet, proxy, flannel}, nil
+		return []Spec{kubelet, proxy}, nil
 	case RoleMaster:
 	default:
 		return nil, fmt.Errorf("node certs for %s: %w", host, invalidf("role %q has no certificates (want %q or %q)", n.Role, RoleMaster, RoleWorker))
@@ -249,11 +257,10 @@ func NodeSpecs(n NodeFacts) ([]Spec, error) {
 		// The apiserver's identity towards kubelets. With the kubelet in
 		// Webhook authorization mode, this user must be allowed
 		// nodes/proxy, nodes/log etc.; system:masters allows it with no
-		// RBAC object to ship. kubeadm used system:masters until v1.29 and
-		// now uses its own group kubeadm:cluster-admins
-		// (kubernetes/kubernetes#121837), which only works because kubeadm
-		// also creates a ClusterRoleBinding for that group; bootsrv applies
-		// no RBAC objects, so it keeps system:masters.
+		// RBAC object to keep in step. kubeadm used system:masters until
+		// v1.29 and now uses its own group kubeadm:cluster-admins
+		// (kubernetes/kubernetes#121837) with a ClusterRoleBinding it
+		// creates; bootsrv's addons bind only what CoreDNS and flannel need.
 		newSpec(CertAPIServerKubelet, CAKubernetes, Request{
 			CommonName:    apiserverKubeletClientCN,
 			Organizations: []string{MastersGroup},
@@ -291,8 +298,28 @@ func NodeSpecs(n NodeFacts) ([]Spec, error) {
 			IPs:        []net.IP{ip},
 			Usage:      ServerAuth | ClientAuth,
 		}),
+		// The apiserver's identity towards aggregated API servers, which
+		// check it against --requestheader-client-ca-file and -allowed-names.
+		newSpec(CertFrontProxyClient, CAFrontProxy, Request{
+			CommonName: FrontProxyClientCN,
+			Usage:      ClientAuth,
+		}),
+		// CoreDNS runs on the masters and watches Services and
+		// EndpointSlices under the ClusterRole system:coredns.
+		newSpec(CertCoreDNS, CAKubernetes, Request{
+			CommonName: CoreDNSUserName,
+			Usage:      ClientAuth,
+		}),
+		// The addon applier creates RBAC objects, so it must be allowed to
+		// grant what it binds: system:masters. A master already holds etcd's
+		// keys, which are worth as much.
+		newSpec(CertAddons, CAKubernetes, Request{
+			CommonName:    addonsUserName,
+			Organizations: []string{MastersGroup},
+			Usage:         ClientAuth,
+		}),
 		kubelet,
-		flannel,
+		proxy,
 	}, nil
 }
 
@@ -315,8 +342,9 @@ func AdminSpec(user string) Spec {
 
 // CAs are the two authorities of a cluster.
 type CAs struct {
-	Cluster Pair // signs everything Kubernetes
-	Etcd    Pair // signs etcd members and etcd clients
+	Cluster    Pair // signs everything Kubernetes
+	Etcd       Pair // signs etcd members and etcd clients
+	FrontProxy Pair // signs the apiserver's front-proxy client cert only
 }
 
 func (c CAs) pick(name string) (Pair, error) {
@@ -325,8 +353,13 @@ func (c CAs) pick(name string) (Pair, error) {
 		return c.Cluster, nil
 	case CAEtcd:
 		return c.Etcd, nil
+	case CAFrontProxy:
+		if len(c.FrontProxy.CertPEM) == 0 {
+			return Pair{}, invalidf("the cluster has no front-proxy CA")
+		}
+		return c.FrontProxy, nil
 	}
-	return Pair{}, invalidf("unknown CA %q (want %q or %q)", name, CAKubernetes, CAEtcd)
+	return Pair{}, invalidf("unknown CA %q (want %q, %q or %q)", name, CAKubernetes, CAEtcd, CAFrontProxy)
 }
 
 // Options apply to every cert of a set.

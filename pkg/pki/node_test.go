@@ -58,7 +58,15 @@ func masterExpectations() map[string]expectation {
 		"etcd-peer": {ca: pki.CAEtcd, cn: "m1", dns: []string{"m1"}, ips: []string{"10.0.0.11"}, usage: bothUse},
 		"kubelet": {ca: pki.CAKubernetes, cn: "system:node:m1", org: []string{"system:nodes"},
 			dns: []string{"m1"}, ips: []string{"10.0.0.11"}, usage: bothUse},
-		"etcd-client-flannel": {ca: pki.CAEtcd, cn: "flannel", usage: clientUse},
+		// kube-proxy runs on masters too.
+		"kube-proxy": {ca: pki.CAKubernetes, cn: "system:kube-proxy", usage: clientUse},
+		// The aggregation layer: the name the apiserver's
+		// --requestheader-allowed-names lists, from the front-proxy CA.
+		"front-proxy-client": {ca: pki.CAFrontProxy, cn: "front-proxy-client", usage: clientUse},
+		// CoreDNS, bound to ClusterRole system:coredns by the addons.
+		"coredns": {ca: pki.CAKubernetes, cn: "system:coredns", usage: clientUse},
+		// The addon applier must grant what it binds: system:masters.
+		"addons": {ca: pki.CAKubernetes, cn: "system:bootsrv-addons", org: []string{"system:masters"}, usage: clientUse},
 	}
 }
 
@@ -66,16 +74,21 @@ func workerExpectations() map[string]expectation {
 	return map[string]expectation{
 		"kubelet": {ca: pki.CAKubernetes, cn: "system:node:w1.lab.example", org: []string{"system:nodes"},
 			dns: []string{"w1.lab.example"}, ips: []string{"10.0.0.21"}, usage: bothUse},
-		"kube-proxy":          {ca: pki.CAKubernetes, cn: "system:kube-proxy", usage: clientUse},
-		"etcd-client-flannel": {ca: pki.CAEtcd, cn: "flannel", usage: clientUse},
+		"kube-proxy": {ca: pki.CAKubernetes, cn: "system:kube-proxy", usage: clientUse},
 	}
 }
 
-func caFor(cas pki.CAs, name string) (right, wrong pki.Pair) {
-	if name == pki.CAEtcd {
-		return cas.Etcd, cas.Cluster
+// caFor is the CA that must have signed a cert of CA name, and the other
+// two, which must not verify it.
+func caFor(t *testing.T, cas pki.CAs, name string) (right pki.Pair, wrong map[string]pki.Pair) {
+	t.Helper()
+	all := map[string]pki.Pair{pki.CAKubernetes: cas.Cluster, pki.CAEtcd: cas.Etcd, pki.CAFrontProxy: cas.FrontProxy}
+	right, ok := all[name]
+	if !ok {
+		t.Fatalf("unknown CA %q", name)
 	}
-	return cas.Cluster, cas.Etcd
+	delete(all, name)
+	return right, all
 }
 
 func purposesOf(usage []x509.ExtKeyUsage) []string {
@@ -171,7 +184,7 @@ func checkCert(t *testing.T, cas pki.CAs, c pki.Cert, want expectation, alg pki.
 	}
 
 	// openssl's view: chain, purpose, every SAN, and the key.
-	right, wrong := caFor(cas, c.CA)
+	right, wrong := caFor(t, cas, c.CA)
 	for _, purpose := range purposesOf(want.usage) {
 		if ok, out := opensslVerify(t, right.CertPEM, c.CertPEM, "-purpose", purpose); !ok {
 			t.Errorf("openssl verify -purpose %s:\n%s", purpose, out)
@@ -187,10 +200,26 @@ func checkCert(t *testing.T, cas pki.CAs, c pki.Cert, want expectation, alg pki.
 			t.Errorf("openssl verify -verify_ip %s:\n%s", ip, out)
 		}
 	}
-	// The etcd CA and the cluster CA are separate: a cert of one must not
-	// pass as a cert of the other.
-	if ok, _ := opensslVerify(t, wrong.CertPEM, c.CertPEM); ok {
-		t.Errorf("openssl verify passed against the other CA")
+	// The cluster, etcd and front-proxy CAs are separate: a cert of one
+	// must not pass as a cert of another (a front-proxy-client that the
+	// cluster CA vouched for would be any client; an aggregated API
+	// server would take its X-Remote-User headers).
+	for name, other := range wrong {
+		if ok, _ := opensslVerify(t, other.CertPEM, c.CertPEM); ok {
+			t.Errorf("openssl verify passed against the %s CA", name)
+		}
+		wrongCAs := cas
+		switch c.CA {
+		case pki.CAKubernetes:
+			wrongCAs.Cluster = other
+		case pki.CAEtcd:
+			wrongCAs.Etcd = other
+		case pki.CAFrontProxy:
+			wrongCAs.FrontProxy = other
+		}
+		if err := pki.Verify(wrongCAs, c.Spec, c.Pair, testNow); err == nil {
+			t.Errorf("Verify passed with the %s CA in place of %s", name, c.CA)
+		}
 	}
 	if !opensslKeyMatches(t, c.CertPEM, c.KeyPEM) {
 		t.Error("openssl: key does not match cert")
@@ -211,6 +240,8 @@ func TestNodeCertsOpenSSLText(t *testing.T) {
 		t.Fatal(err)
 	}
 	apiserver, _ := master.Get(pki.CertAPIServer)
+	frontProxy, _ := master.Get(pki.CertFrontProxyClient)
+	addons, _ := master.Get(pki.CertAddons)
 	kubelet, _ := worker.Get(pki.CertKubelet)
 	tests := []struct {
 		name string
@@ -231,6 +262,15 @@ func TestNodeCertsOpenSSLText(t *testing.T) {
 			"Subject: O = system:nodes, CN = system:node:w1.lab.example",
 			"DNS:w1.lab.example, IP Address:10.0.0.21",
 			"TLS Web Server Authentication, TLS Web Client Authentication",
+		}},
+		{"front-proxy-client", frontProxy.CertPEM, []string{
+			"Subject: CN = front-proxy-client",
+			"Issuer: CN = front-proxy-ca",
+			"X509v3 Extended Key Usage: \n                TLS Web Client Authentication\n",
+		}},
+		{"addons", addons.CertPEM, []string{
+			"Subject: O = system:masters, CN = system:bootsrv-addons",
+			"Issuer: CN = kubernetes",
 		}},
 	}
 	for _, tc := range tests {
@@ -369,5 +409,139 @@ func TestCertsPairs(t *testing.T) {
 	}
 	if _, ok := certs.Get("nope"); ok {
 		t.Error("Get(nope) found something")
+	}
+}
+
+// A worker holds what its kubelet and kube-proxy need and nothing else:
+// nothing from the etcd CA (etcd would take it), nothing from the
+// front-proxy CA, no system:masters. A master holds the control plane's
+// certs on top of those two.
+func TestNodeSpecsPerRole(t *testing.T) {
+	names := func(specs []pki.Spec) []string {
+		var out []string
+		for _, s := range specs {
+			out = append(out, s.Name)
+		}
+		return slices.Sorted(slices.Values(out))
+	}
+	worker, err := pki.NodeSpecs(workerFacts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := names(worker), []string{pki.CertKubeProxy, pki.CertKubelet}; !slices.Equal(got, want) {
+		t.Errorf("worker certs %v, want exactly %v", got, want)
+	}
+	for _, s := range worker {
+		if s.CA != pki.CAKubernetes {
+			t.Errorf("worker cert %s is from CA %q, want only %q", s.Name, s.CA, pki.CAKubernetes)
+		}
+		if slices.Contains(s.Request.Organizations, pki.MastersGroup) {
+			t.Errorf("worker cert %s is in %s", s.Name, pki.MastersGroup)
+		}
+		if strings.HasPrefix(s.Name, "etcd") {
+			t.Errorf("worker has etcd cert %s", s.Name)
+		}
+	}
+
+	master, err := pki.NodeSpecs(masterFacts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{pki.CertAddons, pki.CertAPIServer, pki.CertAPIServerKubelet, pki.CertControllerManager, pki.CertCoreDNS,
+		pki.CertAPIServerEtcd, pki.CertEtcdPeer, pki.CertEtcdServer, pki.CertFrontProxyClient, pki.CertKubeProxy,
+		pki.CertKubelet, pki.CertScheduler}
+	slices.Sort(want)
+	if got := names(master); !slices.Equal(got, want) {
+		t.Errorf("master certs %v, want %v", got, want)
+	}
+	byCA := map[string][]string{}
+	for _, s := range master {
+		byCA[s.CA] = append(byCA[s.CA], s.Name)
+	}
+	if got := byCA[pki.CAFrontProxy]; !slices.Equal(got, []string{pki.CertFrontProxyClient}) {
+		t.Errorf("front-proxy CA signs %v, want only %s", got, pki.CertFrontProxyClient)
+	}
+	if got := slices.Sorted(slices.Values(byCA[pki.CAEtcd])); !slices.Equal(got, []string{pki.CertAPIServerEtcd, pki.CertEtcdPeer, pki.CertEtcdServer}) {
+		t.Errorf("etcd CA signs %v", got)
+	}
+}
+
+// The front-proxy-client cert chains to the front-proxy CA only: an
+// aggregated API server trusts request headers from a client of that CA
+// named front-proxy-client, so the cluster CA must not vouch for it. This
+// is Go's view; TestIssueNode adds openssl's.
+func TestFrontProxyClient(t *testing.T) {
+	cas := testCAs(t, pki.ECDSAP256)
+	certs, err := pki.IssueNode(cas, masterFacts, pki.Options{}, testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp, ok := certs.Get(pki.CertFrontProxyClient)
+	if !ok {
+		t.Fatal("master has no front-proxy-client cert")
+	}
+	cert, _, err := fp.Parse()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cert.Subject.CommonName != pki.FrontProxyClientCN || len(cert.Subject.Organization) != 0 {
+		t.Errorf("subject %s, want CN=%s and no O", cert.Subject, pki.FrontProxyClientCN)
+	}
+	pool := func(p pki.Pair) *x509.CertPool {
+		c, err := p.Certificate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cp := x509.NewCertPool()
+		cp.AddCert(c)
+		return cp
+	}
+	client := []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool(cas.FrontProxy), CurrentTime: testNow, KeyUsages: client}); err != nil {
+		t.Errorf("front-proxy-client does not verify against the front-proxy CA: %v", err)
+	}
+	for name, ca := range map[string]pki.Pair{"cluster": cas.Cluster, "etcd": cas.Etcd} {
+		_, err := cert.Verify(x509.VerifyOptions{Roots: pool(ca), CurrentTime: testNow, KeyUsages: client})
+		var unknown x509.UnknownAuthorityError
+		if !errors.As(err, &unknown) {
+			t.Errorf("front-proxy-client against the %s CA: err = %v, want unknown authority", name, err)
+		}
+	}
+	// And no other master cert comes from the front-proxy CA.
+	for _, c := range certs {
+		if c.Name == pki.CertFrontProxyClient {
+			continue
+		}
+		other, _, err := c.Parse()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := other.Verify(x509.VerifyOptions{Roots: pool(cas.FrontProxy), CurrentTime: testNow,
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err == nil {
+			t.Errorf("%s verifies against the front-proxy CA", c.Name)
+		}
+	}
+}
+
+// A cluster whose CAs predate the front-proxy CA can still issue worker
+// certs, but not a master's: the master would have no aggregation layer.
+func TestNoFrontProxyCA(t *testing.T) {
+	cas := testCAs(t, pki.ECDSAP256)
+	cas.FrontProxy = pki.Pair{}
+	if _, err := pki.IssueNode(cas, workerFacts, pki.Options{}, testNow); err != nil {
+		t.Errorf("worker without a front-proxy CA: %v", err)
+	}
+	_, err := pki.IssueNode(cas, masterFacts, pki.Options{}, testNow)
+	if err == nil || !errors.Is(err, pki.ErrInvalid) || !strings.Contains(err.Error(), "no front-proxy CA") ||
+		!strings.Contains(err.Error(), pki.CertFrontProxyClient) {
+		t.Errorf("master without a front-proxy CA: err = %v, want ErrInvalid naming %s and the missing CA", err, pki.CertFrontProxyClient)
+	}
+	specs, _ := pki.NodeSpecs(masterFacts)
+	for _, s := range specs {
+		if s.Name == pki.CertFrontProxyClient {
+			if err := pki.Verify(cas, s, pki.Pair{}, testNow); err == nil || !strings.Contains(err.Error(), "no front-proxy CA") {
+				t.Errorf("Verify without a front-proxy CA: err = %v", err)
+			}
+		}
 	}
 }

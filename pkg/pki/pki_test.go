@@ -39,6 +39,9 @@ func testCAs(t testing.TB, alg pki.KeyAlgorithm) pki.CAs {
 		if e.err == nil {
 			e.cas.Etcd, e.err = pki.NewCA("etcd-ca", alg, 0, testNow)
 		}
+		if e.err == nil {
+			e.cas.FrontProxy, e.err = pki.NewCA("front-proxy-ca", alg, 0, testNow)
+		}
 	})
 	if e.err != nil {
 		t.Fatal(e.err)

@@ -36,6 +36,9 @@ type BootConfig struct {
 	// Version is bootsrv's version: part of the key of kept Ignition
 	// configs, so an upgraded bootsrv renders anew.
 	Version string
+	// AssetsDir is where imported releases are laid out (served under
+	// /assets/).
+	AssetsDir string
 }
 
 // DefaultBootConfig: 30 minutes to fetch Ignition, a week to report.
@@ -145,7 +148,13 @@ type BootRequest struct {
 	BaseURL  string // http://host:port the request came to
 	RemoteIP netip.Addr
 	Token    string
+	// Stage is "final" when an installer asks for the config of the
+	// installed system (install: disk); empty for what the boot runs.
+	Stage string
 }
+
+// StageFinal names the installed system's config in /ignition?stage=.
+const StageFinal = "final"
 
 // bootable loads the machine and its profile for a boot request.
 func (s *Service) bootable(mac string) (Machine, Profile, Cluster, error) {
@@ -170,9 +179,11 @@ func (s *Service) IPXE(_ context.Context, req BootRequest, record bool) (string,
 		s.record(m.MAC, Event{Type: "denied", Detail: fmt.Sprintf("boot script asked from %s, the machine's address is %s", req.RemoteIP, want)})
 		return "", &Error{Kind: KindDenied, Msg: fmt.Sprintf("boot script for %s refused: asked from %s, but the machine's address is %s", m.MAC, req.RemoteIP, want)}
 	}
-	if m.State == StateProvisioned && !m.Reprovision {
+	// Only a machine installed to disk is sent to it; a live (diskless)
+	// one has nothing there and netboots into its config every time.
+	if p.Install == InstallDisk && (m.State == StateProvisioned || m.State == StateInstalled) && !m.Reprovision {
 		if record {
-			s.record(m.MAC, Event{Type: "localboot", Detail: "provisioned: told to boot from disk"})
+			s.record(m.MAC, Event{Type: "localboot", Detail: m.State + ": told to boot from disk"})
 		}
 		return render.LocalBootScript(m.MAC, m.Hostname), nil
 	}
@@ -203,15 +214,21 @@ func (s *Service) IPXE(_ context.Context, req BootRequest, record bool) (string,
 }
 
 // kernelArgs are the OS's own arguments for a network boot with Ignition,
-// then the profile's.
+// then the profile's. Installing to disk: Flatcar's live image runs
+// bootsrv's installer config (which fetches the final one itself); Fedora
+// CoreOS's live image installs by itself, given the device and the final
+// config's URL, and must not apply that config to the live system.
 func kernelArgs(p Profile, c Cluster, ignURL string) []string {
 	var a []string
-	switch p.OS {
-	case OSFlatcar:
+	switch {
+	case p.OS == OSFCOS && p.Install == InstallDisk:
+		a = []string{"ignition.firstboot", "ignition.platform.id=metal",
+			"coreos.inst.install_dev=" + p.InstallDevice, "coreos.inst.ignition_url=" + ignURL + "&stage=" + StageFinal}
+	case p.OS == OSFlatcar:
 		a = []string{"flatcar.first_boot=1", "ignition.config.url=" + ignURL}
-	case OSFCOS:
+	case p.OS == OSFCOS:
 		a = []string{"ignition.firstboot", "ignition.platform.id=metal", "ignition.config.url=" + ignURL}
-	case OSLab:
+	case p.OS == OSLab:
 		a = []string{"console=ttyS0,115200n8", "quiet", "ignition.platform.id=metal", "ignition.config.url=" + ignURL}
 	default:
 		a = []string{"ignition.config.url=" + ignURL}
@@ -260,12 +277,19 @@ func (s *Service) Ignition(ctx context.Context, req BootRequest) ([]byte, error)
 	if err := s.checkToken(m, req, ignitionPurpose(m)); err != nil {
 		return nil, err
 	}
-	cfg, err := s.renderIgnition(mac, req.BaseURL, &m.Generation)
+	if req.Stage != "" && req.Stage != StageFinal {
+		return nil, invalidf("stage %q: the only stage is %q (the installed system's config)", req.Stage, StageFinal)
+	}
+	cfg, err := s.renderIgnition(mac, req.BaseURL, &m.Generation, req.Stage, req.Token)
 	if err != nil {
 		s.record(mac, Event{Type: "error", Detail: "ignition: " + err.Error()})
 		return nil, err
 	}
-	s.record(mac, Event{Type: StateIgnition, Fields: map[string]string{"from": req.RemoteIP.String()}})
+	fields := map[string]string{"from": req.RemoteIP.String()}
+	if req.Stage != "" {
+		fields["stage"] = req.Stage
+	}
+	s.record(mac, Event{Type: StateIgnition, Fields: fields})
 	return cfg, nil
 }
 
@@ -300,13 +324,16 @@ func (s *Service) checkToken(m Machine, req BootRequest, purpose string) error {
 // back. The report token is therefore derived (token.MintStable) with an
 // expiry rounded to the hour.
 func (s *Service) RenderIgnition(_ context.Context, mac, baseURL string) ([]byte, error) {
-	return s.renderIgnition(mac, baseURL, nil)
+	return s.renderIgnition(mac, baseURL, nil, StageFinal, "")
 }
 
 // renderIgnition renders for the machine's current install, or, when gen
 // is given, only for that install: a token checked against one generation
-// must never receive the next one's config and keys.
-func (s *Service) renderIgnition(mac, baseURL string, gen *uint64) ([]byte, error) {
+// must never receive the next one's config and keys. A Flatcar profile
+// installing to disk gets its installer config unless stage is final;
+// ignTok is the Ignition token the installer fetches the final config
+// with.
+func (s *Service) renderIgnition(mac, baseURL string, gen *uint64, stage, ignTok string) ([]byte, error) {
 	now := s.now()
 	key, err := s.key()
 	if err != nil {
@@ -323,6 +350,9 @@ func (s *Service) renderIgnition(mac, baseURL string, gen *uint64) ([]byte, erro
 		if gen != nil && in.m.Generation != *gen {
 			return &Error{Kind: KindDenied, Msg: fmt.Sprintf("ignition for %s refused: the machine was re-provisioned since its token was issued", in.m.MAC)}
 		}
+		if in.p.OS == OSFlatcar && in.p.Install == InstallDisk && stage != StageFinal {
+			return nil // the installer config is never kept
+		}
 		h := in.hash(s.boot.Version, baseURL, rexp, in.certsID)
 		if v := tx.Get("rendered", []byte(in.m.MAC)); len(v) > len(h) && bytes.Equal(v[:len(h)], h) {
 			cached = append([]byte(nil), v[len(h):]...)
@@ -335,13 +365,18 @@ func (s *Service) renderIgnition(mac, baseURL string, gen *uint64) ([]byte, erro
 	m, p, c := in.m, in.p, in.c
 	rtok := token.MintStable(key, m.MAC, reportPurpose(m), rexp)
 	reportURL := fmt.Sprintf("%s/report?mac=%s&token=%s", baseURL, m.MAC, rtok)
+	if p.OS == OSFlatcar && p.Install == InstallDisk && stage != StageFinal {
+		// Not kept: it carries the Ignition token, and costs nothing.
+		finalURL := fmt.Sprintf("%s/ignition?mac=%s&token=%s&stage=%s", baseURL, m.MAC, ignTok, StageFinal)
+		return render.Ignition(installerConfig(p, c, baseURL, finalURL, reportURL))
+	}
 	cfg := render.Config{SSHKeys: c.SSHKeys, Snippet: p.Ignition}
 	cfg.Files = append(cfg.Files,
 		render.File{Path: "/etc/hostname", Mode: 0o644, Contents: []byte(m.Hostname + "\n")},
 		render.File{Path: ReportEnvPath, Mode: 0o600, Contents: []byte(fmt.Sprintf("BOOTSRV_REPORT_URL=%q\n", reportURL))},
 	)
 	cfg.Units = append(cfg.Units, render.Unit{Name: ReportUnit, Enabled: true, Contents: reportUnit})
-	node, certs, err := s.nodeContent(m, p, c, in.masters)
+	node, certs, err := s.nodeContent(in, baseURL)
 	if err != nil {
 		return nil, fmt.Errorf("render ignition for %s: %w", m.MAC, err)
 	}
@@ -374,6 +409,8 @@ type ignitionInputs struct {
 	profileRaw, clRaw []byte
 	masters           []nodeconfig.Member
 	certsID           string
+	bins              map[string]nodeconfig.Binary
+	releasesID        string
 }
 
 func (s *Service) loadIgnitionInputs(tx store.Tx, mac string) (ignitionInputs, error) {
@@ -390,6 +427,10 @@ func (s *Service) loadIgnitionInputs(tx store.Tx, mac string) (ignitionInputs, e
 			return in, err
 		}
 		in.certsID = certsID(tx, in.m.MAC)
+		if in.bins, err = binariesFor(tx, in.c, in.p.Role); err != nil {
+			return in, fmt.Errorf("render ignition for %s: %w", in.m.MAC, err)
+		}
+		in.releasesID = releasesID(tx)
 	}
 	return in, nil
 }
@@ -426,7 +467,7 @@ func (s *Service) loadBootInputs(tx store.Tx, mac string) (ignitionInputs, error
 
 // renderVersion changes whenever what bootsrv renders changes, so that
 // configs kept by an older bootsrv are not served by a newer one.
-const renderVersion = "ignition/1"
+const renderVersion = "ignition/2"
 
 func (in ignitionInputs) hash(version, baseURL string, reportExp time.Time, certs string) []byte {
 	h := sha256.New()
@@ -434,7 +475,7 @@ func (in ignitionInputs) hash(version, baseURL string, reportExp time.Time, cert
 	// Only what the config is made of: not the machine's state or events.
 	mj, _ := json.Marshal([]any{m.MAC, m.Hostname, m.IP, m.Iface, m.Labels, m.Generation})
 	for _, part := range [][]byte{[]byte(renderVersion), []byte(version), mj, in.profileRaw, in.clRaw, []byte(baseURL),
-		[]byte(reportExp.UTC().Format(time.RFC3339)), []byte(certs)} {
+		[]byte(reportExp.UTC().Format(time.RFC3339)), []byte(certs), []byte(in.releasesID)} {
 		fmt.Fprintf(h, "%d:", len(part))
 		h.Write(part)
 	}
@@ -517,13 +558,21 @@ func (s *Service) Report(_ context.Context, req BootRequest, state, detail strin
 			// Re-provisioned between the token check and now.
 			return &Error{Kind: KindDenied, Msg: fmt.Sprintf("report token for %s refused: the machine was re-provisioned", mac)}
 		}
-		if m.State == StateProvisioned && !m.Reprovision {
+		var p Profile
+		live := m.Profile != "" && getProfile(tx, m.Profile, &p) == nil && p.Install != InstallDisk
+		// A live machine boots its config again on every netboot and says
+		// so each time; an installed one reports its first boot once.
+		if m.State == StateProvisioned && !m.Reprovision && !live {
 			return &Error{Kind: KindDenied, Msg: fmt.Sprintf("machine %s is already provisioned: its report token is spent", mac)}
 		}
 		if err := appendEvent(tx, &m, e); err != nil {
 			return err
 		}
 		switch state {
+		case ReportInstalled:
+			if err := appendEvent(tx, &m, Event{Time: e.Time, Type: StateInstalled, Detail: "installed to disk: rebooting into it"}); err != nil {
+				return err
+			}
 		case ReportBooted:
 			m.Reprovision = false
 			if err := appendEvent(tx, &m, Event{Time: e.Time, Type: StateProvisioned}); err != nil {
@@ -708,4 +757,40 @@ func (s *Service) Render(ctx context.Context, kind, mac, baseURL string) (string
 		return string(b), err
 	}
 	return "", invalidf("nothing to render called %q: use ipxe or ignition", kind)
+}
+
+// installUnit installs Flatcar from its live image to the profile's disk
+// with the machine's final config, reports "installed" and reboots; the
+// installed system's first boot applies that config and reports "booted".
+// flatcar-install takes the disk image from bootsrv's assets
+// (ASSETS/flatcar/current/flatcar_production_image.bin.bz2 and its .sig),
+// never from the internet.
+const installUnit = `[Unit]
+Description=Install Flatcar to disk with this machine's final config (bootsrv)
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=oneshot
+EnvironmentFile=/etc/bootsrv/install.env
+ExecStart=/bin/sh -c 'until curl -fsS -o /run/bootsrv-final.ign "$BOOTSRV_FINAL_URL"; do sleep 10; done'
+ExecStart=/usr/bin/flatcar-install -d ${BOOTSRV_INSTALL_DEVICE} -b ${BOOTSRV_IMAGE_URL} -i /run/bootsrv-final.ign
+ExecStart=/bin/sh -c 'curl -fsS -X POST "$BOOTSRV_REPORT_URL&state=installed" || true'
+ExecStart=/usr/bin/systemctl reboot
+
+[Install]
+WantedBy=multi-user.target
+`
+
+// installEnvPath holds the installer's settings (its token: owner only).
+const installEnvPath = "/etc/bootsrv/install.env"
+
+func installerConfig(p Profile, c Cluster, baseURL, finalURL, reportURL string) render.Config {
+	env := fmt.Sprintf("BOOTSRV_FINAL_URL=%q\nBOOTSRV_REPORT_URL=%q\nBOOTSRV_INSTALL_DEVICE=%s\nBOOTSRV_IMAGE_URL=%s/assets/flatcar\n",
+		finalURL, reportURL, p.InstallDevice, baseURL)
+	return render.Config{
+		SSHKeys: c.SSHKeys,
+		Files:   []render.File{{Path: installEnvPath, Mode: 0o600, Contents: []byte(env)}},
+		Units:   []render.Unit{{Name: "bootsrv-install.service", Enabled: true, Contents: installUnit}},
+	}
 }

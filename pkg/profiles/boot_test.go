@@ -1,6 +1,7 @@
 package profiles_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/netip"
@@ -20,8 +21,18 @@ import (
 const bootMAC = "52:54:00:aa:00:01"
 
 // newBootService is a service over bbolt in a temp dir with one machine
-// (bootMAC, 10.9.0.21) on a plain profile.
+// (bootMAC, 10.9.0.21) on a plain profile (live: the default).
 func newBootService(t *testing.T, cfg profiles.BootConfig) *profiles.Service {
+	t.Helper()
+	return newBootServiceOn(t, cfg, profiles.Profile{Name: "plain", Role: profiles.RoleCustom, Kernel: "/assets/k", Initrds: []string{"/assets/i"}})
+}
+
+// diskProfile installs Flatcar to disk.
+var diskProfile = profiles.Profile{Name: "disk", Role: profiles.RoleCustom, OS: profiles.OSFlatcar, Install: profiles.InstallDisk,
+	Kernel: "/assets/k", Initrds: []string{"/assets/i"}}
+
+// newBootServiceOn is newBootService with bootMAC on profile p.
+func newBootServiceOn(t *testing.T, cfg profiles.BootConfig, p profiles.Profile) *profiles.Service {
 	t.Helper()
 	st, err := store.Open(t.TempDir(), 0)
 	if err != nil {
@@ -34,10 +45,10 @@ func newBootService(t *testing.T, cfg profiles.BootConfig) *profiles.Service {
 	if _, err := s.ClusterInit(ctx, profiles.Cluster{Name: "lab", APIServer: "10.9.0.10"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.AddProfiles(ctx, []profiles.Profile{{Name: "plain", Role: profiles.RoleCustom, Kernel: "/assets/k", Initrds: []string{"/assets/i"}}}, false); err != nil {
+	if _, err := s.AddProfiles(ctx, []profiles.Profile{p}, false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.AddMachines(ctx, []profiles.Machine{{MAC: bootMAC, Hostname: "n1", IP: "10.9.0.21", Profile: "plain"}}); err != nil {
+	if _, err := s.AddMachines(ctx, []profiles.Machine{{MAC: bootMAC, Hostname: "n1", IP: "10.9.0.21", Profile: p.Name}}); err != nil {
 		t.Fatal(err)
 	}
 	return s
@@ -93,7 +104,9 @@ func state(t *testing.T, s *profiles.Service) string {
 // TestProvisionedStaysProvisioned: a provisioned machine whose boot order
 // puts the network first comes back through DHCP, TFTP and /ipxe on every
 // reboot. Each of those steps is recorded, but none may make it install
-// again: its next /ipxe must still be the local-boot script.
+// again: installed to disk, its next /ipxe must still be the local-boot
+// script; live (diskless), it netboots its config again and stays
+// provisioned.
 func TestProvisionedStaysProvisioned(t *testing.T) {
 	ip := netip.MustParseAddr("10.9.0.21")
 	cases := []struct {
@@ -114,31 +127,43 @@ func TestProvisionedStaysProvisioned(t *testing.T) {
 		}, "AssetFetched records a \"kernel\" event that moves a provisioned machine back to state kernel; its next /ipxe installs again"},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			for _, rec := range []bool{false, true} {
-				s := newBootService(t, profiles.BootConfig{})
-				if rec {
-					s.StartRecorder(nil)
-					t.Cleanup(s.Close)
-				}
-				provision(t, s)
-				c.step(s)
-				s.Flush()
-				script, err := s.IPXE(context.Background(), profiles.BootRequest{MAC: bootMAC, BaseURL: "http://x"}, false)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !strings.Contains(script, "local disk") {
-					if c.bug != "" {
+		for _, disk := range []bool{true, false} {
+			mode := map[bool]string{true: "disk", false: "live"}[disk]
+			t.Run(c.name+"/"+mode, func(t *testing.T) {
+				for _, rec := range []bool{false, true} {
+					s := newBootService(t, profiles.BootConfig{})
+					if disk {
+						s = newBootServiceOn(t, profiles.BootConfig{}, diskProfile)
+					}
+					if rec {
+						s.StartRecorder(nil)
+						t.Cleanup(s.Close)
+					}
+					provision(t, s)
+					c.step(s)
+					s.Flush()
+					script, err := s.IPXE(context.Background(), profiles.BootRequest{MAC: bootMAC, BaseURL: "http://x"}, false)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if got := state(t, s); got != profiles.StateProvisioned && c.bug != "" {
 						t.Skip("BUG: " + c.bug)
 					}
-					t.Fatalf("state %q after %s; /ipxe now installs again:\n%s", state(t, s), c.name, script)
+					if disk && !strings.Contains(script, "local disk") {
+						if c.bug != "" {
+							t.Skip("BUG: " + c.bug)
+						}
+						t.Fatalf("state %q after %s; /ipxe now installs again:\n%s", state(t, s), c.name, script)
+					}
+					if !disk && (strings.Contains(script, "local disk") || !strings.Contains(script, "kernel http://x/assets/k ") || !strings.Contains(script, "ignition.config.url=")) {
+						t.Fatalf("a live machine, provisioned, is not netbooted into its config again after %s:\n%s", c.name, script)
+					}
+					if got := state(t, s); got != profiles.StateProvisioned {
+						t.Errorf("state %q, want provisioned", got)
+					}
 				}
-				if got := state(t, s); got != profiles.StateProvisioned {
-					t.Errorf("state %q, want provisioned", got)
-				}
-			}
-		})
+			})
+		}
 	}
 }
 
@@ -167,9 +192,10 @@ func TestAddProfileRefusesClashingSnippet(t *testing.T) {
 }
 
 // TestReportTokenOutlivesIgnitionToken: the install to disk and reboot
-// may take far longer than the Ignition token's TTL.
+// may take far longer than the Ignition token's TTL. Installed to disk,
+// the machine reports its first boot once.
 func TestReportTokenOutlivesIgnitionToken(t *testing.T) {
-	s := newBootService(t, profiles.BootConfig{TokenTTL: time.Nanosecond})
+	s := newBootServiceOn(t, profiles.BootConfig{TokenTTL: time.Nanosecond}, diskProfile)
 	ctx := context.Background()
 	script, err := s.IPXE(ctx, profiles.BootRequest{MAC: bootMAC, BaseURL: "http://10.9.0.1:8080"}, true)
 	if err != nil {
@@ -324,5 +350,230 @@ func TestRetryStartsNewRun(t *testing.T) {
 	}
 	if len(bugs) > 0 {
 		t.Skip("BUG: " + strings.Join(bugs, "; "))
+	}
+}
+
+// bootIgnTokRe finds the Ignition token of a boot script.
+var bootIgnTokRe = regexp.MustCompile(`/ignition\?mac=[0-9a-f:]+&token=([A-Za-z0-9_-]+)`)
+
+func bootScript(t *testing.T, s *profiles.Service) (script, tok string) {
+	t.Helper()
+	script, err := s.IPXE(context.Background(), profiles.BootRequest{MAC: bootMAC, BaseURL: "http://10.9.0.1:8080"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := bootIgnTokRe.FindStringSubmatch(script); m != nil {
+		tok = m[1]
+	}
+	return script, tok
+}
+
+func report(t *testing.T, s *profiles.Service, state string) (profiles.Machine, error) {
+	t.Helper()
+	return s.Report(context.Background(), profiles.BootRequest{MAC: bootMAC, Token: reportToken(t, s)}, state, "")
+}
+
+// TestLiveNetbootsAgain: a live machine (the default) has nothing on disk:
+// provisioned, it gets its boot script and config again on every netboot,
+// never the local-boot script, and reports "booted" each time.
+func TestLiveNetbootsAgain(t *testing.T) {
+	s := newBootService(t, profiles.BootConfig{})
+	ctx := context.Background()
+	p, err := s.Profile(ctx, "plain")
+	if err != nil || p.Install != profiles.InstallLive {
+		t.Fatalf("plain profile install %q (%v), want live by default", p.Install, err)
+	}
+	provision(t, s)
+	for boot := range 3 {
+		script, tok := bootScript(t, s)
+		if strings.Contains(script, "local disk") || tok == "" || !strings.Contains(script, "kernel http://10.9.0.1:8080/assets/k ") {
+			t.Fatalf("boot %d of a provisioned live machine:\n%s", boot, script)
+		}
+		cfg, err := s.Ignition(ctx, profiles.BootRequest{MAC: bootMAC, Token: tok, BaseURL: "http://10.9.0.1:8080"})
+		if err != nil {
+			t.Fatalf("boot %d: ignition: %v", boot, err)
+		}
+		if !strings.Contains(string(cfg), profiles.ReportEnvPath) {
+			t.Errorf("boot %d: the config has no report.env", boot)
+		}
+		m, err := report(t, s, profiles.ReportBooted)
+		if err != nil || m.State != profiles.StateProvisioned {
+			t.Fatalf("boot %d: report booted again: %v, state %q", boot, err, m.State)
+		}
+	}
+	evs, err := s.MachineEvents(ctx, bootMAC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range evs {
+		if e.Type == "localboot" {
+			t.Errorf("a live machine was sent to its disk: %+v", e)
+		}
+		if e.Type == profiles.StateProvisioned {
+			n++
+		}
+	}
+	if n != 4 {
+		t.Errorf("%d provisioned events, want one per boot (4)", n)
+	}
+}
+
+// TestFlatcarDiskInstall walks a Flatcar install to disk: the live image
+// runs the installer config (no stage), which names the final config's
+// URL (&stage=final, with the same token) and the device; "installed"
+// moves the machine to installed, after which it is sent to its disk; the
+// installed system's "booted" makes it provisioned, once.
+func TestFlatcarDiskInstall(t *testing.T) {
+	for _, dev := range []string{"", "/dev/nvme0n1"} {
+		p := diskProfile
+		p.InstallDevice = dev
+		want := dev
+		if want == "" {
+			want = "/dev/sda"
+		}
+		t.Run(want, func(t *testing.T) {
+			s := newBootServiceOn(t, profiles.BootConfig{}, p)
+			ctx := context.Background()
+			const base = "http://10.9.0.1:8080"
+			script, tok := bootScript(t, s)
+			if tok == "" || !strings.Contains(script, "flatcar.first_boot=1") || !strings.Contains(script, "ignition.config.url="+base+"/ignition?mac="+bootMAC+"&token="+tok+" ") {
+				t.Fatalf("boot script of a Flatcar disk install:\n%s", script)
+			}
+			raw, err := s.Ignition(ctx, profiles.BootRequest{MAC: bootMAC, Token: tok, BaseURL: base})
+			if err != nil {
+				t.Fatal(err)
+			}
+			inst, rpt, err := ign.Parse(raw)
+			if err != nil || len(rpt.Entries) > 0 {
+				t.Fatalf("installer config: %v %s\n%s", err, rpt, raw)
+			}
+			var unit string
+			for _, u := range inst.Systemd.Units {
+				if u.Name == "bootsrv-install.service" && u.Contents != nil && u.Enabled != nil && *u.Enabled {
+					unit = *u.Contents
+				}
+			}
+			if !strings.Contains(unit, "flatcar-install") || !strings.Contains(unit, "EnvironmentFile=/etc/bootsrv/install.env") || !strings.Contains(unit, "state=installed") {
+				t.Errorf("no enabled bootsrv-install.service running flatcar-install and reporting installed:\n%s", unit)
+			}
+			env := map[string]string{}
+			for _, f := range inst.Storage.Files {
+				switch f.Path {
+				case "/etc/bootsrv/install.env":
+					if f.Mode == nil || *f.Mode != 0o600 {
+						t.Errorf("install.env mode %v, want 0600: it holds a token", f.Mode)
+					}
+					d, err := dataurl.DecodeString(*f.Contents.Source)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, l := range strings.Split(strings.TrimSpace(string(d.Data)), "\n") {
+						k, v, _ := strings.Cut(l, "=")
+						env[k] = strings.Trim(v, `"`)
+					}
+				case "/etc/hostname", profiles.ReportEnvPath:
+					t.Errorf("the installer config writes %s: that is the installed system's", f.Path)
+				}
+			}
+			final := base + "/ignition?mac=" + bootMAC + "&token=" + tok + "&stage=final"
+			if env["BOOTSRV_FINAL_URL"] != final || env["BOOTSRV_INSTALL_DEVICE"] != want || !strings.HasPrefix(env["BOOTSRV_REPORT_URL"], base+"/report?mac="+bootMAC+"&token=") {
+				t.Errorf("install.env %q, want the final URL %s and device %s", env, final, want)
+			}
+			// What the installer fetches: the machine's own config.
+			u, err := url.Parse(env["BOOTSRV_FINAL_URL"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			q := u.Query()
+			cfg, err := s.Ignition(ctx, profiles.BootRequest{MAC: q.Get("mac"), Token: q.Get("token"), BaseURL: base, Stage: q.Get("stage")})
+			if err != nil {
+				t.Fatalf("final config: %v", err)
+			}
+			if !strings.Contains(string(cfg), "/etc/hostname") || strings.Contains(string(cfg), "bootsrv-install.service") {
+				t.Errorf("the final config is not the node's: %s", cfg)
+			}
+			if rendered, err := s.RenderIgnition(ctx, bootMAC, base); err != nil || !bytes.Equal(rendered, cfg) {
+				t.Errorf("render ignition (%v) is not the final config the installer gets", err)
+			}
+
+			m, err := report(t, s, profiles.ReportInstalled)
+			if err != nil || m.State != profiles.StateInstalled {
+				t.Fatalf("report installed: %v, state %q", err, m.State)
+			}
+			// Rebooting into the installed system: sent to its disk.
+			if script, _ := bootScript(t, s); !strings.Contains(script, "local disk") {
+				t.Fatalf("an installed machine is not sent to its disk:\n%s", script)
+			}
+			if got := state(t, s); got != profiles.StateInstalled {
+				t.Errorf("state %q after the local boot, want installed", got)
+			}
+			m, err = report(t, s, profiles.ReportBooted)
+			if err != nil || m.State != profiles.StateProvisioned {
+				t.Fatalf("report booted: %v, state %q", err, m.State)
+			}
+			if script, _ := bootScript(t, s); !strings.Contains(script, "local disk") {
+				t.Errorf("a provisioned disk machine is not sent to its disk:\n%s", script)
+			}
+			if _, err := report(t, s, profiles.ReportBooted); profiles.KindOf(err) != profiles.KindDenied {
+				t.Errorf("second booted report of a disk install: %v, want denied", err)
+			}
+			// Reprovision installs again.
+			if _, err := s.Reprovision(ctx, bootMAC); err != nil {
+				t.Fatal(err)
+			}
+			if script, tok := bootScript(t, s); tok == "" || strings.Contains(script, "local disk") {
+				t.Errorf("after reprovision:\n%s", script)
+			}
+		})
+	}
+}
+
+// TestFCOSDiskInstallArgs: Fedora CoreOS's live image installs by itself:
+// its kernel gets the device and the final config's URL, and no
+// ignition.config.url (the live system must not apply the final config).
+func TestFCOSDiskInstallArgs(t *testing.T) {
+	p := diskProfile
+	p.OS = profiles.OSFCOS
+	s := newBootServiceOn(t, profiles.BootConfig{}, p)
+	ctx := context.Background()
+	const base = "http://10.9.0.1:8080"
+	script, tok := bootScript(t, s)
+	final := "coreos.inst.ignition_url=" + base + "/ignition?mac=" + bootMAC + "&token=" + tok + "&stage=final "
+	if tok == "" || !strings.Contains(script, "coreos.inst.install_dev=/dev/sda ") || !strings.Contains(script, final) || strings.Contains(script, "ignition.config.url") {
+		t.Fatalf("FCOS disk boot script, want coreos.inst.install_dev=/dev/sda and %s, no ignition.config.url:\n%s", final, script)
+	}
+	cfg, err := s.Ignition(ctx, profiles.BootRequest{MAC: bootMAC, Token: tok, BaseURL: base, Stage: profiles.StageFinal})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(cfg), "/etc/hostname") {
+		t.Errorf("the final config is not the node's: %s", cfg)
+	}
+	if _, err := report(t, s, profiles.ReportBooted); err != nil {
+		t.Fatal(err)
+	}
+	if script, _ := bootScript(t, s); !strings.Contains(script, "local disk") {
+		t.Errorf("a provisioned FCOS disk machine is not sent to its disk:\n%s", script)
+	}
+}
+
+// TestIgnitionBadStage: the only stage is final; anything else is the
+// caller's error, and nothing is served or recorded as fetched.
+func TestIgnitionBadStage(t *testing.T) {
+	s := newBootServiceOn(t, profiles.BootConfig{}, diskProfile)
+	ctx := context.Background()
+	_, tok := bootScript(t, s)
+	for _, stage := range []string{"install", "FINAL", "final "} {
+		_, err := s.Ignition(ctx, profiles.BootRequest{MAC: bootMAC, Token: tok, BaseURL: "http://x", Stage: stage})
+		if profiles.KindOf(err) != profiles.KindInvalid || !strings.Contains(err.Error(), "final") {
+			t.Errorf("stage %q: %v (kind %q), want invalid naming the stage final", stage, err, profiles.KindOf(err))
+		}
+		if c := profiles.HTTPStatus(err); c < 400 || c > 499 {
+			t.Errorf("stage %q: HTTP %d, want 4xx", stage, c)
+		}
+	}
+	if got := state(t, s); got == profiles.StateIgnition {
+		t.Error("a refused stage moved the machine to ignition")
 	}
 }

@@ -297,6 +297,10 @@ func ParseProfilesFile(name string, data []byte) ([]Profile, error) {
 				p.Initrds, err = scalarList(name, k.Value, v)
 			case "args":
 				p.Args, err = scalarList(name, k.Value, v)
+			case "install":
+				p.Install, err = scalar(name, k.Value, v)
+			case "install_device":
+				p.InstallDevice, err = scalar(name, k.Value, v)
 			case "ignition":
 				if v.Kind == yaml.ScalarNode {
 					p.Ignition = v.Value
@@ -312,7 +316,7 @@ func ParseProfilesFile(name string, data []byte) ([]Profile, error) {
 				}
 				p.Ignition = string(b)
 			default:
-				return invalidf("%s:%d: unknown field %q: profile fields are name, role, os, kernel, initrds, args, ignition", name, k.Line, k.Value)
+				return invalidf("%s:%d: unknown field %q: profile fields are name, role, os, kernel, initrds, args, install, install_device, ignition", name, k.Line, k.Value)
 			}
 			return err
 		})

@@ -204,6 +204,11 @@ func TestParseProfilesFile(t *testing.T) {
 			want: []Profile{{Name: "worker", Role: "worker", Source: "p.yaml:2"}},
 		},
 		{
+			name: "install to disk",
+			data: "name: worker\nrole: worker\nos: flatcar\ninstall: disk\ninstall_device: /dev/vda\n",
+			want: []Profile{{Name: "worker", Role: "worker", OS: "flatcar", Install: "disk", InstallDevice: "/dev/vda", Source: "p.yaml:1"}},
+		},
+		{
 			name: "ignition as JSON text",
 			data: "name: worker\nrole: worker\nignition: |\n  {\"ignition\": {\"version\": \"3.4.0\"}}\n",
 			want: []Profile{{Name: "worker", Role: "worker", Ignition: "{\"ignition\": {\"version\": \"3.4.0\"}}\n", Source: "p.yaml:1"}},

@@ -1,12 +1,14 @@
 package profiles_test
 
-// Issue 6's acceptance on what the core service really serves: a cluster
-// loaded from examples/cluster (and a three-master variant of it), the
-// Ignition of each node rendered by Service.RenderIgnition, and that JSON
-// taken apart: every data URL decoded, the whole config run through the
-// real ignition-validate, every certificate checked with the real openssl
-// against the CA shipped beside it, the kubelet's flags, its
-// KubeletConfiguration, the static pods and kube-proxy's config decoded
+// Issue 6's acceptance on what the core service really serves, as issue 10
+// changed it: a cluster loaded from examples/cluster (and a three-master
+// variant of it), the release catalog seeded with pkg/release/releasetest,
+// the Ignition of each node rendered by Service.RenderIgnition, and that
+// JSON taken apart: every data URL decoded, every binary's source and
+// hash checked against the catalog, the whole config run through the real
+// ignition-validate, every certificate checked with the real openssl
+// against the CA shipped beside it, the systemd units' flags, the
+// KubeletConfiguration, kube-proxy's config and the addons decoded
 // strictly as the Kubernetes types they claim to be, flannel's options.env
 // and etcd's env read like their programs read them.
 
@@ -17,8 +19,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/sha512"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -39,6 +44,8 @@ import (
 	"github.com/coreos/ignition/v2/config/v3_4/types"
 	"github.com/vincent-petithory/dataurl"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	kubeproxyv1alpha1 "k8s.io/kube-proxy/config/v1alpha1"
 	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
 	"sigs.k8s.io/yaml"
@@ -46,6 +53,8 @@ import (
 	"github.com/bootsrv/bootsrv/pkg/nodeconfig"
 	"github.com/bootsrv/bootsrv/pkg/pki"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
+	"github.com/bootsrv/bootsrv/pkg/release"
+	"github.com/bootsrv/bootsrv/pkg/release/releasetest"
 	"github.com/bootsrv/bootsrv/pkg/store"
 )
 
@@ -68,6 +77,13 @@ const (
 // k8sSSHKey is an OpenSSH public key line the cluster authorizes for core.
 const k8sSSHKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMjur0FJZAc31HwF4do2GMidUWq2fEt5GgYFr8wN3PTM ops@bootsrv-test"
 
+// Paths of the CAs a node may get.
+const (
+	k8sCAPath           = pki.SSLDir + "/ca.pem"
+	k8sEtcdCAPath       = pki.SSLDir + "/etcd-ca.pem"
+	k8sFrontProxyCAPath = pki.SSLDir + "/front-proxy-ca.pem"
+)
+
 // k8sExtraMachines turn the example cluster into one with three masters
 // (so that ETCD_INITIAL_CLUSTER and the etcd endpoints have something to
 // list) and a worker whose FLANNELD_IFACE is an interface name.
@@ -77,8 +93,13 @@ var k8sExtraMachines = []profiles.Machine{
 	{MAC: k8sWorker3, Hostname: "worker3", IP: "10.99.0.15", Iface: "eth1", Profile: "worker", Labels: map[string]string{"rack": "r2"}},
 }
 
+// k8sAssets maps a lab's service to the assets dir its releases were
+// imported into.
+var k8sAssets sync.Map // *profiles.Service -> string
+
 // k8sLab is a service over a real bbolt store loaded with
-// examples/cluster (cluster, profiles, machines) plus extra machines.
+// examples/cluster (cluster, profiles, machines) plus extra machines, its
+// release catalog seeded with releasetest's stand-ins.
 func k8sLab(tb testing.TB, extra ...profiles.Machine) *profiles.Service {
 	tb.Helper()
 	return k8sLabWith(tb, nil, extra...)
@@ -87,21 +108,35 @@ func k8sLab(tb testing.TB, extra ...profiles.Machine) *profiles.Service {
 // k8sLabWith is k8sLab with the example cluster changed by edit first.
 func k8sLabWith(tb testing.TB, edit func(*profiles.Cluster), extra ...profiles.Machine) *profiles.Service {
 	tb.Helper()
+	s := k8sLabBare(tb, edit, extra...)
+	k8sImport(tb, s, releasetest.Write(tb, tb.TempDir(), releasetest.Default))
+	return s
+}
+
+// k8sImport imports the release tree src into the lab's assets dir (a
+// new one the first time).
+func k8sImport(tb testing.TB, s *profiles.Service, src string) profiles.ImportResult {
+	tb.Helper()
+	dir, _ := k8sAssets.LoadOrStore(s, tb.TempDir())
+	res, err := s.ImportReleases(context.Background(), src, dir.(string))
+	if err != nil {
+		tb.Fatalf("import %s: %v", src, err)
+	}
+	return res
+}
+
+// k8sLabBare is k8sLabWith with nothing imported.
+func k8sLabBare(tb testing.TB, edit func(*profiles.Cluster), extra ...profiles.Machine) *profiles.Service {
+	tb.Helper()
 	st, err := store.Open(tb.TempDir(), time.Second)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { st.Close() })
 	s := profiles.NewService(st)
+	tb.Cleanup(func() { k8sAssets.Delete(s) })
 	ctx := context.Background()
-	read := func(name string) []byte {
-		b, err := os.ReadFile(filepath.Join("..", "..", "examples", "cluster", name))
-		if err != nil {
-			tb.Fatal(err)
-		}
-		return b
-	}
-	c, err := profiles.ParseClusterFile("cluster.yaml", read("cluster.yaml"))
+	c, err := profiles.ParseClusterFile("cluster.yaml", k8sExample(tb, "cluster.yaml"))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -112,14 +147,14 @@ func k8sLabWith(tb testing.TB, edit func(*profiles.Cluster), extra ...profiles.M
 	if _, err := s.ClusterInit(ctx, c); err != nil {
 		tb.Fatal(err)
 	}
-	ps, err := profiles.ParseProfilesFile("profiles.yaml", read("profiles.yaml"))
+	ps, err := profiles.ParseProfilesFile("profiles.yaml", k8sExample(tb, "profiles.yaml"))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	if _, err := s.AddProfiles(ctx, ps, false); err != nil {
 		tb.Fatal(err)
 	}
-	ms, err := profiles.ParseMachinesFile("machines.yaml", read("machines.yaml"))
+	ms, err := profiles.ParseMachinesFile("machines.yaml", k8sExample(tb, "machines.yaml"))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -129,19 +164,63 @@ func k8sLabWith(tb testing.TB, edit func(*profiles.Cluster), extra ...profiles.M
 	return s
 }
 
-// k8sFile is one storage.files entry, decoded.
-type k8sFile struct {
-	mode int
-	data []byte
+func k8sExample(tb testing.TB, name string) []byte {
+	tb.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "examples", "cluster", name))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
 }
+
+// k8sUseOS replaces the lab's master and worker profiles with ones
+// booting os (flatcar: examples/cluster/profiles-flatcar.yaml).
+func k8sUseOS(tb testing.TB, s *profiles.Service, osName string) {
+	tb.Helper()
+	var ps []profiles.Profile
+	switch osName {
+	case profiles.OSFlatcar:
+		var err error
+		if ps, err = profiles.ParseProfilesFile("profiles-flatcar.yaml", k8sExample(tb, "profiles-flatcar.yaml")); err != nil {
+			tb.Fatal(err)
+		}
+	default:
+		for _, role := range []string{profiles.RoleMaster, profiles.RoleWorker} {
+			ps = append(ps, profiles.Profile{Name: role, Role: role, OS: osName, Kernel: "/assets/" + osName + "/vmlinuz", Initrds: []string{"/assets/" + osName + "/initrd.img"}})
+		}
+	}
+	if _, err := s.AddProfiles(context.Background(), ps, true); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// k8sBinDir is where a node's programs go on os (issue 10): Flatcar's /usr
+// is read-only, Fedora CoreOS keeps local programs in /usr/local/bin.
+func k8sBinDir(osName string) string {
+	if osName == profiles.OSFCOS {
+		return "/usr/local/bin"
+	}
+	return "/opt/bin"
+}
+
+// k8sFile is one storage.files entry, decoded: either data (a data URL's)
+// or a source URL and the hash Ignition checks it against.
+type k8sFile struct {
+	mode   int
+	data   []byte
+	source string
+	hash   string
+}
+
+func (f k8sFile) remote() bool { return f.source != "" }
 
 // k8sNode is one rendered Ignition config, taken apart.
 type k8sNode struct {
-	mac, hostname, ip, role string
-	raw                     []byte
-	cfg                     types.Config
-	files                   map[string]k8sFile
-	units                   map[string]types.Unit
+	mac, hostname, ip, role, os string
+	raw                         []byte
+	cfg                         types.Config
+	files                       map[string]k8sFile
+	units                       map[string]types.Unit
 }
 
 func (n *k8sNode) file(t *testing.T, p string) k8sFile {
@@ -161,6 +240,8 @@ func (n *k8sNode) unit(t *testing.T, name string) string {
 	}
 	return *u.Contents
 }
+
+func (n *k8sNode) binDir() string { return k8sBinDir(n.os) }
 
 // k8sRender renders mac's Ignition and decodes every file and unit in it.
 func k8sRender(t testing.TB, s *profiles.Service, mac string) *k8sNode {
@@ -182,12 +263,13 @@ func k8sRender(t testing.TB, s *profiles.Service, mac string) *k8sNode {
 	if err != nil {
 		t.Fatalf("%s: %v\n%s", m.Hostname, err, raw)
 	}
-	n.mac, n.hostname, n.ip, n.role = mac, m.Hostname, m.IP, p.Role
+	n.mac, n.hostname, n.ip, n.role, n.os = mac, m.Hostname, m.IP, p.Role, p.OS
 	return n
 }
 
 // k8sDecode parses raw with Ignition's own 3.4 parser (no warnings
-// allowed) and decodes every data URL, gunzipping compressed ones.
+// allowed) and decodes every data URL, gunzipping compressed ones. A file
+// fetched from a URL must carry the hash Ignition checks it against.
 func k8sDecode(raw []byte) (*k8sNode, error) {
 	cfg, rpt, err := ign.Parse(raw)
 	if err != nil {
@@ -213,9 +295,20 @@ func k8sDecode(raw []byte) (*k8sNode, error) {
 		if f.Mode == nil {
 			return nil, fmt.Errorf("file %s has no mode (Ignition would write it 0644)", f.Path)
 		}
+		if src := *f.Contents.Source; strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://") {
+			h := f.Contents.Verification.Hash
+			if h == nil || *h == "" {
+				return nil, fmt.Errorf("file %s is fetched from %s with no verification.hash", f.Path, src)
+			}
+			if c := f.Contents.Compression; c != nil && *c != "" {
+				return nil, fmt.Errorf("file %s: fetched binary with compression %q", f.Path, *c)
+			}
+			n.files[f.Path] = k8sFile{mode: *f.Mode, source: src, hash: *h}
+			continue
+		}
 		d, err := dataurl.DecodeString(*f.Contents.Source)
 		if err != nil {
-			return nil, fmt.Errorf("file %s: contents.source is not a data URL: %v", f.Path, err)
+			return nil, fmt.Errorf("file %s: contents.source is neither a data URL nor an http URL: %v", f.Path, err)
 		}
 		data := d.Data
 		switch c := f.Contents.Compression; {
@@ -243,28 +336,35 @@ func k8sDecode(raw []byte) (*k8sNode, error) {
 }
 
 // TestK8sIgnitionContent: each node's config writes exactly the role's
-// generated paths (no more, no fewer), each with a mode and non-empty
-// contents, enables its units, and carries the hostname, the cluster's
-// SSH key and the role marker.
+// generated paths (no more, no fewer), each with a mode and contents (the
+// binaries fetched, 0755), enables its units, and carries the hostname,
+// the cluster's SSH key and the role marker.
 func TestK8sIgnitionContent(t *testing.T) {
 	s := k8sLab(t, k8sExtraMachines...)
 	for _, mac := range []string{k8sMaster1, k8sMaster3, k8sWorker1, k8sWorker3} {
 		n := k8sRender(t, s, mac)
 		t.Run(n.hostname, func(t *testing.T) {
-			paths, err := nodeconfig.PathsForRole(n.role)
+			paths, err := nodeconfig.PathsForRole(n.role, n.binDir())
 			if err != nil {
 				t.Fatal(err)
 			}
 			want := append([]string{"/etc/hostname", profiles.ReportEnvPath}, paths...)
+			want = append(want, nodeconfig.RenewalPaths()...)
 			sort.Strings(want)
 			got := make([]string, 0, len(n.files))
 			for p, f := range n.files {
 				got = append(got, p)
+				if f.remote() {
+					if f.mode != 0o755 {
+						t.Errorf("%s (fetched from %s): mode %#o, want 0755", p, f.source, f.mode)
+					}
+					continue
+				}
 				if len(bytes.TrimSpace(f.data)) == 0 {
 					t.Errorf("%s is empty", p)
 				}
-				if f.mode != 0o644 && f.mode != 0o600 {
-					t.Errorf("%s: mode %#o, want 0644 or 0600", p, f.mode)
+				if f.mode != 0o644 && f.mode != 0o600 && (f.mode != 0o755 || !bytes.HasPrefix(f.data, []byte("#!"))) {
+					t.Errorf("%s: mode %#o, want 0644 or 0600 (0755 for a script)", p, f.mode)
 				}
 			}
 			sort.Strings(got)
@@ -274,15 +374,34 @@ func TestK8sIgnitionContent(t *testing.T) {
 
 			units, _ := nodeconfig.UnitsForRole(n.role)
 			wantUnits := append([]string{profiles.ReportUnit}, units...)
+			wantUnits = append(wantUnits, nodeconfig.RenewalUnits()...)
 			sort.Strings(wantUnits)
 			var gotUnits []string
 			for name, u := range n.units {
 				gotUnits = append(gotUnits, name)
-				if u.Enabled == nil || !*u.Enabled {
-					t.Errorf("unit %s is not enabled", name)
+				if u.Contents == nil {
+					t.Errorf("unit %s has no contents", name)
+					continue
 				}
-				if u.Contents == nil || !strings.Contains(*u.Contents, "[Service]") || !strings.Contains(*u.Contents, "WantedBy=multi-user.target") {
-					t.Errorf("unit %s: no [Service] or no WantedBy=multi-user.target:\n%v", name, u.Contents)
+				c := *u.Contents
+				_, timed := n.units[strings.TrimSuffix(name, ".service")+".timer"]
+				switch {
+				case strings.HasSuffix(name, ".timer"):
+					if u.Enabled == nil || !*u.Enabled || !strings.Contains(c, "[Timer]") || !strings.Contains(c, "WantedBy=timers.target") {
+						t.Errorf("timer %s: not enabled, or no [Timer] or WantedBy=timers.target:\n%s", name, c)
+					}
+				case timed:
+					// Started by its timer.
+					if !strings.Contains(c, "[Service]") {
+						t.Errorf("unit %s: no [Service]:\n%s", name, c)
+					}
+				default:
+					if u.Enabled == nil || !*u.Enabled {
+						t.Errorf("unit %s is not enabled", name)
+					}
+					if !strings.Contains(c, "[Service]") || !strings.Contains(c, "WantedBy=multi-user.target") {
+						t.Errorf("unit %s: no [Service] or no WantedBy=multi-user.target:\n%s", name, c)
+					}
 				}
 			}
 			sort.Strings(gotUnits)
@@ -317,6 +436,346 @@ func TestK8sIgnitionContent(t *testing.T) {
 				t.Errorf("%s: mode %#o, want 0600 (it holds a token)", profiles.ReportEnvPath, m)
 			}
 		})
+	}
+}
+
+// TestK8sHostPrep: every node loads the kernel modules and sets the
+// sysctls a bridged pod network needs, and its containerd uses the systemd
+// cgroup driver, the CNI dirs the binaries go to and the default sandbox
+// image; with no registry mirror there is no certs.d entry.
+func TestK8sHostPrep(t *testing.T) {
+	s := k8sLab(t)
+	for _, mac := range []string{k8sMaster1, k8sWorker1} {
+		n := k8sRender(t, s, mac)
+		t.Run(n.hostname, func(t *testing.T) {
+			mods := strings.Fields(k8sStripComments(n.file(t, "/etc/modules-load.d/kubernetes.conf").data))
+			for _, m := range []string{"overlay", "br_netfilter"} {
+				if !slices.Contains(mods, m) {
+					t.Errorf("modules-load.d lacks %s: %q", m, mods)
+				}
+			}
+			sysctl := map[string]string{}
+			for _, l := range strings.Split(k8sStripComments(n.file(t, "/etc/sysctl.d/90-kubernetes.conf").data), "\n") {
+				if k, v, ok := strings.Cut(l, "="); ok {
+					sysctl[strings.TrimSpace(k)] = strings.TrimSpace(v)
+				}
+			}
+			for _, k := range []string{"net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables"} {
+				if sysctl[k] != "1" {
+					t.Errorf("sysctl %s = %q, want 1", k, sysctl[k])
+				}
+			}
+			ctrd := string(n.file(t, "/etc/containerd/config.toml").data)
+			for _, want := range []string{"version = 2", "SystemdCgroup = true", `bin_dir = "/opt/cni/bin"`, `conf_dir = "/etc/cni/net.d"`,
+				`sandbox_image = "` + nodeconfig.DefaultSandboxImage + `"`, `config_path = "/etc/containerd/certs.d"`} {
+				if !strings.Contains(ctrd, want) {
+					t.Errorf("containerd config lacks %s:\n%s", want, ctrd)
+				}
+			}
+			for p := range n.files {
+				if strings.HasPrefix(p, "/etc/containerd/certs.d/") {
+					t.Errorf("%s written without a registry mirror", p)
+				}
+			}
+		})
+	}
+}
+
+func k8sStripComments(b []byte) string {
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestK8sBinaries: every binary a node runs is a storage.files entry
+// fetched from this server's /assets/ at the catalog's path, with
+// verification.hash "sha512-" + the catalog's SHA512 of it, which is the
+// SHA-512 of the file laid out in the assets dir. Each unit runs its
+// binary from the OS's bin dir; a worker gets no control-plane binary.
+func TestK8sBinaries(t *testing.T) {
+	ctx := context.Background()
+	for _, osName := range []string{profiles.OSLab, profiles.OSFlatcar, profiles.OSFCOS} {
+		t.Run(osName, func(t *testing.T) {
+			s := k8sLab(t)
+			if osName != profiles.OSLab {
+				k8sUseOS(t, s, osName)
+			}
+			dir, _ := k8sAssets.Load(s)
+			rels, err := s.Releases(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			catalog := map[string]release.Asset{}
+			for _, a := range rels {
+				catalog[a.Component+"/"+a.Name] = a
+			}
+			for _, mac := range []string{k8sMaster1, k8sWorker1} {
+				n := k8sRender(t, s, mac)
+				t.Run(n.hostname, func(t *testing.T) {
+					if n.os != osName {
+						t.Fatalf("profile os %q, want %q", n.os, osName)
+					}
+					needs, err := nodeconfig.BinariesForRole(n.role)
+					if err != nil {
+						t.Fatal(err)
+					}
+					wantRemote := map[string]bool{}
+					for _, need := range needs {
+						p := path.Join(n.binDir(), need.Name)
+						if need.CNI {
+							p = path.Join("/opt/cni/bin", need.Name)
+						}
+						wantRemote[p] = true
+						a, ok := catalog[need.Component+"/"+need.Name]
+						if !ok {
+							t.Fatalf("%s %s is not in the catalog: %+v", need.Component, need.Name, rels)
+						}
+						f := n.file(t, p)
+						if !f.remote() {
+							t.Errorf("%s is not fetched: it has %d bytes of data", p, len(f.data))
+							continue
+						}
+						if want := k8sBaseURL + "/assets/" + a.Path; f.source != want {
+							t.Errorf("%s: source %s, want %s", p, f.source, want)
+						}
+						if !strings.HasPrefix(f.source, k8sBaseURL+"/assets/") {
+							t.Errorf("%s: source %s is not under the server's /assets/", p, f.source)
+						}
+						if want := "sha512-" + a.SHA512; f.hash != want {
+							t.Errorf("%s: verification.hash %s, want %s", p, f.hash, want)
+						}
+						b, err := os.ReadFile(filepath.Join(dir.(string), filepath.FromSlash(a.Path)))
+						if err != nil {
+							t.Fatalf("the catalog's %s: %v", a.Path, err)
+						}
+						if sum := sha512.Sum512(b); f.hash != "sha512-"+hex.EncodeToString(sum[:]) {
+							t.Errorf("%s: verification.hash %s is not the SHA-512 of %s as laid out", p, f.hash, a.Path)
+						}
+						if f.mode != 0o755 {
+							t.Errorf("%s: mode %#o, want 0755", p, f.mode)
+						}
+					}
+					for p, f := range n.files {
+						if f.remote() && !wantRemote[p] {
+							t.Errorf("%s is fetched from %s, but it is not a binary of a %s", p, f.source, n.role)
+						}
+					}
+					// Each unit runs its program from the bin dir.
+					units := map[string]string{"kubelet.service": "kubelet", "kube-proxy.service": "kube-proxy", "flanneld.service": "flanneld"}
+					if n.role == profiles.RoleMaster {
+						for u, b := range map[string]string{"etcd.service": "etcd", "kube-apiserver.service": "kube-apiserver",
+							"kube-controller-manager.service": "kube-controller-manager", "kube-scheduler.service": "kube-scheduler",
+							"coredns.service": "coredns", "kube-addons.service": "kubectl"} {
+							units[u] = b
+						}
+					}
+					for u, b := range units {
+						if args := k8sExec(t, n.unit(t, u)); args[0] != path.Join(n.binDir(), b) {
+							t.Errorf("%s runs %s, want %s", u, args[0], path.Join(n.binDir(), b))
+						}
+					}
+					if n.role == profiles.RoleWorker {
+						for _, b := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "etcd", "etcdctl", "coredns"} {
+							for p := range n.files {
+								if path.Base(p) == b {
+									t.Errorf("a worker gets %s", p)
+								}
+							}
+						}
+					}
+				})
+			}
+		})
+	}
+}
+
+// TestK8sWorkerHoldsNoSecrets: a worker holds its kubelet's and
+// kube-proxy's keys and nothing else: no etcd certificate, no etcd CA, no
+// front-proxy CA, no service-account key, and no etcd settings for
+// flannel.
+func TestK8sWorkerHoldsNoSecrets(t *testing.T) {
+	s := k8sLab(t, k8sExtraMachines...)
+	for _, mac := range []string{k8sWorker1, k8sWorker3} {
+		n := k8sRender(t, s, mac)
+		t.Run(n.hostname, func(t *testing.T) {
+			var keys []string
+			for p, f := range n.files {
+				if strings.HasPrefix(path.Base(p), "etcd-") || p == k8sEtcdCAPath || p == k8sFrontProxyCAPath ||
+					p == pki.ServiceAccountKeyPath || p == pki.ServiceAccountPubPath {
+					t.Errorf("a worker gets %s", p)
+				}
+				if strings.HasSuffix(p, "-key.pem") || strings.HasSuffix(p, ".key") || bytes.Contains(f.data, []byte("PRIVATE KEY")) {
+					keys = append(keys, p)
+				}
+			}
+			sort.Strings(keys)
+			if want := []string{pki.KeyPath("kube-proxy"), pki.KeyPath("kubelet")}; !slices.Equal(keys, want) {
+				t.Errorf("a worker holds the keys %q, want only %q", keys, want)
+			}
+			for k := range k8sEnv(t, n.file(t, "/etc/flannel/options.env").data) {
+				if strings.Contains(k, "ETCD") {
+					t.Errorf("flannel's options.env sets %s: flannel reads the API, not etcd", k)
+				}
+			}
+		})
+	}
+}
+
+// TestK8sReleasesMissing: with nothing imported a master or worker does
+// not render, with a not-found error naming the files to download and the
+// command that imports them; the custom profile needs none. Importing
+// them makes the same machine render.
+func TestK8sReleasesMissing(t *testing.T) {
+	s := k8sLabBare(t, nil)
+	ctx := context.Background()
+	for _, c := range []struct {
+		mac       string
+		want, not []string
+	}{
+		{k8sMaster1, []string{"kubelet", "kube-apiserver", "etcd-v3.6.16-linux-amd64.tar.gz", "coredns_1.15.0_linux_amd64.tgz",
+			"cni-plugins-linux-amd64-v1.10.0.tgz", "flanneld", "cni-plugin-flannel-linux-amd64-v0.9.1.tgz", "bootsrv assets import"}, nil},
+		{k8sWorker1, []string{"v1.37.2/bin/linux/amd64/kubelet", "kube-proxy", "cni-plugins-linux-amd64-v1.10.0.tgz", "bootsrv assets import"},
+			[]string{"etcd", "kube-apiserver", "coredns"}},
+	} {
+		_, err := s.RenderIgnition(ctx, c.mac, k8sBaseURL)
+		if err == nil {
+			t.Fatalf("%s renders with no releases imported", c.mac)
+		}
+		if profiles.KindOf(err) != profiles.KindNotFound {
+			t.Errorf("%s: error kind %q, want not-found: %v", c.mac, profiles.KindOf(err), err)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error does not name %q: %v", c.mac, w, err)
+			}
+		}
+		for _, w := range c.not {
+			if strings.Contains(err.Error(), w) {
+				t.Errorf("%s: a worker's error names %q, which it does not run: %v", c.mac, w, err)
+			}
+		}
+	}
+	certs, err := s.Certs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(certs) != 0 {
+		t.Errorf("a render that failed for want of releases issued %d certificates", len(certs))
+	}
+	k8sImport(t, s, releasetest.Write(t, t.TempDir(), releasetest.Default))
+	k8sRender(t, s, k8sMaster1)
+	k8sRender(t, s, k8sWorker1)
+
+	// Another Kubernetes version than the one imported: only its files
+	// are missing.
+	other := k8sLabWith(t, func(c *profiles.Cluster) { c.KubernetesVersion = "v1.37.3" })
+	_, err = other.RenderIgnition(ctx, k8sWorker1, k8sBaseURL)
+	if profiles.KindOf(err) != profiles.KindNotFound || !strings.Contains(err.Error(), "v1.37.3/bin/linux/amd64/kubelet") ||
+		strings.Contains(err.Error(), "cni-plugins") || strings.Contains(err.Error(), "flanneld") {
+		t.Errorf("v1.37.3 with v1.37.2 imported: %v (kind %q), want not-found naming only the v1.37.3 files", err, profiles.KindOf(err))
+	}
+}
+
+// TestK8sReimport: a new import of a release replaces what the configs
+// fetch: the rendered config (kept in the state file) is made anew with
+// the new hash, and the catalog lists exactly what is in the assets dir,
+// every file with its hash. A release dir imported again with fewer
+// binaries drops the others from the catalog as from the disk, and the
+// nodes needing them say so rather than fetching a missing file.
+func TestK8sReimport(t *testing.T) {
+	s := k8sLab(t)
+	ctx := context.Background()
+	before := k8sRender(t, s, k8sWorker1)
+	kubelet := "/opt/bin/kubelet"
+	oldHash := before.file(t, kubelet).hash
+
+	// A rebuilt kubelet of the same version, alone in its release dir.
+	src := t.TempDir()
+	k := filepath.Join(src, "kubernetes", releasetest.Default.Kubernetes, "bin", "linux", releasetest.Default.Arch)
+	if err := os.MkdirAll(k, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := append(releasetest.ELF(releasetest.Default.Arch, "kubelet rebuilt"), "patched\n"...)
+	sum := k8sSHA256(bin)
+	if err := os.WriteFile(filepath.Join(k, "kubelet"), bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(k, "kubelet.sha256"), []byte(sum+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res := k8sImport(t, s, src)
+	if len(res.Assets) != 1 || res.Assets[0].Name != "kubelet" {
+		t.Fatalf("imported %+v, want the kubelet alone", res.Assets)
+	}
+	k8sCheckCatalogOnDisk(t, s)
+	rels, err := s.Releases(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range rels {
+		if a.Component == "kubernetes" && a.Version == releasetest.Default.Kubernetes && a.Name != "kubelet" {
+			t.Errorf("the catalog still lists %s, which the import replaced: %+v", a.Path, a)
+		}
+	}
+	_, err = s.RenderIgnition(ctx, k8sWorker1, k8sBaseURL)
+	if profiles.KindOf(err) != profiles.KindNotFound || !strings.Contains(err.Error(), "kube-proxy") || strings.Contains(err.Error(), "amd64/kubelet with") {
+		t.Fatalf("render after kube-proxy's release dir was replaced by one without it: %v (kind %q), want not-found naming kube-proxy", err, profiles.KindOf(err))
+	}
+
+	// The whole release again, with the rebuilt kubelet in it.
+	full := releasetest.Write(t, t.TempDir(), releasetest.Default)
+	if err := os.WriteFile(filepath.Join(full, "kubernetes", releasetest.Default.Kubernetes, "bin", "linux", releasetest.Default.Arch, "kubelet"), bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(full, "kubernetes", releasetest.Default.Kubernetes, "bin", "linux", releasetest.Default.Arch, "kubelet.sha256"), []byte(sum), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	k8sImport(t, s, full)
+	k8sCheckCatalogOnDisk(t, s)
+	after := k8sRender(t, s, k8sWorker1)
+	got := after.file(t, kubelet).hash
+	if got == oldHash {
+		t.Errorf("the config still fetches the earlier kubelet (%s) after the import of another", got)
+	}
+	want := sha512.Sum512(bin)
+	if got != "sha512-"+hex.EncodeToString(want[:]) {
+		t.Errorf("kubelet hash %s, want the rebuilt one's", got)
+	}
+	if after.file(t, "/opt/bin/kube-proxy").hash != before.file(t, "/opt/bin/kube-proxy").hash {
+		t.Error("kube-proxy's hash changed though its binary did not")
+	}
+}
+
+func k8sSHA256(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+// k8sCheckCatalogOnDisk: every asset the catalog lists is in the lab's
+// assets dir with the catalog's size and SHA-512.
+func k8sCheckCatalogOnDisk(t *testing.T, s *profiles.Service) {
+	t.Helper()
+	dir, _ := k8sAssets.Load(s)
+	rels, err := s.Releases(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rels) == 0 {
+		t.Fatal("the catalog is empty")
+	}
+	for _, a := range rels {
+		b, err := os.ReadFile(filepath.Join(dir.(string), filepath.FromSlash(a.Path)))
+		if err != nil {
+			t.Errorf("the catalog lists %s: %v", a.Path, err)
+			continue
+		}
+		if sum := sha512.Sum512(b); hex.EncodeToString(sum[:]) != a.SHA512 || int64(len(b)) != a.Size {
+			t.Errorf("%s on disk is not what the catalog says (%d bytes, sha512 %s)", a.Path, a.Size, a.SHA512)
+		}
 	}
 }
 
@@ -425,7 +884,7 @@ func k8sValidator(t *testing.T) string {
 // k8sCertWant is what one issued certificate must be.
 type k8sCertWant struct {
 	name           string // file name under /etc/kubernetes/ssl without .pem
-	ca             string // "ca.pem" or "etcd-ca.pem"
+	ca             string // "ca.pem", "etcd-ca.pem" or "front-proxy-ca.pem"
 	cn             string // "" means any
 	orgs           []string
 	server, client bool     // EKUs it must have; it must have no others
@@ -433,19 +892,17 @@ type k8sCertWant struct {
 	ips            []string
 }
 
-// k8sWantCerts lists every certificate a node of role gets, from issue 6.
+// k8sWantCerts lists every certificate a node of role gets, from issues 6
+// and 10: a worker has its kubelet's and kube-proxy's only.
 func k8sWantCerts(role, host, ip string) []k8sCertWant {
 	kubelet := k8sCertWant{name: "kubelet", ca: "ca.pem", cn: "system:node:" + host, orgs: []string{"system:nodes"},
 		server: true, client: true, dns: []string{host}, ips: []string{ip}}
-	flannel := k8sCertWant{name: "etcd-client-flannel", ca: "etcd-ca.pem", client: true}
+	proxy := k8sCertWant{name: "kube-proxy", ca: "ca.pem", cn: "system:kube-proxy", client: true}
 	if role == profiles.RoleWorker {
-		return []k8sCertWant{
-			kubelet, flannel,
-			{name: "kube-proxy", ca: "ca.pem", cn: "system:kube-proxy", client: true},
-		}
+		return []k8sCertWant{kubelet, proxy}
 	}
 	return []k8sCertWant{
-		kubelet, flannel,
+		kubelet, proxy,
 		{name: "apiserver", ca: "ca.pem", server: true,
 			dns: []string{"kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", host},
 			ips: []string{"10.3.0.1", ip, "10.99.0.10"}}, // 10.99.0.10: the cluster's api_server
@@ -457,12 +914,31 @@ func k8sWantCerts(role, host, ip string) []k8sCertWant {
 		{name: "etcd-server", ca: "etcd-ca.pem", server: true, client: true, dns: []string{host}, ips: []string{ip}},
 		{name: "etcd-peer", ca: "etcd-ca.pem", server: true, client: true, dns: []string{host}, ips: []string{ip}},
 		{name: "etcd-client", ca: "etcd-ca.pem", client: true},
+		// The aggregation layer's: what --requestheader-allowed-names names.
+		{name: "front-proxy-client", ca: "front-proxy-ca.pem", cn: "front-proxy-client", client: true},
+		{name: "coredns", ca: "ca.pem", cn: "system:coredns", client: true},
+		// The addon applier grants RBAC, so it is in system:masters.
+		{name: "addons", ca: "ca.pem", cn: "system:bootsrv-addons", orgs: []string{"system:masters"}, client: true},
 	}
 }
 
+// k8sCAFiles are the CAs a node of role gets, by file name, with the name
+// `bootsrv ca show` gives each.
+func k8sCAFiles(role string) map[string]string {
+	if role == profiles.RoleWorker {
+		return map[string]string{"ca.pem": "kubernetes-ca"}
+	}
+	return map[string]string{"ca.pem": "kubernetes-ca", "etcd-ca.pem": "etcd-ca", "front-proxy-ca.pem": "front-proxy-ca"}
+}
+
+func k8sIsCAPath(p string) bool {
+	return p == k8sCAPath || p == k8sEtcdCAPath || p == k8sFrontProxyCAPath
+}
+
 // TestK8sCertificates checks every certificate of a master and a worker
-// with the real openssl against the CA in the same config, and its subject,
-// SANs, usages and key with crypto/x509.
+// with the real openssl against the CA in the same config (and that it
+// fails against every other CA there), and its subject, SANs, usages and
+// key with crypto/x509.
 func TestK8sCertificates(t *testing.T) {
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Skip("openssl is not installed (Debian package openssl)")
@@ -484,6 +960,7 @@ func TestK8sCertificates(t *testing.T) {
 		{"rsa2048-90d/worker1", rsaLab, k8sWorker1, k8sKeyAlg{rsa: true, days: 90}},
 	} {
 		s := tc.s
+		n := k8sRender(t, s, tc.mac)
 		cas, err := s.CAs(context.Background())
 		if err != nil {
 			t.Fatal(err)
@@ -492,7 +969,6 @@ func TestK8sCertificates(t *testing.T) {
 		for _, c := range cas {
 			caFP[c.Name] = c.SHA256
 		}
-		n := k8sRender(t, s, tc.mac)
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			write := func(p string) string {
@@ -502,11 +978,20 @@ func TestK8sCertificates(t *testing.T) {
 				}
 				return f
 			}
-			// The CAs shipped are the cluster's (bootsrv ca show), two
-			// different ones, both CAs.
+			// The CAs shipped are the cluster's (bootsrv ca show), all
+			// different, all CAs; a worker gets the cluster CA alone.
 			caFiles := map[string]string{}
-			for file, name := range map[string]string{"ca.pem": "kubernetes-ca", "etcd-ca.pem": "etcd-ca"} {
+			seen := map[string]string{}
+			shipped := k8sCAFiles(n.role)
+			for _, file := range []string{"ca.pem", "etcd-ca.pem", "front-proxy-ca.pem"} {
 				p := pki.SSLDir + "/" + file
+				name, want := shipped[file]
+				if !want {
+					if _, ok := n.files[p]; ok {
+						t.Errorf("a %s gets %s", n.role, p)
+					}
+					continue
+				}
 				if m := n.file(t, p).mode; m != 0o644 {
 					t.Errorf("%s: mode %#o, want 0644", p, m)
 				}
@@ -514,9 +999,14 @@ func TestK8sCertificates(t *testing.T) {
 				if !c.IsCA {
 					t.Errorf("%s is not a CA certificate", p)
 				}
-				if fp := pki.Fingerprint(c); fp != caFP[name] {
-					t.Errorf("%s has fingerprint %s; the cluster's %s is %s", p, fp, name, caFP[name])
+				fp := pki.Fingerprint(c)
+				if fp != caFP[name] {
+					t.Errorf("%s has fingerprint %s; the cluster's %s is %q (ca show: %+v)", p, fp, name, caFP[name], cas)
 				}
+				if other, dup := seen[fp]; dup {
+					t.Errorf("%s is the same CA as %s", p, other)
+				}
+				seen[fp] = p
 				caFiles[file] = write(p)
 			}
 
@@ -525,8 +1015,7 @@ func TestK8sCertificates(t *testing.T) {
 			// exactly the set above.
 			var gotNames, wantNames []string
 			for p := range n.files {
-				if path.Dir(p) == pki.SSLDir && strings.HasSuffix(p, ".pem") && !strings.HasSuffix(p, "-key.pem") &&
-					p != pki.CACertPath && p != pki.EtcdCACertPath {
+				if path.Dir(p) == pki.SSLDir && strings.HasSuffix(p, ".pem") && !strings.HasSuffix(p, "-key.pem") && !k8sIsCAPath(p) {
 					gotNames = append(gotNames, strings.TrimSuffix(path.Base(p), ".pem"))
 				}
 			}
@@ -549,6 +1038,9 @@ func TestK8sCertificates(t *testing.T) {
 						t.Errorf("%s: mode %#o, want 0600", keyPath, m)
 					}
 					cf, kf := write(certPath), write(keyPath)
+					if caFiles[w.ca] == "" {
+						t.Fatalf("%s is signed by %s, which the config does not ship", w.name, w.ca)
+					}
 
 					// openssl verify, with the purpose each EKU serves.
 					var purposes []string
@@ -564,9 +1056,13 @@ func TestK8sCertificates(t *testing.T) {
 							t.Errorf("openssl verify -purpose %s -CAfile %s %s: %v\n%s", purpose, w.ca, w.name, err, out)
 						}
 					}
-					other := map[string]string{"ca.pem": "etcd-ca.pem", "etcd-ca.pem": "ca.pem"}[w.ca]
-					if out, err := k8sOpenSSL("verify", "-CAfile", caFiles[other], cf); err == nil {
-						t.Errorf("%s also verifies against %s, the wrong CA:\n%s", w.name, other, out)
+					for other, f := range caFiles {
+						if other == w.ca {
+							continue
+						}
+						if out, err := k8sOpenSSL("verify", "-CAfile", f, cf); err == nil {
+							t.Errorf("%s also verifies against %s, the wrong CA:\n%s", w.name, other, out)
+						}
 					}
 
 					// The key is the cert's.
@@ -735,26 +1231,27 @@ func k8sList(s string) []string {
 	return l
 }
 
-// TestK8sFlannelOptions: FLANNELD_IFACE is the machine's iface (its IP
-// unless set), FLANNELD_ETCD_ENDPOINTS every master's client URL over
-// TLS, and the files it names are in the config.
+// TestK8sFlannelOptions: flanneld runs in kube-subnet-mgr mode (issue
+// 10): FLANNELD_IFACE is the machine's iface (its IP unless set), it reads
+// its node's subnet from the API with the kubelet's kubeconfig (a file of
+// the config) as NODE_NAME, the network config names the cluster's pod
+// network, and there is no etcd setting left; the CNI config chains the
+// flannel and portmap plugins, which the node gets in /opt/cni/bin.
 func TestK8sFlannelOptions(t *testing.T) {
-	threeMasters := []string{"https://10.99.0.10:2379", "https://10.99.0.13:2379", "https://10.99.0.14:2379"}
 	single := k8sLab(t)
 	multi := k8sLab(t, k8sExtraMachines...)
 	cases := []struct {
-		name      string
-		s         *profiles.Service
-		mac       string
-		iface     string
-		endpoints []string
+		name  string
+		s     *profiles.Service
+		mac   string
+		iface string
 	}{
-		{"one master/master1", single, k8sMaster1, "10.99.0.10", []string{"https://10.99.0.10:2379"}},
-		{"one master/worker1 default iface", single, k8sWorker1, "10.99.0.11", []string{"https://10.99.0.10:2379"}},
-		{"one master/worker2 iface IP", single, k8sWorker2, "10.99.0.12", []string{"https://10.99.0.10:2379"}},
-		{"three masters/master2", multi, k8sMaster2, "10.99.0.13", threeMasters},
-		{"three masters/worker1", multi, k8sWorker1, "10.99.0.11", threeMasters},
-		{"three masters/worker3 iface name", multi, k8sWorker3, "eth1", threeMasters},
+		{"one master/master1", single, k8sMaster1, "10.99.0.10"},
+		{"one master/worker1 default iface", single, k8sWorker1, "10.99.0.11"},
+		{"one master/worker2 iface IP", single, k8sWorker2, "10.99.0.12"},
+		{"three masters/master2", multi, k8sMaster2, "10.99.0.13"},
+		{"three masters/worker1", multi, k8sWorker1, "10.99.0.11"},
+		{"three masters/worker3 iface name", multi, k8sWorker3, "eth1"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -763,16 +1260,71 @@ func TestK8sFlannelOptions(t *testing.T) {
 			if env["FLANNELD_IFACE"] != c.iface {
 				t.Errorf("FLANNELD_IFACE=%q, want %q", env["FLANNELD_IFACE"], c.iface)
 			}
-			if got := k8sList(env["FLANNELD_ETCD_ENDPOINTS"]); !slices.Equal(got, c.endpoints) {
-				t.Errorf("FLANNELD_ETCD_ENDPOINTS=%q, want %q", env["FLANNELD_ETCD_ENDPOINTS"], c.endpoints)
+			want := map[string]string{
+				"FLANNELD_KUBE_SUBNET_MGR": "true",
+				"FLANNELD_KUBECONFIG_FILE": "/etc/kubernetes/kubelet.conf",
+				"FLANNELD_NET_CONFIG_PATH": "/etc/kube-flannel/net-conf.json",
+				"FLANNELD_IP_MASQ":         "true",
+				"NODE_NAME":                n.hostname,
 			}
-			for _, k := range []string{"FLANNELD_ETCD_CAFILE", "FLANNELD_ETCD_CERTFILE", "FLANNELD_ETCD_KEYFILE"} {
+			for k, v := range want {
+				if env[k] != v {
+					t.Errorf("%s=%q, want %q", k, env[k], v)
+				}
+			}
+			for k := range env {
+				if strings.HasPrefix(k, "FLANNELD_ETCD") {
+					t.Errorf("%s=%s: kube-subnet-mgr mode has no etcd", k, env[k])
+				}
+			}
+			for _, k := range []string{"FLANNELD_KUBECONFIG_FILE", "FLANNELD_NET_CONFIG_PATH"} {
 				if _, ok := n.files[env[k]]; !ok {
 					t.Errorf("%s=%q is not a file of the config", k, env[k])
 				}
 			}
-			if env["FLANNELD_ETCD_CAFILE"] != pki.EtcdCACertPath {
-				t.Errorf("FLANNELD_ETCD_CAFILE=%q, want the etcd CA %s", env["FLANNELD_ETCD_CAFILE"], pki.EtcdCACertPath)
+			// The kubelet's identity: system:node:<name>, which the Node
+			// authorizer lets read its own Node.
+			if kc := k8sKubeconfig(t, n.file(t, env["FLANNELD_KUBECONFIG_FILE"]).data); kc.user != "system:node:"+n.hostname {
+				t.Errorf("flannel's kubeconfig user %q", kc.user)
+			}
+			var net struct {
+				Network string
+				Backend struct{ Type string }
+			}
+			if err := json.Unmarshal(n.file(t, "/etc/kube-flannel/net-conf.json").data, &net); err != nil {
+				t.Fatalf("net-conf.json: %v", err)
+			}
+			if net.Network != "10.2.0.0/16" || net.Backend.Type != "vxlan" {
+				t.Errorf("net-conf.json %+v, want the pod network over vxlan", net)
+			}
+			unit := n.unit(t, "flanneld.service")
+			if !strings.Contains(unit, "EnvironmentFile=/etc/flannel/options.env") {
+				t.Errorf("flanneld.service does not read options.env:\n%s", unit)
+			}
+
+			var conf struct {
+				Name       string `json:"name"`
+				CNIVersion string `json:"cniVersion"`
+				Plugins    []struct {
+					Type string `json:"type"`
+				} `json:"plugins"`
+			}
+			if err := json.Unmarshal(n.file(t, "/etc/cni/net.d/10-flannel.conflist").data, &conf); err != nil {
+				t.Fatalf("10-flannel.conflist: %v", err)
+			}
+			var types []string
+			for _, p := range conf.Plugins {
+				types = append(types, p.Type)
+			}
+			if conf.Name == "" || conf.CNIVersion == "" || !slices.Equal(types, []string{"flannel", "portmap"}) {
+				t.Errorf("conflist %+v, want flannel then portmap", conf)
+			}
+			// flannel delegates to bridge and host-local: every plugin is
+			// a binary of the config.
+			for _, p := range append(types, "bridge", "host-local", "loopback") {
+				if f, ok := n.files["/opt/cni/bin/"+p]; !ok || !f.remote() {
+					t.Errorf("CNI plugin %s is not fetched into /opt/cni/bin", p)
+				}
 			}
 		})
 	}
@@ -986,8 +1538,13 @@ func TestK8sKubeletConfiguration(t *testing.T) {
 			if p, ok := raw["readOnlyPort"]; !ok || p != float64(0) || kc.ReadOnlyPort != 0 {
 				t.Errorf("readOnlyPort %v (written: %v), want 0 written out", p, ok)
 			}
-			if kc.StaticPodPath != "/etc/kubernetes/manifests" {
-				t.Errorf("staticPodPath %q", kc.StaticPodPath)
+			// The control plane runs as systemd units: no static pods.
+			if _, ok := raw["staticPodPath"]; ok || kc.StaticPodPath != "" {
+				t.Errorf("staticPodPath %q: there are no static pods", kc.StaticPodPath)
+			}
+			// The lab OS has no systemd-resolved.
+			if kc.ResolverConfig == nil || *kc.ResolverConfig != "/etc/resolv.conf" {
+				t.Errorf("resolvConf %v, want /etc/resolv.conf", kc.ResolverConfig)
 			}
 			for _, p := range []string{kc.TLSCertFile, kc.TLSPrivateKeyFile} {
 				if _, ok := n.files[p]; !ok {
@@ -1009,44 +1566,71 @@ func TestK8sKubeletConfiguration(t *testing.T) {
 	}
 }
 
-// TestK8sStaticPods decodes every manifest strictly as a core/v1 Pod and
-// checks the apiserver's flags; every file a flag names must be in the
-// config and mounted into the pod.
-func TestK8sStaticPods(t *testing.T) {
+// TestK8sControlPlaneUnits: the control plane runs as systemd units from
+// the node's binaries (issue 10), not as static pods: no manifest is
+// written, and the flags of every unit are checked (the apiserver's with
+// the aggregation layer's); every file a flag names is in the config.
+// kube-proxy runs on every node, masters too; the addons give CoreDNS its
+// RBAC, a Service on the DNS IP and an EndpointSlice naming the masters.
+func TestK8sControlPlaneUnits(t *testing.T) {
 	s := k8sLab(t, k8sExtraMachines...)
 	etcdServers := []string{"https://10.99.0.10:2379", "https://10.99.0.13:2379", "https://10.99.0.14:2379"}
+	masters := []string{"10.99.0.10", "10.99.0.13", "10.99.0.14"}
 	for _, mac := range []string{k8sMaster1, k8sMaster2, k8sWorker1} {
 		n := k8sRender(t, s, mac)
 		t.Run(n.hostname, func(t *testing.T) {
-			want := []string{"kube-proxy"}
-			if n.role == profiles.RoleMaster {
-				want = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"}
-			}
-			var got []string
 			for p := range n.files {
-				if path.Dir(p) == "/etc/kubernetes/manifests" {
-					got = append(got, strings.TrimSuffix(path.Base(p), ".yaml"))
+				if strings.HasPrefix(p, "/etc/kubernetes/manifests/") {
+					t.Errorf("%s: the control plane has no static pods any more", p)
 				}
 			}
-			sort.Strings(got)
-			if !slices.Equal(got, want) {
-				t.Errorf("static pods %q, want %q", got, want)
+			controlPlane := []string{"etcd.service", "kube-apiserver.service", "kube-controller-manager.service", "kube-scheduler.service", "coredns.service", "kube-addons.service"}
+			want := []string{"flanneld.service", "kube-proxy.service", "kubelet.service"}
+			if n.role == profiles.RoleMaster {
+				want = append(want, controlPlane...)
+			} else {
+				for _, u := range controlPlane {
+					if _, ok := n.units[u]; ok {
+						t.Errorf("a worker runs %s", u)
+					}
+				}
 			}
 			for _, name := range want {
 				t.Run(name, func(t *testing.T) {
-					pod := k8sPod(t, n, name)
-					flags := k8sFlags(t, pod.Spec.Containers[0].Command[1:])
-					k8sFlagFilesMounted(t, n, pod, flags)
+					unit := n.unit(t, name)
+					args := k8sExec(t, unit)
+					flags := k8sFlags(t, args[1:])
+					k8sFlagFilesExist(t, n, flags)
+					if !strings.Contains(unit, "Restart=") {
+						t.Errorf("%s is not restarted when it fails:\n%s", name, unit)
+					}
 					switch name {
-					case "kube-apiserver":
+					case "kube-apiserver.service":
 						k8sCheckAPIServer(t, n, flags, etcdServers)
-					case "kube-proxy":
+						k8sAfter(t, unit, "etcd.service")
+					case "kube-proxy.service":
 						k8sCheckKubeProxy(t, n, flags)
-					case "kube-controller-manager", "kube-scheduler":
+					case "kube-controller-manager.service", "kube-scheduler.service":
 						kc := k8sKubeconfig(t, n.file(t, flags["--kubeconfig"]).data)
 						if kc.server != "https://"+n.ip+":6443" {
 							t.Errorf("kubeconfig server %q, want the apiserver beside it", kc.server)
 						}
+						k8sAfter(t, unit, "kube-apiserver.service")
+						if name == "kube-controller-manager.service" {
+							k8sCheckControllerManager(t, n, flags, kc)
+						} else if kc.user != "system:kube-scheduler" || kc.cert != pki.CertPath("scheduler") {
+							t.Errorf("scheduler kubeconfig %+v", kc)
+						}
+					case "etcd.service":
+						for _, w := range []string{"EnvironmentFile=/etc/etcd/etcd.env", "Type=notify"} {
+							if !strings.Contains(unit, w) {
+								t.Errorf("etcd.service lacks %s:\n%s", w, unit)
+							}
+						}
+					case "coredns.service":
+						k8sCheckCoreDNS(t, n, flags)
+					case "kube-addons.service":
+						k8sCheckAddons(t, n, unit, args, flags, masters)
 					}
 				})
 			}
@@ -1054,60 +1638,36 @@ func TestK8sStaticPods(t *testing.T) {
 	}
 }
 
-func k8sPod(t *testing.T, n *k8sNode, name string) corev1.Pod {
+// k8sAfter: the unit starts after dep.
+func k8sAfter(t *testing.T, unit, dep string) {
 	t.Helper()
-	b := n.file(t, "/etc/kubernetes/manifests/"+name+".yaml").data
-	var pod corev1.Pod
-	if err := yaml.UnmarshalStrict(b, &pod); err != nil {
-		t.Fatalf("not a strict core/v1 Pod: %v\n%s", err, b)
+	for _, l := range strings.Split(unit, "\n") {
+		if v, ok := strings.CutPrefix(l, "After="); ok && slices.Contains(strings.Fields(v), dep) {
+			return
+		}
 	}
-	if pod.APIVersion != "v1" || pod.Kind != "Pod" || pod.Name != name || pod.Namespace != "kube-system" {
-		t.Errorf("apiVersion %q kind %q name %q namespace %q", pod.APIVersion, pod.Kind, pod.Name, pod.Namespace)
-	}
-	if !pod.Spec.HostNetwork || len(pod.Spec.Containers) != 1 {
-		t.Fatalf("want one host-network container:\n%s", b)
-	}
-	ctr := pod.Spec.Containers[0]
-	if img := "registry.k8s.io/" + name + ":" + profiles.DefaultKubernetesVersion; ctr.Image != img {
-		t.Errorf("image %q, want %q", ctr.Image, img)
-	}
-	if len(ctr.Command) < 2 || ctr.Command[0] != name {
-		t.Fatalf("command %q", ctr.Command)
-	}
-	return pod
+	t.Errorf("the unit does not start after %s:\n%s", dep, unit)
 }
 
-// k8sFlagFilesMounted: a flag naming a path under /etc/kubernetes names a
-// file of the config, and a hostPath volume of the pod brings it in.
-func k8sFlagFilesMounted(t *testing.T, n *k8sNode, pod corev1.Pod, flags map[string]string) {
+// k8sFlagFilesExist: a flag naming a path under /etc/ names a file of the
+// config (or a directory holding some).
+func k8sFlagFilesExist(t *testing.T, n *k8sNode, flags map[string]string) {
 	t.Helper()
-	vols := map[string]string{}
-	for _, v := range pod.Spec.Volumes {
-		if v.HostPath != nil {
-			vols[v.Name] = v.HostPath.Path
-		}
-	}
-	var mounted []string
-	for _, m := range pod.Spec.Containers[0].VolumeMounts {
-		host, ok := vols[m.Name]
-		if !ok {
-			t.Errorf("volumeMount %s has no hostPath volume", m.Name)
-			continue
-		}
-		if host != m.MountPath {
-			t.Errorf("volume %s: host %s mounted at %s; the flags name host paths", m.Name, host, m.MountPath)
-		}
-		mounted = append(mounted, m.MountPath)
-	}
 	for f, v := range flags {
-		if !strings.HasPrefix(v, "/etc/kubernetes/") {
+		if !strings.HasPrefix(v, "/etc/") {
 			continue
 		}
-		if _, ok := n.files[v]; !ok {
-			t.Errorf("%s=%s is not a file of the config", f, v)
+		if _, ok := n.files[v]; ok {
+			continue
 		}
-		if !slices.ContainsFunc(mounted, func(m string) bool { return v == m || strings.HasPrefix(v, m+"/") }) {
-			t.Errorf("%s=%s is not mounted into the pod (mounts %q)", f, v, mounted)
+		dir := false
+		for p := range n.files {
+			if strings.HasPrefix(p, v+"/") {
+				dir = true
+			}
+		}
+		if !dir {
+			t.Errorf("%s=%s is not a file of the config", f, v)
 		}
 	}
 }
@@ -1128,10 +1688,20 @@ func k8sCheckAPIServer(t *testing.T, n *k8sNode, flags map[string]string, etcdSe
 		"--tls-private-key-file":             pki.KeyPath("apiserver"),
 		"--client-ca-file":                   pki.CACertPath,
 		"--advertise-address":                n.ip,
+		// The aggregation layer (issue 10).
+		"--requestheader-client-ca-file": k8sFrontProxyCAPath,
+		"--requestheader-allowed-names":  "front-proxy-client",
+		"--proxy-client-cert-file":       pki.CertPath("front-proxy-client"),
+		"--proxy-client-key-file":        pki.KeyPath("front-proxy-client"),
 	}
 	for f, v := range want {
 		if flags[f] != v {
 			t.Errorf("apiserver %s=%q, want %q", f, flags[f], v)
+		}
+	}
+	for _, f := range []string{"--requestheader-username-headers", "--requestheader-group-headers", "--requestheader-extra-headers-prefix"} {
+		if flags[f] == "" {
+			t.Errorf("apiserver %s is not set: aggregated APIs would get no user", f)
 		}
 	}
 	if iss := flags["--service-account-issuer"]; !strings.HasPrefix(iss, "https://") {
@@ -1146,14 +1716,51 @@ func k8sCheckAPIServer(t *testing.T, n *k8sNode, flags map[string]string, etcdSe
 	if flags["--etcd-certfile"] == "" || flags["--etcd-keyfile"] == "" {
 		t.Error("no etcd client cert: etcd requires client-cert auth")
 	}
-	// The etcd client cert is the etcd CA's, the apiserver's serving cert
-	// the cluster CA's.
+	// The etcd client cert is the etcd CA's, the proxy client cert the
+	// front-proxy CA's, named as --requestheader-allowed-names says.
 	etcdCA := k8sParseCert(t, n.file(t, pki.EtcdCACertPath).data)
 	if c := k8sParseCert(t, n.file(t, flags["--etcd-certfile"]).data); c.CheckSignatureFrom(etcdCA) != nil {
 		t.Errorf("%s is not signed by the etcd CA", flags["--etcd-certfile"])
 	}
+	fpCA := k8sParseCert(t, n.file(t, flags["--requestheader-client-ca-file"]).data)
+	pc := k8sParseCert(t, n.file(t, flags["--proxy-client-cert-file"]).data)
+	if pc.CheckSignatureFrom(fpCA) != nil {
+		t.Errorf("%s is not signed by the front-proxy CA", flags["--proxy-client-cert-file"])
+	}
+	if !slices.Contains(strings.Split(flags["--requestheader-allowed-names"], ","), pc.Subject.CommonName) {
+		t.Errorf("the proxy client cert's CN %q is not among --requestheader-allowed-names=%s", pc.Subject.CommonName, flags["--requestheader-allowed-names"])
+	}
+	if c := k8sParseCert(t, n.file(t, pki.CACertPath).data); pc.CheckSignatureFrom(c) == nil {
+		t.Error("the proxy client cert is signed by the cluster CA: any client cert would pass as the front proxy")
+	}
 	if sa := n.file(t, pki.ServiceAccountKeyPath).data; bytes.Equal(sa, n.file(t, pki.KeyPath("apiserver")).data) {
 		t.Error("the service-account signing key is the apiserver's TLS key")
+	}
+}
+
+func k8sCheckControllerManager(t *testing.T, n *k8sNode, flags map[string]string, kc k8sKC) {
+	t.Helper()
+	want := map[string]string{
+		"--requestheader-client-ca-file":     k8sFrontProxyCAPath,
+		"--client-ca-file":                   pki.CACertPath,
+		"--allocate-node-cidrs":              "true",
+		"--cluster-cidr":                     "10.2.0.0/16",
+		"--service-cluster-ip-range":         "10.3.0.0/24",
+		"--service-account-private-key-file": pki.ServiceAccountKeyPath,
+		"--root-ca-file":                     pki.CACertPath,
+	}
+	for f, v := range want {
+		if flags[f] != v {
+			t.Errorf("controller-manager %s=%q, want %q", f, flags[f], v)
+		}
+	}
+	for f := range flags {
+		if strings.HasPrefix(f, "--cluster-signing-") {
+			t.Errorf("controller-manager %s: the CA key never leaves bootsrv", f)
+		}
+	}
+	if kc.user != "system:kube-controller-manager" || kc.cert != pki.CertPath("controller-manager") {
+		t.Errorf("controller-manager kubeconfig %+v", kc)
 	}
 }
 
@@ -1173,6 +1780,105 @@ func k8sCheckKubeProxy(t *testing.T, n *k8sNode, flags map[string]string) {
 	kc := k8sKubeconfig(t, n.file(t, kp.ClientConnection.Kubeconfig).data)
 	if kc.server != "https://10.99.0.10:6443" || kc.cert != pki.CertPath("kube-proxy") || kc.user != "system:kube-proxy" {
 		t.Errorf("kube-proxy kubeconfig %+v", kc)
+	}
+}
+
+// k8sCheckCoreDNS: CoreDNS serves the cluster domain on the master's own
+// address, reads the API as system:coredns and forwards the rest to the
+// cluster's upstream DNS.
+func k8sCheckCoreDNS(t *testing.T, n *k8sNode, flags map[string]string) {
+	t.Helper()
+	if flags["-conf"] != "/etc/coredns/Corefile" {
+		t.Errorf("coredns -conf=%q", flags["-conf"])
+	}
+	cf := string(n.file(t, "/etc/coredns/Corefile").data)
+	for _, w := range []string{"bind " + n.ip, "kubernetes cluster.local in-addr.arpa ip6.arpa", "kubeconfig /etc/kubernetes/coredns.conf", "forward . 10.99.0.1", "loop"} {
+		if !strings.Contains(cf, w) {
+			t.Errorf("Corefile lacks %q:\n%s", w, cf)
+		}
+	}
+	kc := k8sKubeconfig(t, n.file(t, "/etc/kubernetes/coredns.conf").data)
+	if kc.server != "https://"+n.ip+":6443" || kc.user != "system:coredns" || kc.cert != pki.CertPath("coredns") {
+		t.Errorf("coredns kubeconfig %+v", kc)
+	}
+}
+
+// k8sCheckAddons: a oneshot kubectl apply of the addon dir, as the addon
+// applier, and the addons decoded strictly as their Kubernetes types.
+func k8sCheckAddons(t *testing.T, n *k8sNode, unit string, args []string, flags map[string]string, masters []string) {
+	t.Helper()
+	if !strings.Contains(unit, "Type=oneshot") {
+		t.Errorf("kube-addons.service is not a oneshot:\n%s", unit)
+	}
+	if !slices.Contains(args, "apply") || !slices.Contains(args, "/etc/kubernetes/addons") {
+		t.Errorf("kube-addons.service runs %q, want kubectl apply of /etc/kubernetes/addons", args)
+	}
+	kc := k8sKubeconfig(t, n.file(t, flags["--kubeconfig"]).data)
+	if kc.server != "https://"+n.ip+":6443" || kc.user != "system:bootsrv-addons" || kc.cert != pki.CertPath("addons") {
+		t.Errorf("addons kubeconfig %+v", kc)
+	}
+	docs := func(name string) [][]byte {
+		var out [][]byte
+		for _, d := range strings.Split(string(n.file(t, "/etc/kubernetes/addons/"+name).data), "\n---\n") {
+			if strings.TrimSpace(d) != "" {
+				out = append(out, []byte(d))
+			}
+		}
+		return out
+	}
+	rbac := docs("10-coredns-rbac.yaml")
+	if len(rbac) != 2 {
+		t.Fatalf("10-coredns-rbac.yaml has %d objects, want a ClusterRole and its binding", len(rbac))
+	}
+	var role rbacv1.ClusterRole
+	var binding rbacv1.ClusterRoleBinding
+	if err := yaml.UnmarshalStrict(rbac[0], &role); err != nil || role.Kind != "ClusterRole" || role.Name != "system:coredns" {
+		t.Errorf("ClusterRole: %v %+v\n%s", err, role, rbac[0])
+	}
+	watches := false
+	for _, r := range role.Rules {
+		if slices.Contains(r.Resources, "endpointslices") && slices.Contains(r.Verbs, "watch") {
+			watches = true
+		}
+	}
+	if !watches {
+		t.Errorf("system:coredns may not watch endpointslices: %+v", role.Rules)
+	}
+	if err := yaml.UnmarshalStrict(rbac[1], &binding); err != nil || binding.Kind != "ClusterRoleBinding" || binding.RoleRef.Name != "system:coredns" ||
+		len(binding.Subjects) != 1 || binding.Subjects[0].Kind != "User" || binding.Subjects[0].Name != "system:coredns" {
+		t.Errorf("ClusterRoleBinding: %v %+v", err, binding)
+	}
+	var svc corev1.Service
+	if d := docs("20-kube-dns-service.yaml"); len(d) != 1 || yaml.UnmarshalStrict(d[0], &svc) != nil {
+		t.Fatalf("20-kube-dns-service.yaml is not one strict Service: %q", d)
+	}
+	if svc.Kind != "Service" || svc.Namespace != "kube-system" || svc.Name != "kube-dns" || svc.Spec.ClusterIP != "10.3.0.10" || len(svc.Spec.Selector) != 0 {
+		t.Errorf("kube-dns Service %+v", svc)
+	}
+	var protos []string
+	for _, p := range svc.Spec.Ports {
+		if p.Port == 53 {
+			protos = append(protos, string(p.Protocol))
+		}
+	}
+	sort.Strings(protos)
+	if !slices.Equal(protos, []string{"TCP", "UDP"}) {
+		t.Errorf("kube-dns ports %+v, want 53 over UDP and TCP", svc.Spec.Ports)
+	}
+	var slice discoveryv1.EndpointSlice
+	if d := docs("30-kube-dns-endpoints.yaml"); len(d) != 1 || yaml.UnmarshalStrict(d[0], &slice) != nil {
+		t.Fatalf("30-kube-dns-endpoints.yaml is not one strict EndpointSlice: %q", d)
+	}
+	if slice.Kind != "EndpointSlice" || slice.Namespace != "kube-system" || slice.Labels["kubernetes.io/service-name"] != "kube-dns" || slice.AddressType != discoveryv1.AddressTypeIPv4 {
+		t.Errorf("EndpointSlice %+v", slice)
+	}
+	var addrs []string
+	for _, e := range slice.Endpoints {
+		addrs = append(addrs, e.Addresses...)
+	}
+	sort.Strings(addrs)
+	if !slices.Equal(addrs, masters) {
+		t.Errorf("the kube-dns endpoints are %q, want the masters %q", addrs, masters)
 	}
 }
 
@@ -1251,14 +1957,22 @@ func k8sSSLFiles(n *k8sNode) map[string][]byte {
 func TestK8sCertsIssuedOnce(t *testing.T) {
 	s := k8sLab(t)
 	ctx := context.Background()
-	clusterWide := map[string]bool{pki.CACertPath: true, pki.EtcdCACertPath: true, pki.ServiceAccountKeyPath: true, pki.ServiceAccountPubPath: true}
+	clusterWide := map[string]bool{pki.CACertPath: true, pki.EtcdCACertPath: true, k8sFrontProxyCAPath: true, pki.ServiceAccountKeyPath: true, pki.ServiceAccountPubPath: true}
 	for _, mac := range []string{k8sMaster1, k8sWorker1} {
 		first := k8sRender(t, s, mac)
 		t.Run(first.hostname, func(t *testing.T) {
 			again := k8sSSLFiles(k8sRender(t, s, mac))
 			before := k8sSSLFiles(first)
-			if len(before) < 8 {
-				t.Fatalf("only %d files under %s", len(before), pki.SSLDir)
+			// Two files per certificate, and the cluster-wide ones: the
+			// CA (a worker), the three CAs and the service-account pair (a
+			// master).
+			certs, _ := nodeconfig.CertsForRole(first.role)
+			want := 2*len(certs) + 1
+			if first.role == profiles.RoleMaster {
+				want = 2*len(certs) + 5
+			}
+			if len(before) != want {
+				t.Fatalf("%d files under %s, want %d", len(before), pki.SSLDir, want)
 			}
 			for p, b := range before {
 				if !bytes.Equal(again[p], b) {
@@ -1306,6 +2020,8 @@ func TestK8sProfileSnippet(t *testing.T) {
 	}
 	refused := []struct {
 		name, role, snippet, want string
+		// os is the profile's OS; empty: lab.
+		os string
 		// bug, when set, is the known bug that lets the snippet through:
 		// the case skips with it instead of failing.
 		bug string
@@ -1314,7 +2030,17 @@ func TestK8sProfileSnippet(t *testing.T) {
 		{name: "master options.env", role: profiles.RoleMaster, snippet: file("/etc/flannel/options.env"), want: "/etc/flannel/options.env"},
 		{name: "worker kubelet cert", role: profiles.RoleWorker, snippet: file("/etc/kubernetes/ssl/kubelet.pem"), want: "/etc/kubernetes/ssl/kubelet.pem"},
 		{name: "master etcd.env", role: profiles.RoleMaster, snippet: file("/etc/etcd/etcd.env"), want: "/etc/etcd/etcd.env"},
-		{name: "master apiserver pod", role: profiles.RoleMaster, snippet: file("/etc/kubernetes/manifests/kube-apiserver.yaml"), want: "/etc/kubernetes/manifests/kube-apiserver.yaml"},
+		// The control plane are units now, with their config beside them.
+		{name: "master apiserver unit", role: profiles.RoleMaster,
+			snippet: `{"ignition":{"version":"3.4.0"},"systemd":{"units":[{"name":"kube-apiserver.service","enabled":false}]}}`, want: "kube-apiserver.service"},
+		{name: "master addon", role: profiles.RoleMaster, snippet: file("/etc/kubernetes/addons/20-kube-dns-service.yaml"), want: "/etc/kubernetes/addons/20-kube-dns-service.yaml"},
+		{name: "master Corefile", role: profiles.RoleMaster, snippet: file("/etc/coredns/Corefile"), want: "/etc/coredns/Corefile"},
+		{name: "worker containerd config", role: profiles.RoleWorker, snippet: file("/etc/containerd/config.toml"), want: "/etc/containerd/config.toml"},
+		// The binaries, where each OS puts them.
+		{name: "worker kubelet binary", role: profiles.RoleWorker, snippet: file("/opt/bin/kubelet"), want: "/opt/bin/kubelet"},
+		{name: "worker CNI plugin", role: profiles.RoleWorker, snippet: file("/opt/cni/bin/bridge"), want: "/opt/cni/bin/bridge"},
+		{name: "flatcar master etcd binary", role: profiles.RoleMaster, os: profiles.OSFlatcar, snippet: file("/opt/bin/etcd"), want: "/opt/bin/etcd"},
+		{name: "fcos worker kubelet binary", role: profiles.RoleWorker, os: profiles.OSFCOS, snippet: file("/usr/local/bin/kubelet"), want: "/usr/local/bin/kubelet"},
 		{name: "worker kubelet config, spec 3.0", role: profiles.RoleWorker,
 			snippet: `{"ignition":{"version":"3.0.0"},"storage":{"files":[{"path":"/etc/kubernetes/kubelet-config.yaml","contents":{"source":"data:,x"}}]}}`,
 			want:    "/etc/kubernetes/kubelet-config.yaml"},
@@ -1346,7 +2072,11 @@ func TestK8sProfileSnippet(t *testing.T) {
 	}
 	for i, c := range refused {
 		t.Run("refused/"+c.name, func(t *testing.T) {
-			p := profiles.Profile{Name: fmt.Sprintf("clash%d", i), Role: c.role, OS: profiles.OSLab, Kernel: "/assets/lab/vmlinuz", Ignition: c.snippet}
+			osName := c.os
+			if osName == "" {
+				osName = profiles.OSLab
+			}
+			p := profiles.Profile{Name: fmt.Sprintf("clash%d", i), Role: c.role, OS: osName, Kernel: "/assets/lab/vmlinuz", Ignition: c.snippet}
 			_, err := s.AddProfiles(ctx, []profiles.Profile{p}, false)
 			if err == nil {
 				what := k8sSnippetOutcome(t, s, p.Name, fmt.Sprintf("52:54:00:00:01:%02x", i), fmt.Sprintf("10.99.0.%d", 100+i))
@@ -1440,7 +2170,7 @@ func k8sSnippetOutcome(t *testing.T, s *profiles.Service, profile, mac, ip strin
 		have[f.Path] = true
 	}
 	p, _ := s.Profile(ctx, profile)
-	paths, _ := nodeconfig.PathsForRole(p.Role)
+	paths, _ := nodeconfig.PathsForRole(p.Role, k8sBinDir(p.OS))
 	var gone []string
 	for _, gp := range paths {
 		if !have[gp] {
@@ -1515,7 +2245,7 @@ func TestK8sConcurrentFirstRender(t *testing.T) {
 	}
 	var served []string
 	for p, b := range first {
-		if strings.HasSuffix(p, ".pem") && !strings.HasSuffix(p, "-key.pem") && p != pki.CACertPath && p != pki.EtcdCACertPath {
+		if strings.HasSuffix(p, ".pem") && !strings.HasSuffix(p, "-key.pem") && !k8sIsCAPath(p) {
 			served = append(served, pki.Fingerprint(k8sParseCert(t, b)))
 		}
 	}
@@ -1577,8 +2307,7 @@ func TestK8sClusterDomain(t *testing.T) {
 			t.Errorf("%s: clusterDomain %q", n.hostname, kc.ClusterDomain)
 		}
 	}
-	pod := k8sPod(t, m, "kube-apiserver")
-	flags := k8sFlags(t, pod.Spec.Containers[0].Command[1:])
+	flags := k8sFlags(t, k8sExec(t, m.unit(t, "kube-apiserver.service"))[1:])
 	if iss := flags["--service-account-issuer"]; strings.Contains(iss, "cluster.local") {
 		t.Errorf("--service-account-issuer=%s names the default domain", iss)
 	}
@@ -1615,6 +2344,110 @@ func BenchmarkRenderIgnition(b *testing.B) {
 				if _, err := s.RenderIgnition(ctx, c.mac, k8sBaseURL); err != nil {
 					b.Fatal(err)
 				}
+			}
+		})
+	}
+}
+
+// TestK8sHostPerOS: what differs between the OSes a node runs (issue 10).
+// Flatcar: programs in /opt/bin, the kubelet's upstream resolver is
+// systemd-resolved's real list, and a drop-in makes the OS's containerd
+// read bootsrv's config. Fedora CoreOS: /usr/local/bin, resolved, no
+// drop-in. The configs pass the real ignition-validate.
+func TestK8sHostPerOS(t *testing.T) {
+	bin, verr := k8sValidatorOrEmpty(t)
+	for _, c := range []struct {
+		os, binDir string
+		dropin     bool
+	}{
+		{profiles.OSFlatcar, "/opt/bin", true},
+		{profiles.OSFCOS, "/usr/local/bin", false},
+	} {
+		t.Run(c.os, func(t *testing.T) {
+			s := k8sLab(t)
+			k8sUseOS(t, s, c.os)
+			for _, mac := range []string{k8sMaster1, k8sWorker1} {
+				n := k8sRender(t, s, mac)
+				t.Run(n.hostname, func(t *testing.T) {
+					if verr == nil {
+						k8sRunValidate(t, bin, n.raw)
+					}
+					if args := k8sExec(t, n.unit(t, "kubelet.service")); args[0] != c.binDir+"/kubelet" {
+						t.Errorf("kubelet.service runs %s, want %s/kubelet", args[0], c.binDir)
+					}
+					paths, err := nodeconfig.PathsForRole(n.role, c.binDir)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, p := range paths {
+						if _, ok := n.files[p]; !ok {
+							t.Errorf("no %s", p)
+						}
+					}
+					var kc kubeletv1beta1.KubeletConfiguration
+					if err := yaml.UnmarshalStrict(n.file(t, "/etc/kubernetes/kubelet-config.yaml").data, &kc); err != nil {
+						t.Fatal(err)
+					}
+					if kc.ResolverConfig == nil || *kc.ResolverConfig != "/run/systemd/resolve/resolv.conf" {
+						t.Errorf("resolvConf %v, want systemd-resolved's /run/systemd/resolve/resolv.conf (the stub would loop CoreDNS)", kc.ResolverConfig)
+					}
+					u, ok := n.units["containerd.service"]
+					if !c.dropin {
+						if ok {
+							t.Errorf("containerd.service is changed on %s: %+v", c.os, u)
+						}
+						return
+					}
+					if !ok || len(u.Dropins) != 1 || u.Dropins[0].Contents == nil {
+						t.Fatalf("no containerd.service drop-in on %s: %+v", c.os, u)
+					}
+					if u.Contents != nil || (u.Enabled != nil && !*u.Enabled) || (u.Mask != nil && *u.Mask) {
+						t.Errorf("containerd.service is replaced, disabled or masked, not only given a drop-in: %+v", u)
+					}
+					d := *u.Dropins[0].Contents
+					if !strings.Contains(d, "ExecStart=\n") || !strings.Contains(d, "--config /etc/containerd/config.toml") {
+						t.Errorf("the drop-in does not restart containerd on bootsrv's config:\n%s", d)
+					}
+				})
+			}
+		})
+	}
+}
+
+// TestK8sRegistryMirror: with registry_mirror, every node's containerd
+// pulls each upstream's images through the mirror, under a path named for
+// the upstream, trusting registry_ca; the sandbox image is the cluster's.
+func TestK8sRegistryMirror(t *testing.T) {
+	ca, err := pki.NewCA("site registry", pki.ECDSAP256, 24*time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := k8sLabWith(t, func(c *profiles.Cluster) {
+		c.RegistryMirror = "https://mirror.example:5000/"
+		c.RegistryCA = string(ca.CertPEM)
+		c.SandboxImage = "registry.k8s.io/pause:3.10.1"
+	})
+	bin, verr := k8sValidatorOrEmpty(t)
+	for _, mac := range []string{k8sMaster1, k8sWorker1} {
+		n := k8sRender(t, s, mac)
+		t.Run(n.hostname, func(t *testing.T) {
+			if verr == nil {
+				k8sRunValidate(t, bin, n.raw)
+			}
+			if got := n.file(t, "/etc/containerd/certs.d/mirror-ca.pem").data; !bytes.Equal(got, ca.CertPEM) {
+				t.Errorf("mirror-ca.pem is not registry_ca:\n%s", got)
+			}
+			for _, up := range []string{"registry.k8s.io", "docker.io", "quay.io", "ghcr.io", "gcr.io"} {
+				h := string(n.file(t, "/etc/containerd/certs.d/"+up+"/hosts.toml").data)
+				for _, w := range []string{`[host."https://mirror.example:5000/v2/` + up + `"]`, "override_path = true",
+					`ca = "/etc/containerd/certs.d/mirror-ca.pem"`, `capabilities = ["pull", "resolve"]`} {
+					if !strings.Contains(h, w) {
+						t.Errorf("%s hosts.toml lacks %s:\n%s", up, w, h)
+					}
+				}
+			}
+			if ctrd := string(n.file(t, "/etc/containerd/config.toml").data); !strings.Contains(ctrd, `sandbox_image = "registry.k8s.io/pause:3.10.1"`) {
+				t.Errorf("containerd config does not use the cluster's sandbox image:\n%s", ctrd)
 			}
 		})
 	}

@@ -23,16 +23,25 @@ const (
 	OSLab = "lab"
 )
 
+// Install modes of a profile.
+const (
+	InstallLive = "live"
+	InstallDisk = "disk"
+)
+
 // Provisioning states of a machine, in journey order, plus failed.
 // "registered" is a machine an operator added that has not been seen yet.
 const (
-	StateRegistered  = "registered"
-	StateDiscovered  = "discovered"
-	StateDHCP        = "dhcp"
-	StatePXE         = "pxe"
-	StateIPXE        = "ipxe"
-	StateKernel      = "kernel"
-	StateIgnition    = "ignition"
+	StateRegistered = "registered"
+	StateDiscovered = "discovered"
+	StateDHCP       = "dhcp"
+	StatePXE        = "pxe"
+	StateIPXE       = "ipxe"
+	StateKernel     = "kernel"
+	StateIgnition   = "ignition"
+	// StateInstalled: the live image wrote the OS to disk; the installed
+	// system has not reported its first boot yet.
+	StateInstalled   = "installed"
 	StateProvisioned = "provisioned"
 	StateFailed      = "failed"
 )
@@ -46,16 +55,31 @@ type Network struct {
 
 // Cluster is the one Kubernetes cluster a bootsrv provisions.
 type Cluster struct {
-	Name                string   `json:"name" yaml:"name"`
-	APIServer           string   `json:"api_server" yaml:"api_server"`
-	PodNetwork          string   `json:"pod_network" yaml:"pod_network"`
-	ServiceRange        string   `json:"service_range" yaml:"service_range"`
-	KubernetesServiceIP string   `json:"kubernetes_service_ip" yaml:"kubernetes_service_ip"`
-	DNSServiceIP        string   `json:"dns_service_ip" yaml:"dns_service_ip"`
-	Domain              string   `json:"domain" yaml:"domain"`
-	KubernetesVersion   string   `json:"kubernetes_version" yaml:"kubernetes_version"`
-	SSHKeys             []string `json:"ssh_keys,omitempty" yaml:"ssh_keys,omitempty"`
-	Network             Network  `json:"network" yaml:"network"`
+	Name                string `json:"name" yaml:"name"`
+	APIServer           string `json:"api_server" yaml:"api_server"`
+	PodNetwork          string `json:"pod_network" yaml:"pod_network"`
+	ServiceRange        string `json:"service_range" yaml:"service_range"`
+	KubernetesServiceIP string `json:"kubernetes_service_ip" yaml:"kubernetes_service_ip"`
+	DNSServiceIP        string `json:"dns_service_ip" yaml:"dns_service_ip"`
+	Domain              string `json:"domain" yaml:"domain"`
+	KubernetesVersion   string `json:"kubernetes_version" yaml:"kubernetes_version"`
+	// The other releases a node runs, imported with `bootsrv assets import`.
+	EtcdVersion       string `json:"etcd_version" yaml:"etcd_version"`
+	CNIPluginsVersion string `json:"cni_plugins_version" yaml:"cni_plugins_version"`
+	FlannelVersion    string `json:"flannel_version" yaml:"flannel_version"`
+	FlannelCNIVersion string `json:"flannel_cni_version" yaml:"flannel_cni_version"`
+	CoreDNSVersion    string `json:"coredns_version" yaml:"coredns_version"`
+	// Arch is the nodes' CPU architecture, as release files name it.
+	Arch string `json:"arch" yaml:"arch"`
+	// RegistryMirror is the site's registry (https://HOST[:PORT]) holding
+	// registry.k8s.io, docker.io, quay.io, ghcr.io and gcr.io images under
+	// a path named for each (MIRROR/registry.k8s.io/pause:3.10); RegistryCA
+	// the PEM CA of its certificate when it is not a public one.
+	RegistryMirror string   `json:"registry_mirror,omitempty" yaml:"registry_mirror,omitempty"`
+	RegistryCA     string   `json:"registry_ca,omitempty" yaml:"registry_ca,omitempty"`
+	SandboxImage   string   `json:"sandbox_image" yaml:"sandbox_image"`
+	SSHKeys        []string `json:"ssh_keys,omitempty" yaml:"ssh_keys,omitempty"`
+	Network        Network  `json:"network" yaml:"network"`
 	// KeyAlgorithm is ecdsa-p256 (default) or rsa2048, for every key
 	// bootsrv makes; CertValidityDays how long node certificates last.
 	KeyAlgorithm     string    `json:"key_algorithm" yaml:"key_algorithm"`
@@ -71,6 +95,12 @@ type Profile struct {
 	Kernel  string   `json:"kernel,omitempty" yaml:"kernel,omitempty"`
 	Initrds []string `json:"initrds,omitempty" yaml:"initrds,omitempty"`
 	Args    []string `json:"args,omitempty" yaml:"args,omitempty"`
+	// Install is "live" (diskless: every network boot runs the same config
+	// again, never "boot from disk") or "disk" (the live image installs the
+	// OS to InstallDevice and the installed system's first boot makes the
+	// machine provisioned; later netboots are sent to the disk).
+	Install       string `json:"install" yaml:"install"`
+	InstallDevice string `json:"install_device,omitempty" yaml:"install_device,omitempty"`
 	// Ignition is an Ignition config (JSON, spec 3.0 to 3.4) merged into
 	// what bootsrv generates for the machine.
 	Ignition string `json:"ignition,omitempty" yaml:"ignition,omitempty"`

@@ -19,12 +19,15 @@ import (
 // clusterPKI is the cluster's authorities, kept in the state file only: the
 // CA keys never leave the server.
 type clusterPKI struct {
-	CA       pki.Pair `json:"ca"`
-	EtcdCA   pki.Pair `json:"etcd_ca"`
-	SAKey    []byte   `json:"sa_key"`
-	SAPub    []byte   `json:"sa_pub"`
-	KeyAlg   string   `json:"key_algorithm"`
-	Validity int      `json:"validity_days"`
+	CA     pki.Pair `json:"ca"`
+	EtcdCA pki.Pair `json:"etcd_ca"`
+	// FrontProxyCA signs the apiserver's client cert to aggregated APIs.
+	// A state file from before it existed gets one on the first render.
+	FrontProxyCA pki.Pair `json:"front_proxy_ca"`
+	SAKey        []byte   `json:"sa_key"`
+	SAPub        []byte   `json:"sa_pub"`
+	KeyAlg       string   `json:"key_algorithm"`
+	Validity     int      `json:"validity_days"`
 }
 
 const pkiKey = "pki"
@@ -44,11 +47,23 @@ func newClusterPKI(c Cluster, now time.Time) (clusterPKI, error) {
 	if err != nil {
 		return clusterPKI{}, fmt.Errorf("create etcd CA: %w", err)
 	}
+	fp, err := newFrontProxyCA(c.Name, alg, now)
+	if err != nil {
+		return clusterPKI{}, err
+	}
 	key, pub, err := pki.NewServiceAccountKey(alg)
 	if err != nil {
 		return clusterPKI{}, fmt.Errorf("create service-account key: %w", err)
 	}
-	return clusterPKI{CA: ca, EtcdCA: etcd, SAKey: key, SAPub: pub, KeyAlg: string(alg), Validity: c.CertValidityDays}, nil
+	return clusterPKI{CA: ca, EtcdCA: etcd, FrontProxyCA: fp, SAKey: key, SAPub: pub, KeyAlg: string(alg), Validity: c.CertValidityDays}, nil
+}
+
+func newFrontProxyCA(cluster string, alg pki.KeyAlgorithm, now time.Time) (pki.Pair, error) {
+	fp, err := pki.NewCA("front-proxy-ca "+cluster, alg, 10*365*24*time.Hour, now)
+	if err != nil {
+		return pki.Pair{}, fmt.Errorf("create front-proxy CA: %w", err)
+	}
+	return fp, nil
 }
 
 func getPKI(tx store.Tx, p *clusterPKI) error {
@@ -59,7 +74,9 @@ func getPKI(tx store.Tx, p *clusterPKI) error {
 	return json.Unmarshal(v, p)
 }
 
-func (p clusterPKI) cas() pki.CAs { return pki.CAs{Cluster: p.CA, Etcd: p.EtcdCA} }
+func (p clusterPKI) cas() pki.CAs {
+	return pki.CAs{Cluster: p.CA, Etcd: p.EtcdCA, FrontProxy: p.FrontProxyCA}
+}
 
 func (p clusterPKI) options() pki.Options {
 	return pki.Options{KeyAlgorithm: pki.KeyAlgorithm(p.KeyAlg), Validity: time.Duration(p.Validity) * 24 * time.Hour}
@@ -85,9 +102,15 @@ func nodeFacts(m Machine, p Profile, c Cluster) pki.NodeFacts {
 		KubernetesServiceIP: net.ParseIP(c.KubernetesServiceIP), APIEndpoints: []string{c.APIServer}}
 }
 
+// certSpecs changes whenever the set of certificates a role gets changes
+// (certs/2: workers lost flannel's etcd client, masters gained
+// front-proxy-client, coredns, addons and kube-proxy), so stored sets of an
+// older shape are issued anew.
+const certSpecs = "certs/2"
+
 func factsKey(f pki.NodeFacts, ca pki.Pair) string {
 	fp, _ := ca.Fingerprint()
-	return strings.Join([]string{f.Hostname, f.IP.String(), string(f.Role), f.ClusterDomain, f.KubernetesServiceIP.String(), strings.Join(f.APIEndpoints, ","), fp}, "|")
+	return strings.Join([]string{certSpecs, f.Hostname, f.IP.String(), string(f.Role), f.ClusterDomain, f.KubernetesServiceIP.String(), strings.Join(f.APIEndpoints, ","), fp}, "|")
 }
 
 // certsFor returns the machine's certificates, issuing them the first time
@@ -131,6 +154,16 @@ func (s *Service) certsFor(m Machine, p Profile, c Cluster) (map[string]pki.Pair
 		}
 		if cur.Generation != m.Generation || cur.Hostname != m.Hostname || cur.IP != m.IP || cur.Profile != m.Profile {
 			return conflictf("machine %s changed while its certificates were being issued: ask again", m.MAC)
+		}
+		if len(cp.FrontProxyCA.CertPEM) == 0 {
+			fp, err := newFrontProxyCA(c.Name, pki.KeyAlgorithm(cp.KeyAlg), now)
+			if err != nil {
+				return err
+			}
+			cp.FrontProxyCA = fp
+			if err := putJSON(tx, "cluster", pkiKey, cp); err != nil {
+				return err
+			}
 		}
 		certs, err := pki.IssueNode(cp.cas(), facts, cp.options(), now)
 		if err != nil {
@@ -208,27 +241,15 @@ func (s *Service) masters(tx store.Tx) ([]nodeconfig.Member, error) {
 
 // nodeContent is what a machine's role adds to its Ignition: for master
 // and worker, everything that makes it a Kubernetes node.
-func (s *Service) nodeContent(m Machine, p Profile, c Cluster, ms []nodeconfig.Member) (render.Config, string, error) {
-	if !isKubernetes(p) {
+func (s *Service) nodeContent(in0 ignitionInputs, baseURL string) (render.Config, string, error) {
+	if !isKubernetes(in0.p) {
 		return render.Config{}, "", nil
 	}
-	certs, cp, id, err := s.certsFor(m, p, c)
+	in, id, err := s.nodeInput(in0, baseURL)
 	if err != nil {
 		return render.Config{}, "", err
 	}
-	in := nodeconfig.Input{
-		Cluster: nodeconfig.Cluster{Name: c.Name, APIServer: c.APIServer, PodNetwork: c.PodNetwork, ServiceRange: c.ServiceRange,
-			DNSServiceIP: c.DNSServiceIP, Domain: c.Domain, KubernetesVersion: c.KubernetesVersion},
-		Machine:        nodeconfig.Machine{Hostname: m.Hostname, IP: m.IP, Iface: m.Iface, Role: p.Role, Labels: m.Labels},
-		Masters:        ms,
-		CA:             cp.CA.CertPEM,
-		EtcdCA:         cp.EtcdCA.CertPEM,
-		Certs:          make(map[string]nodeconfig.CertKey, len(certs)),
-		ServiceAccount: nodeconfig.KeyPair{Public: cp.SAPub, Private: cp.SAKey},
-	}
-	for name, pair := range certs {
-		in.Certs[name] = nodeconfig.CertKey{Cert: pair.CertPEM, Key: pair.KeyPEM}
-	}
+	in.RenewURL = s.renewURL(in0.m, baseURL, in.CA)
 	node, err := nodeconfig.Render(in)
 	if err != nil {
 		return render.Config{}, "", err
@@ -247,15 +268,68 @@ func (s *Service) nodeContent(m Machine, p Profile, c Cluster, ms []nodeconfig.M
 	return out, id, nil
 }
 
+// nodeInput gathers what nodeconfig renders a Kubernetes node from,
+// issuing the machine's certificates when it has none (or they are due),
+// and names the certificate set it used.
+func (s *Service) nodeInput(in0 ignitionInputs, baseURL string) (nodeconfig.Input, string, error) {
+	m, p, c, ms := in0.m, in0.p, in0.c, in0.masters
+	certs, cp, id, err := s.certsFor(m, p, c)
+	if err != nil {
+		return nodeconfig.Input{}, "", err
+	}
+	in := nodeconfig.Input{
+		Cluster: nodeconfig.Cluster{Name: c.Name, APIServer: c.APIServer, PodNetwork: c.PodNetwork, ServiceRange: c.ServiceRange,
+			DNSServiceIP: c.DNSServiceIP, Domain: c.Domain, KubernetesVersion: c.KubernetesVersion,
+			RegistryMirror: c.RegistryMirror, RegistryCA: []byte(c.RegistryCA), SandboxImage: c.SandboxImage, UpstreamDNS: c.Network.DNS},
+		Machine:        nodeconfig.Machine{Hostname: m.Hostname, IP: m.IP, Iface: m.Iface, Role: p.Role, Labels: m.Labels},
+		Host:           hostFor(p.OS),
+		Masters:        ms,
+		CA:             cp.CA.CertPEM,
+		EtcdCA:         cp.EtcdCA.CertPEM,
+		FrontProxyCA:   cp.FrontProxyCA.CertPEM,
+		Certs:          make(map[string]nodeconfig.CertKey, len(certs)),
+		ServiceAccount: nodeconfig.KeyPair{Public: cp.SAPub, Private: cp.SAKey},
+		Binaries:       make(map[string]nodeconfig.Binary, len(in0.bins)),
+	}
+	for name, pair := range certs {
+		in.Certs[name] = nodeconfig.CertKey{Cert: pair.CertPEM, Key: pair.KeyPEM}
+	}
+	for name, b := range in0.bins {
+		b.URL = baseURL + b.URL
+		in.Binaries[name] = b
+	}
+	return in, id, nil
+}
+
 func isKubernetes(p Profile) bool { return p.Role == RoleMaster || p.Role == RoleWorker }
 
+// hostFor says where a node's files go on each OS: Flatcar's /usr is
+// read-only (programs in /opt/bin) and its containerd needs a drop-in to
+// read /etc/containerd/config.toml; Fedora CoreOS keeps local programs in
+// /usr/local/bin; both resolve through systemd-resolved. The lab OS and
+// custom images get the plain defaults.
+func hostFor(os string) nodeconfig.Host {
+	switch os {
+	case OSFlatcar:
+		return nodeconfig.Host{BinDir: "/opt/bin", ResolvConf: "/run/systemd/resolve/resolv.conf", ContainerdConfigDropin: true}
+	case OSFCOS:
+		return nodeconfig.Host{BinDir: "/usr/local/bin", ResolvConf: "/run/systemd/resolve/resolv.conf"}
+	}
+	return nodeconfig.Host{}
+}
+
 // generatedFor lists the paths and units bootsrv writes for every machine
-// of a role, so that a profile's snippet can be checked up front.
-func generatedFor(role string) (paths, units []string) {
+// of a role on os, so that a profile's snippet can be checked up front.
+func generatedFor(role, os string) (paths, units []string) {
 	paths = []string{"/etc/hostname", ReportEnvPath}
 	units = []string{ReportUnit}
 	if role == RoleMaster || role == RoleWorker {
-		ps, _ := nodeconfig.PathsForRole(role)
+		ps, _ := nodeconfig.PathsForRole(role, hostFor(os).BinDir)
+		ps = append(ps, nodeconfig.RenewalPaths()...)
+		units = append(units, nodeconfig.RenewalUnits()...)
+		if hostFor(os).ContainerdConfigDropin {
+			units = append(units, "containerd.service") // bootsrv's drop-in
+		}
 		us, _ := nodeconfig.UnitsForRole(role)
 		paths, units = append(paths, ps...), append(units, us...)
 	}
@@ -301,7 +375,12 @@ func (s *Service) CAs(_ context.Context) ([]CertInfo, error) {
 		for _, c := range []struct {
 			name string
 			p    pki.Pair
-		}{{"kubernetes-ca", cp.CA}, {"etcd-ca", cp.EtcdCA}} {
+		}{{"kubernetes-ca", cp.CA}, {"etcd-ca", cp.EtcdCA}, {"front-proxy-ca", cp.FrontProxyCA}} {
+			if len(c.p.CertPEM) == 0 {
+				// A state file from before the front-proxy CA: it is made
+				// on the first render of a master.
+				continue
+			}
 			ci, err := certInfo(c.name, pki.Pair{CertPEM: c.p.CertPEM})
 			if err != nil {
 				return err

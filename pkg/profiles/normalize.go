@@ -1,11 +1,17 @@
 package profiles
 
 import (
-	"github.com/bootsrv/bootsrv/pkg/render"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/bootsrv/bootsrv/pkg/nodeconfig"
+	"github.com/bootsrv/bootsrv/pkg/render"
 )
+
+// versionRe is a release tag such as v1.37.2 or v1.38.0-rc.1.
+var versionRe = regexp.MustCompile(`^v\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$`)
 
 // Defaults from the seed guides (see shared/REFERENCE.md).
 const (
@@ -14,6 +20,13 @@ const (
 	DefaultDNSServiceIP      = "10.3.0.10"
 	DefaultDomain            = "cluster.local"
 	DefaultKubernetesVersion = "v1.37.2"
+	DefaultEtcdVersion       = "v3.6.16"
+	DefaultCNIPluginsVersion = "v1.10.0"
+	DefaultFlannelVersion    = "v0.28.10"
+	DefaultFlannelCNIVersion = "v0.9.1"
+	DefaultCoreDNSVersion    = "v1.15.0"
+	DefaultArch              = "amd64"
+	DefaultInstallDevice     = "/dev/sda"
 )
 
 // NormalizeCluster fills defaults into c and checks it as a whole: every
@@ -59,8 +72,42 @@ func NormalizeCluster(c Cluster) (Cluster, error) {
 	if c.KubernetesVersion == "" {
 		c.KubernetesVersion = DefaultKubernetesVersion
 	}
-	if !strings.HasPrefix(c.KubernetesVersion, "v") {
-		c.KubernetesVersion = "v" + c.KubernetesVersion
+	for _, v := range []struct {
+		field, def string
+		p          *string
+	}{
+		{"kubernetes_version", DefaultKubernetesVersion, &c.KubernetesVersion},
+		{"etcd_version", DefaultEtcdVersion, &c.EtcdVersion},
+		{"cni_plugins_version", DefaultCNIPluginsVersion, &c.CNIPluginsVersion},
+		{"flannel_version", DefaultFlannelVersion, &c.FlannelVersion},
+		{"flannel_cni_version", DefaultFlannelCNIVersion, &c.FlannelCNIVersion},
+		{"coredns_version", DefaultCoreDNSVersion, &c.CoreDNSVersion},
+	} {
+		if *v.p == "" {
+			*v.p = v.def
+		}
+		if !strings.HasPrefix(*v.p, "v") {
+			*v.p = "v" + *v.p
+		}
+		if !versionRe.MatchString(*v.p) {
+			return c, invalidf("%s %q is not a release version such as %s", v.field, *v.p, v.def)
+		}
+	}
+	if c.Arch == "" {
+		c.Arch = DefaultArch
+	}
+	if c.Arch != "amd64" && c.Arch != "arm64" {
+		return c, invalidf("arch %q: use amd64 or arm64", c.Arch)
+	}
+	if c.SandboxImage == "" {
+		c.SandboxImage = nodeconfig.DefaultSandboxImage
+	}
+	c.RegistryMirror = strings.TrimSuffix(c.RegistryMirror, "/")
+	if c.RegistryMirror != "" && !strings.HasPrefix(c.RegistryMirror, "https://") && !strings.HasPrefix(c.RegistryMirror, "http://") {
+		return c, invalidf("registry_mirror %q: give the mirror's URL, https://HOST[:PORT]", c.RegistryMirror)
+	}
+	if c.RegistryCA != "" && !strings.Contains(c.RegistryCA, "-----BEGIN CERTIFICATE-----") {
+		return c, invalidf("registry_ca: give the PEM certificate of the CA that signed the mirror's certificate")
 	}
 	pods, err := parsePrefix("--pod-network", c.PodNetwork)
 	if err != nil {
@@ -205,6 +252,26 @@ func NormalizeProfile(p Profile) (Profile, error) {
 	default:
 		return p, at(p.Source, invalidf("profile %s: os %q is not one of flatcar, fcos, lab, custom", p.Name, p.OS))
 	}
+	switch p.Install {
+	case "":
+		p.Install = InstallLive
+	case InstallLive, InstallDisk:
+	default:
+		return p, at(p.Source, invalidf("profile %s: install %q is not live or disk", p.Name, p.Install))
+	}
+	if p.Install == InstallDisk {
+		if p.OS != OSFlatcar && p.OS != OSFCOS {
+			return p, at(p.Source, invalidf("profile %s: install: disk needs os flatcar or fcos (their live images install themselves); use install: live for os %s", p.Name, p.OS))
+		}
+		if p.InstallDevice == "" {
+			p.InstallDevice = DefaultInstallDevice
+		}
+		if !strings.HasPrefix(p.InstallDevice, "/dev/") || strings.ContainsAny(p.InstallDevice, " \t\n\"'") {
+			return p, at(p.Source, invalidf("profile %s: install_device %q is not a device path such as /dev/sda", p.Name, p.InstallDevice))
+		}
+	} else if p.InstallDevice != "" {
+		return p, at(p.Source, invalidf("profile %s: install_device is set but install is live: say install: disk", p.Name))
+	}
 	for _, u := range append([]string{p.Kernel}, p.Initrds...) {
 		if strings.ContainsAny(u, " \t\n\"'") {
 			return p, at(p.Source, invalidf("profile %s: %q is not a usable kernel/initrd location: no spaces or quotes", p.Name, u))
@@ -219,7 +286,7 @@ func NormalizeProfile(p Profile) (Profile, error) {
 		return p, at(p.Source, invalidf("profile %s: %s", p.Name, err))
 	}
 	if strings.TrimSpace(p.Ignition) != "" {
-		paths, units := generatedFor(p.Role)
+		paths, units := generatedFor(p.Role, p.OS)
 		clash, err := render.SnippetClashes(p.Ignition, paths, units)
 		if err != nil {
 			return p, at(p.Source, invalidf("profile %s: ignition snippet: %v", p.Name, err))

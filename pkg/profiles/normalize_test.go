@@ -174,6 +174,15 @@ func TestNormalizeClusterDefaults(t *testing.T) {
 		"subnet":         {c.Network.Subnet, "192.168.1.0/24"},
 		"version":        {c.KubernetesVersion, DefaultKubernetesVersion},
 		"api server":     {c.APIServer, "192.168.1.10"},
+		// The releases the nodes run (issue 10), as releasetest writes them.
+		"etcd":          {c.EtcdVersion, "v3.6.16"},
+		"cni plugins":   {c.CNIPluginsVersion, "v1.10.0"},
+		"flannel":       {c.FlannelVersion, "v0.28.10"},
+		"flannel cni":   {c.FlannelCNIVersion, "v0.9.1"},
+		"coredns":       {c.CoreDNSVersion, "v1.15.0"},
+		"arch":          {c.Arch, "amd64"},
+		"sandbox image": {c.SandboxImage, "registry.k8s.io/pause:3.10"},
+		"mirror":        {c.RegistryMirror, ""},
 	}
 	for what, gw := range want {
 		if gw[0] != gw[1] {
@@ -183,12 +192,13 @@ func TestNormalizeClusterDefaults(t *testing.T) {
 
 	// The Kubernetes service IP follows the service range.
 	c, err = NormalizeCluster(Cluster{Name: "lab", APIServer: "172.16.5.4", ServiceRange: "10.96.0.0/12", DNSServiceIP: "10.96.0.10",
-		Domain: "Lab.Example.", KubernetesVersion: "1.37.2", Network: Network{Subnet: "172.16.0.0/16", Gateway: "172.16.0.1", DNS: []string{"1.1.1.1"}},
+		Domain: "Lab.Example.", KubernetesVersion: "1.37.2", EtcdVersion: "3.6.17", Arch: "arm64", RegistryMirror: "https://mirror.lab:5000/", Network: Network{Subnet: "172.16.0.0/16", Gateway: "172.16.0.1", DNS: []string{"1.1.1.1"}},
 		SSHKeys: []string{"ssh-ed25519 AAAAC3Nza op@host ", "ssh-ed25519 AAAAC3Nza op@host"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.KubernetesServiceIP != "10.96.0.1" || c.Domain != "lab.example" || c.KubernetesVersion != "v1.37.2" || c.Network.Subnet != "172.16.0.0/16" {
+	if c.KubernetesServiceIP != "10.96.0.1" || c.Domain != "lab.example" || c.KubernetesVersion != "v1.37.2" || c.Network.Subnet != "172.16.0.0/16" ||
+		c.EtcdVersion != "v3.6.17" || c.Arch != "arm64" || c.RegistryMirror != "https://mirror.lab:5000" {
 		t.Errorf("got %+v", c)
 	}
 	if len(c.SSHKeys) != 1 || c.SSHKeys[0] != "ssh-ed25519 AAAAC3Nza op@host" {
@@ -242,6 +252,12 @@ func TestNormalizeClusterBad(t *testing.T) {
 		{"bad domain", func(c *Cluster) { c.Domain = "cluster_local" }, []string{`--domain "cluster_local" is not a valid DNS domain`}},
 		{"api in pod range with explicit subnet", func(c *Cluster) { c.APIServer = "10.2.0.5"; c.Network.Subnet = "192.168.1.0/24" },
 			[]string{"--api-server 10.2.0.5 lies in the pod or service range"}},
+		{"etcd version not a release", func(c *Cluster) { c.EtcdVersion = "latest" }, []string{`etcd_version "vlatest" is not a release version such as v3.6.16`}},
+		{"kubernetes version with a path", func(c *Cluster) { c.KubernetesVersion = "v1.37.2/../x" }, []string{"kubernetes_version", "is not a release version"}},
+		{"coredns version short", func(c *Cluster) { c.CoreDNSVersion = "1.15" }, []string{`coredns_version "v1.15" is not a release version`}},
+		{"bad arch", func(c *Cluster) { c.Arch = "x86_64" }, []string{`arch "x86_64": use amd64 or arm64`}},
+		{"mirror without scheme", func(c *Cluster) { c.RegistryMirror = "mirror.example:5000" }, []string{`registry_mirror "mirror.example:5000": give the mirror's URL, https://HOST[:PORT]`}},
+		{"registry ca not PEM", func(c *Cluster) { c.RegistryCA = "secret" }, []string{"registry_ca: give the PEM certificate"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -260,6 +276,26 @@ func TestNormalizeProfile(t *testing.T) {
 	}
 	if p.Name != "worker" || p.OS != OSFlatcar {
 		t.Errorf("got name %q os %q, want worker flatcar", p.Name, p.OS)
+	}
+	// Live (diskless) unless the profile says disk; disk installs to
+	// /dev/sda unless it names its device.
+	if p.Install != InstallLive || p.InstallDevice != "" {
+		t.Errorf("default install %q device %q, want live and no device", p.Install, p.InstallDevice)
+	}
+	for _, c := range []struct {
+		p   Profile
+		dev string
+	}{
+		{Profile{Name: "d", Role: RoleWorker, OS: OSFlatcar, Install: InstallDisk}, DefaultInstallDevice},
+		{Profile{Name: "d", Role: RoleWorker, OS: OSFCOS, Install: InstallDisk, InstallDevice: "/dev/nvme0n1"}, "/dev/nvme0n1"},
+	} {
+		got, err := NormalizeProfile(c.p)
+		if err != nil || got.Install != InstallDisk || got.InstallDevice != c.dev {
+			t.Errorf("%s disk profile: install %q device %q (%v), want disk on %s", c.p.OS, got.Install, got.InstallDevice, err, c.dev)
+		}
+	}
+	if DefaultInstallDevice != "/dev/sda" {
+		t.Errorf("DefaultInstallDevice %q", DefaultInstallDevice)
 	}
 	okIgn := `{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/motd","mode":420,"contents":{"source":"data:,hi"}}]}}`
 	if _, err := NormalizeProfile(Profile{Name: "m", Role: RoleMaster, OS: OSFCOS, Ignition: okIgn}); err != nil {
@@ -291,6 +327,20 @@ func TestNormalizeProfile(t *testing.T) {
 			Ignition: `{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/x","mode":2644}]}}`},
 			[]string{"ignition snippet has warnings", "$.storage.files.0.mode"}},
 		{"source prefixed", Profile{Name: "w", Role: "boss", Source: "profiles.yaml:7"}, []string{"profiles.yaml:7: profile w: role"}},
+		// Only the OSes whose live image installs itself install to disk.
+		{"disk on lab", Profile{Name: "w", Role: RoleWorker, OS: OSLab, Install: InstallDisk},
+			[]string{"profile w: install: disk needs os flatcar or fcos", "use install: live for os lab"}},
+		{"disk on custom", Profile{Name: "w", Role: RoleWorker, OS: OSCustom, Install: InstallDisk},
+			[]string{"install: disk needs os flatcar or fcos", "use install: live for os custom"}},
+		{"device without disk", Profile{Name: "w", Role: RoleWorker, InstallDevice: "/dev/sdb"},
+			[]string{"profile w: install_device is set but install is live", "say install: disk"}},
+		{"device with live", Profile{Name: "w", Role: RoleWorker, Install: InstallLive, InstallDevice: "/dev/sdb"},
+			[]string{"install_device is set but install is live"}},
+		{"bad install", Profile{Name: "w", Role: RoleWorker, Install: "usb"}, []string{`profile w: install "usb" is not live or disk`}},
+		{"device not under /dev", Profile{Name: "w", Role: RoleWorker, Install: InstallDisk, InstallDevice: "sda"},
+			[]string{`install_device "sda" is not a device path such as /dev/sda`}},
+		{"device with space", Profile{Name: "w", Role: RoleWorker, Install: InstallDisk, InstallDevice: "/dev/sda coreos.inst.skip_reboot"},
+			[]string{"is not a device path"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

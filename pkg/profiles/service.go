@@ -27,6 +27,8 @@ type Service struct {
 	keyMu    sync.Mutex
 	tokenKey []byte
 
+	importMu sync.Mutex // serializes release imports
+
 	countsMu sync.Mutex
 	counts   map[string]float64
 	countsAt time.Time
@@ -467,7 +469,7 @@ func appendEvent(tx store.Tx, m *Machine, e Event) error {
 
 var states = map[string]bool{
 	StateDiscovered: true, StateDHCP: true, StatePXE: true, StateIPXE: true,
-	StateKernel: true, StateIgnition: true, StateProvisioned: true, StateFailed: true,
+	StateKernel: true, StateIgnition: true, StateInstalled: true, StateProvisioned: true, StateFailed: true,
 }
 
 func isState(t string) bool { return states[t] }
@@ -475,7 +477,7 @@ func isState(t string) bool { return states[t] }
 // journey ranks the states of one provisioning run.
 var journey = map[string]int{
 	StateRegistered: 0, StateDiscovered: 0, StateDHCP: 1, StatePXE: 2, StateIPXE: 3,
-	StateKernel: 4, StateIgnition: 5, StateProvisioned: 6,
+	StateKernel: 4, StateIgnition: 5, StateInstalled: 6, StateProvisioned: 7,
 }
 
 // advances says whether a step moves the machine's state. Within a run the

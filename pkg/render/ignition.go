@@ -17,11 +17,14 @@ import (
 // releases accept.
 const IgnitionVersion = "3.4.0"
 
-// File is a file the config writes.
+// File is a file the config writes: its Contents, or what Ignition fetches
+// from Source and checks against Hash ("sha512-HEX") before writing it.
 type File struct {
 	Path     string
 	Mode     int
 	Contents []byte
+	Source   string
+	Hash     string
 }
 
 // Dropin is a systemd drop-in for a unit.
@@ -61,10 +64,21 @@ func Ignition(c Config) ([]byte, error) {
 	}
 	for _, f := range c.Files {
 		mode := f.Mode
-		src := dataURL(f.Contents)
+		res := types.Resource{}
+		if f.Source != "" {
+			if len(f.Contents) > 0 {
+				return nil, fmt.Errorf("file %s: has both contents and a source to fetch (%s): give one", f.Path, f.Source)
+			}
+			if f.Hash == "" {
+				return nil, fmt.Errorf("file %s: fetched from %s with no hash to check it against", f.Path, f.Source)
+			}
+			res.Source, res.Verification.Hash = ptr(f.Source), ptr(f.Hash)
+		} else {
+			res.Source = ptr(dataURL(f.Contents))
+		}
 		cfg.Storage.Files = append(cfg.Storage.Files, types.File{
 			Node:          types.Node{Path: f.Path, Overwrite: ptr(true)},
-			FileEmbedded1: types.FileEmbedded1{Mode: &mode, Contents: types.Resource{Source: &src}},
+			FileEmbedded1: types.FileEmbedded1{Mode: &mode, Contents: res},
 		})
 	}
 	for _, u := range c.Units {

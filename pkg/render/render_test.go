@@ -392,3 +392,103 @@ func TestIgnitionJSONStable(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A binary the node fetches from bootsrv: Ignition downloads contents.source
+// and refuses to write it unless it matches contents.verification.hash.
+func TestIgnitionRemoteFile(t *testing.T) {
+	const src = "http://10.0.0.1:8080/assets/kubernetes/v1.37.2/amd64/kubelet"
+	hash := "sha512-" + strings.Repeat("0123456789abcdef", 8)
+	files := []render.File{
+		{Path: "/opt/bin/kubelet", Mode: 0o755, Source: src, Hash: hash},
+		{Path: "/etc/hostname", Mode: 0o644, Contents: []byte("n1\n")},
+	}
+	out, err := render.Ignition(render.Config{Files: files})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, rpt, err := ign.Parse(out)
+	if err != nil || len(rpt.Entries) != 0 {
+		t.Fatalf("Parse: %v, report %q", err, rpt.String())
+	}
+	byPath := map[string]types.File{}
+	for _, f := range cfg.Storage.Files {
+		byPath[f.Path] = f
+	}
+	bin, ok := byPath["/opt/bin/kubelet"]
+	if !ok {
+		t.Fatalf("no /opt/bin/kubelet in %s", out)
+	}
+	if bin.Contents.Source == nil || *bin.Contents.Source != src {
+		t.Errorf("contents.source = %v, want %s", bin.Contents.Source, src)
+	}
+	if bin.Contents.Verification.Hash == nil || *bin.Contents.Verification.Hash != hash {
+		t.Errorf("contents.verification.hash = %v, want %s", bin.Contents.Verification.Hash, hash)
+	}
+	if fn, sum, err := bin.Contents.Verification.HashParts(); err != nil || fn != "sha512" || len(sum) != 128 {
+		t.Errorf("hash parts %q %q %v", fn, sum, err)
+	}
+	if bin.Mode == nil || *bin.Mode != 0o755 || bin.Overwrite == nil || !*bin.Overwrite {
+		t.Errorf("mode %v overwrite %v, want 0755 and true", bin.Mode, bin.Overwrite)
+	}
+	// The embedded file beside it is unchanged: a data URL, no hash.
+	host := byPath["/etc/hostname"]
+	if host.Contents.Source == nil || !strings.HasPrefix(*host.Contents.Source, "data:") || host.Contents.Verification.Hash != nil {
+		t.Errorf("/etc/hostname contents %+v", host.Contents)
+	}
+	// The raw JSON is what the node's Ignition reads.
+	var raw struct {
+		Storage struct {
+			Files []struct {
+				Path     string `json:"path"`
+				Contents struct {
+					Source       string `json:"source"`
+					Verification struct {
+						Hash string `json:"hash"`
+					} `json:"verification"`
+				} `json:"contents"`
+			} `json:"files"`
+		} `json:"storage"`
+	}
+	if err := json.Unmarshal(out, &raw); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, f := range raw.Storage.Files {
+		if f.Path == "/opt/bin/kubelet" {
+			found = f.Contents.Source == src && f.Contents.Verification.Hash == hash
+		}
+	}
+	if !found {
+		t.Errorf("JSON lacks contents.source and contents.verification.hash for the binary:\n%s", out)
+	}
+}
+
+func TestIgnitionRemoteFileErrors(t *testing.T) {
+	const src = "http://10.0.0.1:8080/assets/etcd/v3.6.16/amd64/etcd"
+	cases := []struct {
+		name string
+		f    render.File
+		want string
+	}{
+		// Fetching a binary without checking it would run whatever the
+		// network hands over.
+		{"source without hash", render.File{Path: "/opt/bin/etcd", Mode: 0o755, Source: src}, "no hash"},
+		// Ignition's own validation: the sum must fit the function.
+		{"short hash", render.File{Path: "/opt/bin/etcd", Mode: 0o755, Source: src, Hash: "sha512-abcd"}, "does not validate"},
+		{"unknown hash function", render.File{Path: "/opt/bin/etcd", Mode: 0o755, Source: src, Hash: "md5-" + strings.Repeat("0", 32)}, "does not validate"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			out, err := render.Ignition(render.Config{Files: []render.File{c.f}})
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v (%d bytes); want an error with %q", err, len(out), c.want)
+			}
+			if c.want == "no hash" && !strings.Contains(err.Error(), "/opt/bin/etcd") {
+				t.Errorf("error %q does not name the file", err)
+			}
+			if out != nil {
+				t.Error("an error and output")
+			}
+		})
+	}
+}

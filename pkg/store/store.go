@@ -40,6 +40,7 @@ var Buckets = []string{
 	"idx_lease_mac", // mac -> ip of its lease
 	"certs",         // mac -> the machine's issued certificates and keys
 	"rendered",      // mac -> hash of its inputs + the validated Ignition config
+	"releases",      // component/version/arch/name -> an imported release binary
 }
 
 // ErrLocked means another process (normally a running bootsrv serve) holds

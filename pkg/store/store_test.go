@@ -6,10 +6,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 func TestTxOperations(t *testing.T) {
@@ -255,4 +259,56 @@ func copyFile(from, to string) error {
 		return err
 	}
 	return out.Close()
+}
+
+// TestReleasesBucket: the release catalog's bucket is one of the schema's,
+// and a state file written before it existed (same schema, fewer buckets)
+// gets it on open, its data kept.
+func TestReleasesBucket(t *testing.T) {
+	if !slices.Contains(Buckets, "releases") {
+		t.Fatalf("Buckets %q lack releases", Buckets)
+	}
+	dir := t.TempDir()
+	old, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = old.Update(func(tx *bolt.Tx) error {
+		for _, b := range Buckets {
+			if b == "releases" {
+				continue
+			}
+			if _, err := tx.CreateBucket([]byte(b)); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket([]byte("meta")).Put([]byte("schema"), []byte(strconv.Itoa(SchemaVersion))); err != nil {
+			return err
+		}
+		return tx.Bucket([]byte("machines")).Put([]byte("m"), []byte("kept"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+
+	s, err := Open(dir, 0)
+	if err != nil {
+		t.Fatalf("open a file from before the releases bucket: %v", err)
+	}
+	defer s.Close()
+	if err := s.Update(func(tx Tx) error {
+		return tx.Put("releases", []byte("kubernetes/v1.37.2/amd64/kubelet"), []byte("{}"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.View(func(tx Tx) error {
+		if n := tx.Count("releases"); n != 1 {
+			t.Errorf("releases holds %d keys, want 1", n)
+		}
+		if got := string(tx.Get("machines", []byte("m"))); got != "kept" {
+			t.Errorf("machines/m = %q after the open added a bucket", got)
+		}
+		return nil
+	})
 }

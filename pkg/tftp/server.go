@@ -382,7 +382,9 @@ func (s *Server) open(name, mode string) (*source, *Error, error) {
 		return nil, rerr, nil
 	}
 	src, err := s.openFS(name)
-	if errors.Is(err, fs.ErrNotExist) && s.root != nil {
+	// Dot-names in the assets dir are not served: a release import stages
+	// under one until it is verified and committed.
+	if errors.Is(err, fs.ErrNotExist) && s.root != nil && !strings.HasPrefix(name, ".") && !strings.Contains(name, "/.") {
 		src, err = s.openRoot(name)
 	}
 	switch {

@@ -1,0 +1,746 @@
+// Package cluster_test renders examples/cluster's master and workers with
+// bootsrv and runs what they would run: the real Ignition writes the
+// master's config (fetching every binary from bootsrv's assets and checking
+// its hash), and etcd, kube-apiserver, kube-controller-manager,
+// kube-scheduler, CoreDNS and the addon applier start exactly as the
+// rendered systemd units say (only a path prefix rewritten), in a network
+// namespace holding the master's address. The Kubernetes binaries are the
+// real releases built from their Go modules by examples/releases/build.sh.
+package cluster_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/bootsrv/bootsrv/pkg/httpd"
+	"github.com/bootsrv/bootsrv/pkg/metrics"
+	"github.com/bootsrv/bootsrv/pkg/noderun"
+	"github.com/bootsrv/bootsrv/pkg/profiles"
+	"github.com/bootsrv/bootsrv/pkg/store"
+)
+
+const releases = "/var/cache/bootsrv-test/releases"
+
+// The example cluster's machines (machines.yaml).
+const (
+	masterMAC  = "52:54:00:00:00:01"
+	worker1MAC = "52:54:00:00:00:02"
+	masterIP   = "10.99.0.10"
+)
+
+// prefixes the rendered units name, rewritten under the test's root.
+var prefixes = []string{"/etc/", "/opt/", "/var/lib/", "/run/"}
+
+func need(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: the control-plane run takes a minute")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: it creates a network namespace")
+	}
+	if _, err := os.Stat(filepath.Join(releases, ".stamp-kubernetes-"+profiles.DefaultKubernetesVersion+"-r1")); err != nil {
+		t.Skipf("needs the real releases in %s: run examples/releases/build.sh (about 10 minutes once; make test does it as root)", releases)
+	}
+	for _, c := range []string{"ip"} {
+		if _, err := exec.LookPath(c); err != nil {
+			t.Skipf("needs %s (Debian iproute2)", c)
+		}
+	}
+}
+
+// ignitionFiles decodes a config's inline files: path -> contents.
+func ignitionFiles(t *testing.T, cfg []byte) (map[string][]byte, []string) {
+	t.Helper()
+	var c struct {
+		Storage struct {
+			Files []struct {
+				Path     string `json:"path"`
+				Contents struct {
+					Source       string `json:"source"`
+					Verification struct {
+						Hash string `json:"hash"`
+					} `json:"verification"`
+				} `json:"contents"`
+			} `json:"files"`
+		} `json:"storage"`
+	}
+	if err := json.Unmarshal(cfg, &c); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]byte{}
+	var remote []string
+	for _, f := range c.Storage.Files {
+		src := f.Contents.Source
+		switch {
+		case strings.HasPrefix(src, "data:;base64,"):
+			b, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(src, "data:;base64,"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[f.Path] = b
+		case strings.HasPrefix(src, "data:,"):
+			s, err := url.PathUnescape(strings.TrimPrefix(src, "data:,"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[f.Path] = []byte(s)
+		default:
+			remote = append(remote, f.Path)
+		}
+	}
+	return out, remote
+}
+
+// nodePath is an absolute path as the rendered files name them.
+var nodePath = regexp.MustCompile(`/(etc|opt|var/lib|run)/[A-Za-z0-9._/-]*[A-Za-z0-9._-]`)
+
+// rewriteFiles moves, inside the config files Ignition wrote under root
+// (kubeconfigs, the kubelet's config, the Corefile, ...; not the units),
+// every path of
+// the node that lies under root, as Command does for command lines:
+// paths of the host itself (/etc/resolv.conf) stay.
+func rewriteFiles(t *testing.T, root string) {
+	t.Helper()
+	err := filepath.WalkDir(filepath.Join(root, "etc"), func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if d.Name() == "systemd" {
+				return filepath.SkipDir // units: Command rewrites those
+			}
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil || len(b) > 1<<20 {
+			return err
+		}
+		out := nodePath.ReplaceAllFunc(b, func(m []byte) []byte {
+			if _, err := os.Stat(filepath.Join(root, string(m))); err == nil {
+				return []byte(filepath.Join(root, string(m)))
+			}
+			if _, err := os.Stat(filepath.Dir(filepath.Join(root, string(m)))); err == nil && !bytes.HasPrefix(m, []byte("/etc/resolv")) {
+				return []byte(filepath.Join(root, string(m)))
+			}
+			return m
+		})
+		if !bytes.Equal(out, b) {
+			return os.WriteFile(p, out, 0o600)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// identity is a client certificate with the CA that the apiserver trusts.
+type identity struct {
+	name   string
+	client *http.Client
+}
+
+func newIdentity(t *testing.T, name string, ca, cert, key []byte) identity {
+	t.Helper()
+	pair, err := tls.X509KeyPair(cert, key)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		t.Fatalf("%s: no CA", name)
+	}
+	return identity{name: name, client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}}}}}
+}
+
+// fromKubeconfig builds the identity a rendered kubeconfig names, reading
+// its files under root; it returns the user the kubeconfig says it is.
+func fromKubeconfig(t *testing.T, root, path string) (identity, string, string) {
+	t.Helper()
+	var kc struct {
+		Clusters []struct {
+			Cluster struct {
+				Server string `json:"server"`
+				CA     string `json:"certificate-authority"`
+			} `json:"cluster"`
+		} `json:"clusters"`
+		Users []struct {
+			Name string `json:"name"`
+			User struct {
+				Cert string `json:"client-certificate"`
+				Key  string `json:"client-key"`
+			} `json:"user"`
+		} `json:"users"`
+	}
+	b, err := os.ReadFile(filepath.Join(root, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, &kc); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	read := func(p string) []byte {
+		if !strings.HasPrefix(p, root) {
+			p = filepath.Join(root, p)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatalf("%s names %s: %v", path, p, err)
+		}
+		return b
+	}
+	u := kc.Users[0]
+	return newIdentity(t, path, read(kc.Clusters[0].Cluster.CA), read(u.User.Cert), read(u.User.Key)), u.Name, kc.Clusters[0].Cluster.Server
+}
+
+func (id identity) do(t *testing.T, method, url string, body any) (int, []byte) {
+	t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, url, r)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := id.client.Do(req)
+	if err != nil {
+		return 0, []byte(err.Error())
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out
+}
+
+// waitFor polls until f succeeds, at most d; its last error is the failure.
+func waitFor(t *testing.T, what string, d time.Duration, f func() error) {
+	t.Helper()
+	var err error
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(time.Second) {
+		if err = f(); err == nil {
+			return
+		}
+	}
+	t.Fatalf("%s: not within %s: %v", what, d, err)
+}
+
+func TestMasterControlPlaneRuns(t *testing.T) {
+	need(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+
+	// bootsrv's state: the example cluster, its profiles and machines, the
+	// real releases imported.
+	st, err := store.Open(filepath.Join(dir, "data"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	svc := profiles.NewService(st)
+	assetsDir := filepath.Join(dir, "assets")
+	cfg := profiles.DefaultBootConfig
+	cfg.AssetsDir = assetsDir
+	svc.Configure(cfg, nil)
+	read := func(n string) []byte {
+		b, err := os.ReadFile(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	cl, err := profiles.ParseClusterFile("cluster.yaml", read("cluster.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.ClusterInit(ctx, cl); err != nil {
+		t.Fatal(err)
+	}
+	ps, err := profiles.ParseProfilesFile("profiles.yaml", read("profiles.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.AddProfiles(ctx, ps, false); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := profiles.ParseMachinesFile("machines.yaml", read("machines.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.AddMachines(ctx, ms); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.ImportReleases(ctx, releases, ""); err != nil {
+		t.Fatalf("import the real releases: %v", err)
+	}
+	// The master's network: a namespace holding its address, joined to the
+	// host by a veth on whose host side bootsrv's own HTTP server listens,
+	// as on the provisioning network.
+	ns := noderun.NewNetns(t, netip.MustParsePrefix("10.99.0.1/24"), netip.MustParsePrefix(masterIP+"/24"))
+	hs, err := httpd.New(httpd.Config{Addr: "10.99.0.1:0", AssetsDir: assetsDir}, svc, metrics.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hs.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	sctx, stop := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(sctx) }()
+	t.Cleanup(func() { stop(); <-served })
+	base := "http://" + hs.Addr().String()
+	masterCfg, err := svc.RenderIgnition(ctx, masterMAC, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	workerCfg, err := svc.RenderIgnition(ctx, worker1MAC, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The real Ignition writes the master's files, downloading each binary
+	// and refusing any whose sha512 differs.
+	root := filepath.Join(dir, "root")
+	ign, err := noderun.IgnitionBinary(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if log, err := noderun.Install(ctx, ign, masterCfg, root); err != nil {
+		t.Fatalf("ignition: %v\n%s", err, log)
+	}
+	t.Logf("ignition wrote the master's config in %s", time.Since(start).Round(time.Millisecond))
+	rewriteFiles(t, root)
+	units, err := noderun.LoadUnits(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	logs := filepath.Join(dir, "logs")
+	os.MkdirAll(logs, 0o755)
+	startUnit := func(name string) *noderun.Proc {
+		t.Helper()
+		u, ok := units[name]
+		if !ok || !u.Enabled {
+			t.Fatalf("the master's Ignition has no enabled %s", name)
+		}
+		pre, err := u.StartPreCommands(root, prefixes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		argv, env, err := u.Command(root, prefixes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pre {
+			if err := ns.Run(ctx, p.Argv, env, filepath.Join(logs, name+".pre.log")); err != nil && !p.IgnoreFailure {
+				t.Fatalf("%s ExecStartPre: %v", name, err)
+			}
+		}
+		// Restart=always, as systemd would: the controller-manager exits
+		// once when it starts before the apiserver's RBAC bootstrap.
+		p, err := ns.Start(name, argv, env, filepath.Join(logs, name+".log"), noderun.WithRestart("always", 20, 2*time.Second))
+		if err != nil {
+			t.Fatalf("start %s: %v", name, err)
+		}
+		return p
+	}
+	logOf := func(name string) string {
+		b, _ := os.ReadFile(filepath.Join(logs, name+".log"))
+		return string(b)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range []string{"etcd.service", "kube-apiserver.service", "kube-controller-manager.service", "kube-scheduler.service", "coredns.service", "kube-addons.service", "flanneld.service", "kube-proxy.service", "kubelet.service"} {
+				l := logOf(n)
+				if len(l) > 3000 {
+					l = l[len(l)-3000:]
+				}
+				t.Logf("--- %s (tail)\n%s", n, l)
+			}
+		}
+	})
+
+	startUnit("etcd.service")
+	apiserver := startUnit("kube-apiserver.service")
+	api := "https://" + masterIP + ":6443"
+
+	admin, user, server := fromKubeconfig(t, root, "/etc/kubernetes/addons.conf")
+	if server != api {
+		t.Fatalf("addons kubeconfig names %s, want %s", server, api)
+	}
+	waitFor(t, "apiserver /readyz", 90*time.Second, func() error {
+		code, body := admin.do(t, "GET", api+"/readyz", nil)
+		if code != 200 || string(body) != "ok" {
+			return fmt.Errorf("%d %s", code, body)
+		}
+		return nil
+	})
+	t.Logf("apiserver ready after %s (as %s)", time.Since(start).Round(time.Second), user)
+	startUnit("kube-controller-manager.service")
+	startUnit("kube-scheduler.service")
+
+	// Every kubeconfig the master's Ignition carries authenticates as the
+	// identity it names.
+	for _, kc := range []string{"/etc/kubernetes/kubelet.conf", "/etc/kubernetes/kube-proxy.conf", "/etc/kubernetes/controller-manager.conf",
+		"/etc/kubernetes/scheduler.conf", "/etc/kubernetes/coredns.conf", "/etc/kubernetes/addons.conf"} {
+		id, user, _ := fromKubeconfig(t, root, kc)
+		code, body := id.do(t, "POST", api+"/apis/authentication.k8s.io/v1/selfsubjectreviews",
+			map[string]any{"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+		var r struct {
+			Status struct {
+				UserInfo struct {
+					Username string   `json:"username"`
+					Groups   []string `json:"groups"`
+				} `json:"userInfo"`
+			} `json:"status"`
+		}
+		if err := json.Unmarshal(body, &r); err != nil || code != 201 {
+			t.Fatalf("%s: whoami: %d %s", kc, code, body)
+		}
+		if r.Status.UserInfo.Username != user {
+			t.Errorf("%s authenticates as %q, its kubeconfig says %q", kc, r.Status.UserInfo.Username, user)
+		}
+		t.Logf("%s is %s %v", kc, r.Status.UserInfo.Username, r.Status.UserInfo.Groups)
+	}
+
+	// The controller-manager and scheduler are healthy and lead.
+	for _, lease := range []string{"kube-controller-manager", "kube-scheduler"} {
+		waitFor(t, lease+" holds its lease", 90*time.Second, func() error {
+			code, body := admin.do(t, "GET", api+"/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/"+lease, nil)
+			if code != 200 || !bytes.Contains(body, []byte(`"holderIdentity"`)) {
+				return fmt.Errorf("%d %s", code, body)
+			}
+			return nil
+		})
+	}
+	for _, hp := range []string{"127.0.0.1:10257", "127.0.0.1:10259"} {
+		out, err := exec.Command("ip", "netns", "exec", ns.Name, "curl", "-ksS", "https://"+hp+"/healthz").CombinedOutput()
+		if err != nil || string(out) != "ok" {
+			t.Errorf("https://%s/healthz in the namespace: %s %v", hp, out, err)
+		}
+	}
+
+	// The addons, applied by the rendered addon unit as on a master once
+	// its apiserver answers: CoreDNS's Service and RBAC, and flannel's read
+	// access to all Nodes.
+	u := units["kube-addons.service"]
+	argv, env, err := u.Command(root, prefixes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ns.Run(ctx, argv, env, filepath.Join(logs, "kube-addons.service.log")); err != nil {
+		t.Fatalf("kube-addons: %v\n%s", err, logOf("kube-addons.service"))
+	}
+	for _, obj := range []string{"/api/v1/namespaces/kube-system/services/kube-dns", "/apis/rbac.authorization.k8s.io/v1/clusterroles/system:coredns",
+		"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/system:coredns", "/apis/discovery.k8s.io/v1/namespaces/kube-system/endpointslices/kube-dns-masters"} {
+		code, body := admin.do(t, "GET", api+obj, nil)
+		if code != 200 {
+			t.Errorf("%s: %d %s", obj, code, body)
+		}
+		if strings.HasSuffix(obj, "kube-dns") && !bytes.Contains(body, []byte(`"clusterIP":"`+cl.DNSServiceIP+`"`)) {
+			t.Errorf("kube-dns Service is not on %s: %s", cl.DNSServiceIP, body)
+		}
+	}
+	// A worker's kubelet credentials register its own Node, and no other.
+	wf, wremote := ignitionFiles(t, workerCfg)
+	ca := wf["/etc/kubernetes/ssl/ca.pem"]
+	kubelet := newIdentity(t, "worker1 kubelet", ca, wf["/etc/kubernetes/ssl/kubelet.pem"], wf["/etc/kubernetes/ssl/kubelet-key.pem"])
+	proxy := newIdentity(t, "worker1 kube-proxy", ca, wf["/etc/kubernetes/ssl/kube-proxy.pem"], wf["/etc/kubernetes/ssl/kube-proxy-key.pem"])
+	node := func(name string) map[string]any {
+		return map[string]any{"apiVersion": "v1", "kind": "Node", "metadata": map[string]any{"name": name}}
+	}
+	if code, body := kubelet.do(t, "POST", api+"/api/v1/nodes", node("worker1")); code != 201 {
+		t.Fatalf("worker1's kubelet could not register Node worker1: %d %s", code, body)
+	}
+	if code, body := kubelet.do(t, "POST", api+"/api/v1/nodes", node("worker2")); code != 403 {
+		t.Errorf("worker1's kubelet registering Node worker2: %d %s, want 403", code, body)
+	}
+	var podCIDR string
+	waitFor(t, "worker1 gets a pod CIDR", 60*time.Second, func() error {
+		code, body := kubelet.do(t, "GET", api+"/api/v1/nodes/worker1", nil)
+		var n struct {
+			Spec struct {
+				PodCIDR string `json:"podCIDR"`
+			} `json:"spec"`
+		}
+		if code != 200 || json.Unmarshal(body, &n) != nil || n.Spec.PodCIDR == "" {
+			return fmt.Errorf("%d %s", code, body)
+		}
+		podCIDR = n.Spec.PodCIDR
+		return nil
+	})
+	p, err := netip.ParsePrefix(podCIDR)
+	if err != nil || p.Bits() != 24 || !netip.MustParsePrefix(cl.PodNetwork).Contains(p.Addr()) {
+		t.Errorf("worker1's pod CIDR %q is not a /24 of %s", podCIDR, cl.PodNetwork)
+	}
+	t.Logf("Node worker1 registered with its own credentials, podCIDR %s", podCIDR)
+
+	// The pod network on the master: its kubelet's identity registers its
+	// Node (the kubelet itself cannot run here), flanneld takes the Node's
+	// subnet in kube-subnet-mgr mode, on FLANNELD_IFACE's address, with the
+	// rendered options.env, and builds its VXLAN device.
+	masterKubelet, _, _ := fromKubeconfig(t, root, "/etc/kubernetes/kubelet.conf")
+	if code, body := masterKubelet.do(t, "POST", api+"/api/v1/nodes", node("master1")); code != 201 {
+		t.Fatalf("master1's kubelet could not register Node master1: %d %s", code, body)
+	}
+	startUnit("flanneld.service")
+	var subnetEnv string
+	waitFor(t, "flanneld writes its subnet", 60*time.Second, func() error {
+		b, err := os.ReadFile(filepath.Join(root, "/run/flannel/subnet.env"))
+		subnetEnv = string(b)
+		return err
+	})
+	if !strings.Contains(subnetEnv, "FLANNEL_NETWORK="+cl.PodNetwork) {
+		t.Errorf("subnet.env does not name the pod network %s:\n%s", cl.PodNetwork, subnetEnv)
+	}
+	code, body := masterKubelet.do(t, "GET", api+"/api/v1/nodes/master1", nil)
+	var mn struct {
+		Metadata struct {
+			Annotations map[string]string `json:"annotations"`
+		} `json:"metadata"`
+		Spec struct {
+			PodCIDR string `json:"podCIDR"`
+		} `json:"spec"`
+	}
+	if code != 200 || json.Unmarshal(body, &mn) != nil {
+		t.Fatalf("Node master1: %d %s", code, body)
+	}
+	if sub := strings.TrimSuffix(strings.SplitN(mn.Spec.PodCIDR, "/", 2)[0], ".0"); !strings.Contains(subnetEnv, "FLANNEL_SUBNET="+sub+".1/24") {
+		t.Errorf("flanneld's subnet is not the Node's podCIDR %s:\n%s", mn.Spec.PodCIDR, subnetEnv)
+	}
+	waitFor(t, "flanneld annotates Node master1 with FLANNELD_IFACE's address", 30*time.Second, func() error {
+		_, body := masterKubelet.do(t, "GET", api+"/api/v1/nodes/master1", nil)
+		if !bytes.Contains(body, []byte(`"flannel.alpha.coreos.com/public-ip":"`+masterIP+`"`)) {
+			return fmt.Errorf("annotations: %s", body)
+		}
+		return nil
+	})
+	if out, err := exec.Command("ip", "-n", ns.Name, "-d", "link", "show", "flannel.1").CombinedOutput(); err != nil || !bytes.Contains(out, []byte("vxlan")) {
+		t.Errorf("no VXLAN device flannel.1 in the master's namespace: %s %v", out, err)
+	}
+	t.Logf("flanneld: Node master1 has %s, %s", mn.Spec.PodCIDR, strings.Join(strings.Fields(subnetEnv), " "))
+
+	// Nothing a worker holds reads Secrets or reaches etcd.
+	for _, id := range []identity{kubelet, proxy} {
+		if code, body := id.do(t, "GET", api+"/api/v1/namespaces/kube-system/secrets", nil); code != 403 {
+			t.Errorf("%s listing Secrets: %d %s, want 403", id.name, code, body)
+		}
+		if code, body := id.do(t, "GET", api+"/api/v1/secrets", nil); code != 403 {
+			t.Errorf("%s listing all Secrets: %d %s, want 403", id.name, code, body)
+		}
+		code, body := id.do(t, "GET", "https://"+masterIP+":2379/v3/kv/range", nil)
+		if code != 0 {
+			t.Errorf("%s reached etcd: %d %s", id.name, code, body)
+		}
+	}
+	for p := range wf {
+		if strings.Contains(p, "etcd") {
+			t.Errorf("a worker's config holds %s", p)
+		}
+	}
+	if len(wremote) == 0 {
+		t.Errorf("the worker's config fetches no binaries")
+	}
+
+	// CoreDNS itself, answering for the cluster domain with its own identity.
+	startUnit("coredns.service")
+	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, masterIP+":53")
+	}}
+	waitFor(t, "CoreDNS answers kubernetes.default.svc."+cl.Domain, 60*time.Second, func() error {
+		ips, err := r.LookupHost(ctx, "kubernetes.default.svc."+cl.Domain)
+		if err != nil {
+			return err
+		}
+		if len(ips) != 1 || ips[0] != cl.KubernetesServiceIP {
+			return fmt.Errorf("got %v, want %s", ips, cl.KubernetesServiceIP)
+		}
+		return nil
+	})
+
+	// Services from the master: kube-proxy, as its unit says, sends the
+	// kubernetes Service's IP to the apiserver and the cluster DNS IP to
+	// CoreDNS.
+	// A node reaches Service IPs by its default route before kube-proxy's
+	// DNAT picks the endpoint; the namespace has no default route (nothing
+	// may leave it), so it gets one for the service range alone, on its
+	// link to the host.
+	if out, err := exec.Command("ip", "-n", ns.Name, "route", "add", cl.ServiceRange, "dev", "eth0").CombinedOutput(); err != nil {
+		t.Fatalf("route the service range in the namespace: %s %v", out, err)
+	}
+	startUnit("kube-proxy.service")
+	svcURL := "https://" + cl.KubernetesServiceIP + "/readyz"
+	waitFor(t, "the kubernetes Service answers from the master ("+svcURL+")", 60*time.Second, func() error {
+		out, err := exec.Command("ip", "netns", "exec", ns.Name, "curl", "-ksS", "--max-time", "5", svcURL).CombinedOutput()
+		if err != nil || string(out) != "ok" {
+			return fmt.Errorf("%s %v", out, err)
+		}
+		return nil
+	})
+	busybox, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Fatalf("needs busybox (Debian busybox-static) for nslookup: %v", err)
+	}
+	waitFor(t, "CoreDNS answers on the cluster DNS IP "+cl.DNSServiceIP, 60*time.Second, func() error {
+		out, err := exec.Command("ip", "netns", "exec", ns.Name, busybox, "nslookup", "kubernetes.default.svc."+cl.Domain, cl.DNSServiceIP).CombinedOutput()
+		if err != nil || !bytes.Contains(out, []byte("Address: "+cl.KubernetesServiceIP)) {
+			return fmt.Errorf("%s %v", out, err)
+		}
+		return nil
+	})
+	t.Logf("from the master: %s is ok through kube-proxy, and %s resolves kubernetes.default", svcURL, cl.DNSServiceIP)
+
+	// The aggregation layer: the apiserver publishes the front-proxy CA and
+	// names for aggregated API servers to trust.
+	code, body = admin.do(t, "GET", api+"/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication", nil)
+	if code != 200 || !bytes.Contains(body, []byte("requestheader-client-ca-file")) || !bytes.Contains(body, []byte(`front-proxy-client`)) {
+		t.Errorf("extension-apiserver-authentication: %d %s", code, body)
+	}
+	fpCA, _ := os.ReadFile(filepath.Join(root, "/etc/kubernetes/ssl/front-proxy-ca.pem"))
+	want, _ := json.Marshal(strings.TrimSpace(string(fpCA)))
+	if !bytes.Contains(body, bytes.Trim(want, `"`)[:60]) {
+		t.Errorf("extension-apiserver-authentication does not carry the rendered front-proxy CA")
+	}
+	for _, n := range []string{"kube-apiserver.service", "kube-controller-manager.service"} {
+		for _, l := range strings.Split(logOf(n), "\n") {
+			if strings.Contains(l, "requestheader-client-ca-file") && (strings.HasPrefix(l, "E") || strings.HasPrefix(l, "W")) {
+				t.Errorf("%s logs: %s", n, l)
+			}
+		}
+	}
+
+	// The rendered kubelet, as far as this machine goes.
+	kl := startUnit("kubelet.service")
+	time.Sleep(15 * time.Second)
+	klog := logOf("kubelet.service")
+	for _, bad := range []string{"unknown flag", "failed to load Kubelet config file", "failed to decode", "strict decoding error"} {
+		if strings.Contains(klog, bad) {
+			t.Errorf("the kubelet refused its rendered flags or config (%q):\n%s", bad, klog)
+		}
+	}
+	last := ""
+	for _, l := range strings.Split(strings.TrimSpace(klog), "\n") {
+		if strings.Contains(l, "E1") || strings.Contains(l, "run.go") || strings.Contains(l, "cgroup") || strings.Contains(l, "containerd") {
+			last = l
+		}
+	}
+	t.Logf("kubelet (%d restarts) stops here on this machine: %s", kl.Restarts(), last)
+	kl.Stop()
+
+	// Renewal without a reinstall: bootsrv issues the master a new set, the
+	// node fetches it from /certs with its own token and address (what its
+	// renewal timer does), the files go in place, and the restarted
+	// apiserver serves the new certificate.
+	certsEnv, err := os.ReadFile(filepath.Join(root, "/etc/bootsrv/certs.env"))
+	if err != nil {
+		t.Fatalf("the master has no renewal settings: %v", err)
+	}
+	certsURL, err := strconv.Unquote(strings.TrimSpace(strings.TrimPrefix(string(certsEnv), "BOOTSRV_CERTS_URL=")))
+	if err != nil || !strings.HasPrefix(certsURL, base+"/certs?") {
+		t.Fatalf("certs.env: %q", certsEnv)
+	}
+	fetch := func() []byte {
+		t.Helper()
+		out, err := exec.Command("ip", "netns", "exec", ns.Name, "curl", "-fsS", certsURL).Output()
+		if err != nil {
+			t.Fatalf("fetch %s from the master's address: %v", certsURL, err)
+		}
+		return out
+	}
+	before := untar(t, fetch())
+	if !bytes.Equal(before["etc/kubernetes/ssl/apiserver.pem"], mustRead(t, root, "/etc/kubernetes/ssl/apiserver.pem")) {
+		t.Fatalf("/certs before any renewal is not the set the node has")
+	}
+	if out, err := exec.Command("curl", "-fsS", certsURL).CombinedOutput(); err == nil {
+		t.Errorf("/certs answered a request from the host's own address: %s", out)
+	}
+	if _, err := svc.RenewCerts(ctx, []string{masterMAC}); err != nil {
+		t.Fatal(err)
+	}
+	after := untar(t, fetch())
+	if bytes.Equal(after["etc/kubernetes/ssl/apiserver.pem"], before["etc/kubernetes/ssl/apiserver.pem"]) {
+		t.Fatalf("after `certs renew` /certs still serves the old apiserver certificate")
+	}
+	for name, b := range after {
+		if err := os.WriteFile(filepath.Join(root, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apiserver.Stop()
+	apiserver = startUnit("kube-apiserver.service")
+	newCert, _ := pem.Decode(after["etc/kubernetes/ssl/apiserver.pem"])
+	waitFor(t, "the restarted apiserver serves the renewed certificate", 60*time.Second, func() error {
+		conn, err := tls.Dial("tcp", masterIP+":6443", &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		if got := conn.ConnectionState().PeerCertificates[0].Raw; !bytes.Equal(got, newCert.Bytes) {
+			return fmt.Errorf("it serves another certificate")
+		}
+		return nil
+	})
+	admin, _, _ = fromKubeconfig(t, root, "/etc/kubernetes/addons.conf")
+	waitFor(t, "apiserver /readyz with renewed certificates", 90*time.Second, func() error {
+		code, body := admin.do(t, "GET", api+"/readyz", nil)
+		if code != 200 {
+			return fmt.Errorf("%d %s", code, body)
+		}
+		return nil
+	})
+	t.Logf("renewed the master's certificates without a reinstall; the apiserver serves the new one")
+}
+
+func mustRead(t *testing.T, root, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// untar reads a /certs answer: path -> contents, checking key modes.
+func untar(t *testing.T, b []byte) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	tr := tar.NewReader(bytes.NewReader(b))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("/certs is not a tar: %v", err)
+		}
+		c, _ := io.ReadAll(tr)
+		if strings.HasSuffix(h.Name, "-key.pem") && h.Mode != 0o600 {
+			t.Errorf("/certs: %s has mode %o", h.Name, h.Mode)
+		}
+		out[h.Name] = c
+	}
+}

@@ -1,0 +1,198 @@
+package profiles
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/bootsrv/bootsrv/pkg/nodeconfig"
+	"github.com/bootsrv/bootsrv/pkg/release"
+	"github.com/bootsrv/bootsrv/pkg/store"
+)
+
+// releasesBucket is the catalog of imported release binaries:
+// component/version/arch/name -> release.Asset (JSON). The files lie under
+// the assets dir at the asset's Path.
+const releasesBucket = "releases"
+
+func releaseKey(component, version, arch, name string) []byte {
+	return []byte(component + "/" + version + "/" + arch + "/" + name)
+}
+
+// ImportResult is what `bootsrv assets import` reports.
+type ImportResult struct {
+	Assets  []release.Asset `json:"assets" yaml:"assets"`
+	Skipped []string        `json:"skipped,omitempty" yaml:"skipped,omitempty"`
+}
+
+// ImportReleases verifies every release file under src (a directory, or a
+// tar of one) against the checksums its project published, lays the
+// binaries out under the assets dir (assetsDir, or the server's own when
+// empty) and records them in the catalog, all in one go: if anything
+// fails, nothing is imported.
+func (s *Service) ImportReleases(_ context.Context, src, assetsDir string) (ImportResult, error) {
+	if assetsDir == "" {
+		assetsDir = s.bootConfig().AssetsDir
+	}
+	if assetsDir == "" {
+		return ImportResult{}, invalidf("no assets dir to import into: give --assets-dir")
+	}
+	// One import at a time: two would each move directories into place.
+	s.importMu.Lock()
+	defer s.importMu.Unlock()
+	staged, err := release.Stage(src, assetsDir)
+	if err != nil {
+		// The refusal names every bad file and its fix: pass it on as is.
+		return ImportResult{}, &Error{Kind: KindInvalid, Msg: err.Error()}
+	}
+	defer staged.Abort()
+	err = s.st.Update(func(tx store.Tx) error {
+		// Commit replaces each COMPONENT/VERSION/ARCH dir whole: the
+		// catalog forgets what was there before too, or it would name
+		// files no longer on disk.
+		units := map[string]bool{}
+		for _, a := range staged.Assets {
+			units[a.Component+"/"+a.Version+"/"+a.Arch+"/"] = true
+		}
+		for u := range units {
+			var old [][]byte
+			if err := tx.Scan(releasesBucket, []byte(u), func(k, _ []byte) error {
+				old = append(old, append([]byte(nil), k...))
+				return nil
+			}); err != nil {
+				return err
+			}
+			for _, k := range old {
+				if err := tx.Delete(releasesBucket, k); err != nil {
+					return err
+				}
+			}
+		}
+		for _, a := range staged.Assets {
+			b, err := json.Marshal(a)
+			if err != nil {
+				return err
+			}
+			if err := tx.Put(releasesBucket, releaseKey(a.Component, a.Version, a.Arch, a.Name), b); err != nil {
+				return err
+			}
+		}
+		gen := sha256.New()
+		for _, a := range staged.Assets {
+			gen.Write([]byte(a.Path + "=" + a.SHA512 + ";"))
+		}
+		fmt.Fprint(gen, s.now().UnixNano())
+		if err := tx.Put("cluster", []byte(releasesGenKey), []byte(hex.EncodeToString(gen.Sum(nil)))); err != nil {
+			return err
+		}
+		// The files move into place last, inside the transaction: a failed
+		// move leaves the catalog as it was.
+		if err := staged.Commit(); err != nil {
+			return fmt.Errorf("import %s: %w", src, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return ImportResult{}, err
+	}
+	return ImportResult{Assets: staged.Assets, Skipped: staged.Skipped}, nil
+}
+
+// Releases lists the imported release binaries, sorted by key.
+func (s *Service) Releases(_ context.Context) ([]release.Asset, error) {
+	var out []release.Asset
+	err := s.st.View(func(tx store.Tx) error {
+		return tx.Scan(releasesBucket, nil, func(_, v []byte) error {
+			var a release.Asset
+			if err := json.Unmarshal(v, &a); err != nil {
+				return fmt.Errorf("decode release catalog: %w", err)
+			}
+			out = append(out, a)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// releaseVersion is the version of a component the cluster names.
+func releaseVersion(c Cluster, component string) string {
+	switch component {
+	case nodeconfig.ComponentKubernetes:
+		return c.KubernetesVersion
+	case nodeconfig.ComponentEtcd:
+		return c.EtcdVersion
+	case nodeconfig.ComponentCNI:
+		return c.CNIPluginsVersion
+	case nodeconfig.ComponentFlannel:
+		return c.FlannelVersion
+	case nodeconfig.ComponentFlannelCNI:
+		return c.FlannelCNIVersion
+	case nodeconfig.ComponentCoreDNS:
+		return c.CoreDNSVersion
+	}
+	return ""
+}
+
+// upstreamFile names, for an operator, the file to download that holds a
+// missing binary.
+func upstreamFile(component, version, arch, name string) string {
+	v := strings.TrimPrefix(version, "v")
+	switch component {
+	case nodeconfig.ComponentKubernetes:
+		return fmt.Sprintf("%s/bin/linux/%s/%s with its %s.sha256 (from the Kubernetes release)", version, arch, name, name)
+	case nodeconfig.ComponentEtcd:
+		return fmt.Sprintf("etcd-%s-linux-%s.tar.gz with SHA256SUMS", version, arch)
+	case nodeconfig.ComponentCNI:
+		return fmt.Sprintf("cni-plugins-linux-%s-%s.tgz with its .sha256", arch, version)
+	case nodeconfig.ComponentFlannel:
+		return fmt.Sprintf("%s/flanneld-%s with a checksum file", version, arch)
+	case nodeconfig.ComponentFlannelCNI:
+		return fmt.Sprintf("cni-plugin-flannel-linux-%s-%s.tgz with its .sha256", arch, version)
+	case nodeconfig.ComponentCoreDNS:
+		return fmt.Sprintf("coredns_%s_linux_%s.tgz with its .sha256", v, arch)
+	}
+	return component + " " + version
+}
+
+// binariesFor resolves, from the catalog, every binary a node of role
+// runs: its URL on this server and the hash Ignition checks. A binary that
+// was never imported is an error naming the file to import.
+// URLs are paths on this server (/assets/...): the caller puts the base URL
+// the machine asked on in front.
+func binariesFor(tx store.Tx, c Cluster, role string) (map[string]nodeconfig.Binary, error) {
+	needs, err := nodeconfig.BinariesForRole(role)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]nodeconfig.Binary, len(needs))
+	var missing []string
+	for _, n := range needs {
+		v := releaseVersion(c, n.Component)
+		raw := tx.Get(releasesBucket, releaseKey(n.Component, v, c.Arch, n.Name))
+		if raw == nil {
+			missing = append(missing, upstreamFile(n.Component, v, c.Arch, n.Name))
+			continue
+		}
+		var a release.Asset
+		if err := json.Unmarshal(raw, &a); err != nil {
+			return nil, fmt.Errorf("decode release catalog entry %s: %w", n.Name, err)
+		}
+		out[n.Name] = nodeconfig.Binary{URL: "/assets/" + a.Path, Hash: "sha512-" + a.SHA512}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		missing = dedupe(missing)
+		return nil, notFoundf("a %s needs release files that are not imported: %s; download them and run `bootsrv assets import DIR`", role, strings.Join(missing, "; "))
+	}
+	return out, nil
+}
+
+// releasesGenKey, in the cluster bucket, changes with every import, so that
+// configs kept from before (with the hashes they carry) are rendered anew.
+const releasesGenKey = "releases_generation"
+
+func releasesID(tx store.Tx) string { return string(tx.Get("cluster", []byte(releasesGenKey))) }

@@ -1,0 +1,167 @@
+package profiles
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/bootsrv/bootsrv/pkg/nodeconfig"
+	"github.com/bootsrv/bootsrv/pkg/store"
+	"github.com/bootsrv/bootsrv/pkg/token"
+)
+
+// Certificates are renewed by bootsrv, not by the kubelet: the CA keys
+// never leave this server, every certificate of a node (etcd's, the
+// apiserver's, kube-proxy's, not only the kubelet's) is covered, and a
+// node's set is issued anew 30 days before its first certificate expires
+// (renewBefore) or when an operator asks (`bootsrv certs renew`). A running
+// node's timer fetches its set from /certs with a token of its own and
+// installs it when it changed (nodeconfig's renewal unit).
+
+func renewPurpose(m Machine) string { return fmt.Sprintf("renew/%d", m.Generation) }
+
+// renewURL is the node's own /certs URL. Its token lives as long as the
+// cluster CA, derived (not random) so that kept configs stay valid; it
+// dies with the install (the generation is in its purpose) and works only
+// from the machine's address.
+func (s *Service) renewURL(m Machine, baseURL string, caPEM []byte) string {
+	key, err := s.key()
+	if err != nil {
+		return ""
+	}
+	exp := s.now().Add(10 * 365 * 24 * time.Hour).Truncate(24 * time.Hour)
+	if b, _ := pem.Decode(caPEM); b != nil {
+		if ca, err := x509.ParseCertificate(b.Bytes); err == nil {
+			exp = ca.NotAfter.UTC().Truncate(time.Second)
+		}
+	}
+	tok := token.MintStable(key, m.MAC, renewPurpose(m), exp)
+	return fmt.Sprintf("%s/certs?mac=%s&token=%s", baseURL, m.MAC, tok)
+}
+
+// NodeCertificates serves a machine its current certificates, issuing a
+// new set first when it is due, as a tar of the files at their paths on
+// the node (keys 0600). The token must be the machine's renewal token,
+// used from its own address.
+func (s *Service) NodeCertificates(_ context.Context, req BootRequest) ([]byte, error) {
+	mac, err := NormalizeMAC(req.MAC)
+	if err != nil {
+		return nil, err
+	}
+	var in ignitionInputs
+	err = s.st.View(func(tx store.Tx) error {
+		var err error
+		in, err = s.loadIgnitionInputs(tx, mac)
+		return err
+	})
+	if KindOf(err) == KindNotFound {
+		return nil, &Error{Kind: KindDenied, Msg: fmt.Sprintf("certificates token for %s refused", mac)}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkToken(in.m, req, renewPurpose(in.m)); err != nil {
+		return nil, err
+	}
+	if !isKubernetes(in.p) {
+		return nil, invalidf("machine %s (profile %s) is no Kubernetes node: it has no certificates", mac, in.p.Name)
+	}
+	ni, id, err := s.nodeInput(in, req.BaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("certificates for %s: %w", mac, err)
+	}
+	files, err := nodeconfig.CertificateFiles(ni)
+	if err != nil {
+		return nil, fmt.Errorf("certificates for %s: %w", mac, err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, f := range files {
+		hdr := &tar.Header{Name: strings.TrimPrefix(f.Path, "/"), Mode: int64(f.Mode), Size: int64(len(f.Contents)),
+			Typeflag: tar.TypeReg, ModTime: s.now()}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(f.Contents); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	if id != in.certsID {
+		s.record(mac, Event{Type: "certs", Detail: "renewed certificates issued and served"})
+	}
+	return buf.Bytes(), nil
+}
+
+// RenewCerts issues new certificates now for the named machines (every
+// Kubernetes machine when macs is empty); their nodes install them at
+// their next check (within 12 hours), or at once with
+// `systemctl start bootsrv-renew-certs`. It returns the new certificates.
+func (s *Service) RenewCerts(ctx context.Context, macs []string) ([]CertInfo, error) {
+	var targets []ignitionInputs
+	err := s.st.View(func(tx store.Tx) error {
+		if len(macs) == 0 {
+			return tx.Scan("certs", nil, func(k, _ []byte) error {
+				in, err := s.loadBootInputs(tx, string(k))
+				if err == nil && isKubernetes(in.p) {
+					targets = append(targets, in)
+				}
+				return nil
+			})
+		}
+		for _, mac := range macs {
+			in, err := s.loadBootInputs(tx, mac)
+			if err != nil {
+				return err
+			}
+			if !isKubernetes(in.p) {
+				return invalidf("machine %s (profile %s) is no Kubernetes node: it has no certificates", in.m.MAC, in.p.Name)
+			}
+			targets = append(targets, in)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	renewed := map[string]bool{}
+	for _, in := range targets {
+		if err := s.st.Update(func(tx store.Tx) error {
+			var m Machine
+			if err := getMachine(tx, in.m.MAC, &m); err != nil {
+				return err
+			}
+			if err := dropCerts(tx, m.MAC); err != nil {
+				return err
+			}
+			if err := appendEvent(tx, &m, Event{Time: s.now(), Type: "certs", Detail: "operator asked to renew the certificates"}); err != nil {
+				return err
+			}
+			return putJSON(tx, "machines", m.MAC, m)
+		}); err != nil {
+			return nil, err
+		}
+		if _, _, _, err := s.certsFor(in.m, in.p, in.c); err != nil {
+			return nil, fmt.Errorf("renew certificates of %s: %w", in.m.MAC, err)
+		}
+		renewed[in.m.MAC] = true
+	}
+	all, err := s.Certs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []CertInfo
+	for _, c := range all {
+		if renewed[c.MAC] {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}

@@ -20,7 +20,7 @@ build: assets ## build bin/bootsrv with the iPXE binaries embedded
 assets: ## fetch the pinned iPXE binaries into assets/ipxe (from Debian's ipxe package)
 	bash assets/fetch-ipxe.sh
 
-releases: ## build Kubernetes, etcd, CNI, flannel and CoreDNS releases from their Go modules into /var/cache/bootsrv-test/releases (once; ~10 min)
+releases: ## build Kubernetes, etcd, CNI, flannel and CoreDNS releases from their Go modules into /var/cache/bootsrv-test/releases (once; ~15 min)
 	@if [ "$$(id -u)" = 0 ]; then bash examples/releases/build.sh; else echo "releases: not root: skipping (tests that run them will say so)"; fi
 
 run: build ## run the server on built-in defaults

@@ -9,7 +9,6 @@
 package cluster_test
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -651,48 +650,78 @@ func TestMasterControlPlaneRuns(t *testing.T) {
 	t.Logf("kubelet (%d restarts) stops here on this machine: %s", kl.Restarts(), last)
 	kl.Stop()
 
-	// Renewal without a reinstall: bootsrv issues the master a new set, the
-	// node fetches it from /certs with its own token and address (what its
-	// renewal timer does), the files go in place, and the restarted
-	// apiserver serves the new certificate.
-	certsEnv, err := os.ReadFile(filepath.Join(root, "/etc/bootsrv/certs.env"))
-	if err != nil {
-		t.Fatalf("the master has no renewal settings: %v", err)
-	}
-	certsURL, err := strconv.Unquote(strings.TrimSpace(strings.TrimPrefix(string(certsEnv), "BOOTSRV_CERTS_URL=")))
-	if err != nil || !strings.HasPrefix(certsURL, base+"/certs?") {
-		t.Fatalf("certs.env: %q", certsEnv)
-	}
-	fetch := func() []byte {
-		t.Helper()
-		out, err := exec.Command("ip", "netns", "exec", ns.Name, "curl", "-fsS", certsURL).Output()
-		if err != nil {
-			t.Fatalf("fetch %s from the master's address: %v", certsURL, err)
+	// Renewal without a reinstall: the master's own renewal script (the
+	// one its timer runs) fetches /certs from its own address with its own
+	// token. It runs in a mount namespace where /etc is an overlay on the
+	// host's, holding what Ignition wrote under /etc/bootsrv and
+	// /etc/kubernetes/ssl: the host's /etc is never written. systemctl,
+	// which this machine lacks, is a stand-in that records what it was
+	// asked to restart.
+	orig, _ := ignitionFiles(t, masterCfg)
+	upper, work, shim := filepath.Join(dir, "renew", "etc"), filepath.Join(dir, "renew", "work"), filepath.Join(dir, "renew", "bin")
+	for p, b := range orig {
+		if rel, ok := strings.CutPrefix(p, "/etc/"); ok && (strings.HasPrefix(rel, "bootsrv/") || strings.HasPrefix(rel, "kubernetes/ssl/")) {
+			if err := os.MkdirAll(filepath.Dir(filepath.Join(upper, rel)), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(upper, rel), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
 		}
-		return out
 	}
-	before := untar(t, fetch())
-	if !bytes.Equal(before["etc/kubernetes/ssl/apiserver.pem"], mustRead(t, root, "/etc/kubernetes/ssl/apiserver.pem")) {
-		t.Fatalf("/certs before any renewal is not the set the node has")
+	calls := filepath.Join(dir, "renew", "systemctl.calls")
+	os.MkdirAll(work, 0o755)
+	os.MkdirAll(shim, 0o755)
+	if err := os.WriteFile(filepath.Join(shim, "systemctl"), []byte("#!/bin/sh\necho \"$@\" >>"+calls+"\n"), 0o755); err != nil {
+		t.Fatal(err)
 	}
-	if out, err := exec.Command("curl", "-fsS", certsURL).CombinedOutput(); err == nil {
-		t.Errorf("/certs answered a request from the host's own address: %s", out)
+	renew := func() string {
+		t.Helper()
+		script := fmt.Sprintf("mount -t overlay overlay -o lowerdir=/etc,upperdir=%s,workdir=%s /etc && PATH=%s:$PATH exec sh /etc/bootsrv/renew-certs.sh", upper, work, shim)
+		out, err := exec.Command("ip", "netns", "exec", ns.Name, "unshare", "-m", "sh", "-c", script).CombinedOutput()
+		if err != nil {
+			t.Fatalf("the renewal script failed: %v\n%s", err, out)
+		}
+		return string(out)
 	}
+	if out := renew(); !strings.Contains(out, "certificates are current") {
+		t.Errorf("the renewal script before any renewal: %s", out)
+	}
+	if _, err := os.Stat(calls); err == nil {
+		t.Errorf("the renewal script restarted units with nothing renewed")
+	}
+	oldCert := orig["/etc/kubernetes/ssl/apiserver.pem"]
 	if _, err := svc.RenewCerts(ctx, []string{masterMAC}); err != nil {
 		t.Fatal(err)
 	}
-	after := untar(t, fetch())
-	if bytes.Equal(after["etc/kubernetes/ssl/apiserver.pem"], before["etc/kubernetes/ssl/apiserver.pem"]) {
-		t.Fatalf("after `certs renew` /certs still serves the old apiserver certificate")
+	out := renew()
+	newPEM := mustRead(t, upper, "kubernetes/ssl/apiserver.pem")
+	if bytes.Equal(newPEM, oldCert) || !strings.Contains(out, "/etc/kubernetes/ssl/apiserver.pem") {
+		t.Fatalf("after `certs renew` the script did not install a new apiserver certificate:\n%s", out)
 	}
-	for name, b := range after {
-		if err := os.WriteFile(filepath.Join(root, name), b, 0o600); err != nil {
+	if st, err := os.Stat(filepath.Join(upper, "kubernetes/ssl/apiserver-key.pem")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("the renewed apiserver key: %v %v, want mode 600", st, err)
+	}
+	restarted, _ := os.ReadFile(calls)
+	for _, u := range []string{"kubelet.service", "kube-proxy.service", "flanneld.service", "etcd.service", "kube-apiserver.service", "kube-controller-manager.service", "kube-scheduler.service", "coredns.service"} {
+		if !bytes.Contains(restarted, []byte(u)) || !bytes.HasPrefix(restarted, []byte("try-restart ")) {
+			t.Errorf("the renewal script did not try-restart %s: %q", u, restarted)
+		}
+	}
+	if out := renew(); !strings.Contains(out, "certificates are current") {
+		t.Errorf("the renewal script right after installing: %s", out)
+	}
+	// What systemctl would have done: the apiserver restarts on the
+	// installed files and serves the new certificate.
+	entries, _ := os.ReadDir(filepath.Join(upper, "kubernetes", "ssl"))
+	for _, e := range entries {
+		if err := os.WriteFile(filepath.Join(root, "etc/kubernetes/ssl", e.Name()), mustRead(t, upper, "kubernetes/ssl/"+e.Name()), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
 	apiserver.Stop()
 	apiserver = startUnit("kube-apiserver.service")
-	newCert, _ := pem.Decode(after["etc/kubernetes/ssl/apiserver.pem"])
+	newCert, _ := pem.Decode(newPEM)
 	waitFor(t, "the restarted apiserver serves the renewed certificate", 60*time.Second, func() error {
 		conn, err := tls.Dial("tcp", masterIP+":6443", &tls.Config{InsecureSkipVerify: true})
 		if err != nil {
@@ -712,7 +741,16 @@ func TestMasterControlPlaneRuns(t *testing.T) {
 		}
 		return nil
 	})
-	t.Logf("renewed the master's certificates without a reinstall; the apiserver serves the new one")
+	// /certs answers only the machine's own address.
+	certsEnv := orig["/etc/bootsrv/certs.env"]
+	certsURL, err := strconv.Unquote(strings.TrimSpace(strings.TrimPrefix(string(certsEnv), "BOOTSRV_CERTS_URL=")))
+	if err != nil || !strings.HasPrefix(certsURL, base+"/certs?") {
+		t.Fatalf("certs.env: %q", certsEnv)
+	}
+	if out, err := exec.Command("curl", "-fsS", certsURL).CombinedOutput(); err == nil {
+		t.Errorf("/certs answered a request from the host's own address: %s", out)
+	}
+	t.Logf("the master's renewal script installed renewed certificates (%s); the restarted apiserver serves the new one", strings.TrimSpace(string(restarted)))
 }
 
 func mustRead(t *testing.T, root, p string) []byte {
@@ -722,25 +760,4 @@ func mustRead(t *testing.T, root, p string) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-// untar reads a /certs answer: path -> contents, checking key modes.
-func untar(t *testing.T, b []byte) map[string][]byte {
-	t.Helper()
-	out := map[string][]byte{}
-	tr := tar.NewReader(bytes.NewReader(b))
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			t.Fatalf("/certs is not a tar: %v", err)
-		}
-		c, _ := io.ReadAll(tr)
-		if strings.HasSuffix(h.Name, "-key.pem") && h.Mode != 0o600 {
-			t.Errorf("/certs: %s has mode %o", h.Name, h.Mode)
-		}
-		out[h.Name] = c
-	}
 }

@@ -610,8 +610,9 @@ func chainEnvFile(t *testing.T, s string) map[string]string {
 // config (&stage=final) named in its install.env and reports
 // "installed"; the machine is then sent to its disk, and the installed
 // system's "booted" provisions it, once. Fedora CoreOS: the boot script
-// hands the live image the device and the final config's URL. Every
-// config passes the real ignition-validate.
+// hands the live image the device and the final config's URL, and an
+// installer config that reports "installed" so the next netboot goes to
+// the disk. Every config passes the real ignition-validate.
 func TestChainDiskInstall(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: skips building and running bootsrv serve")
@@ -681,7 +682,10 @@ func TestChainDiskInstall(t *testing.T) {
 			t.Errorf("the final config lacks the snippet: %s", final)
 		}
 		// What bootsrv-install.service runs once flatcar-install is done.
-		if code, body := c.fetch(http.MethodPost, env["BOOTSRV_REPORT_URL"]+"&state=installed"); code != http.StatusOK {
+		if !strings.HasSuffix(env["BOOTSRV_INSTALLED_URL"], "&state=installed") {
+			t.Fatalf("install.env: BOOTSRV_INSTALLED_URL=%q", env["BOOTSRV_INSTALLED_URL"])
+		}
+		if code, body := c.fetch(http.MethodPost, env["BOOTSRV_INSTALLED_URL"]); code != http.StatusOK {
 			t.Fatalf("installed report: %d %s", code, body)
 		}
 		c.wantState(fcar, "installed", "the installed report")
@@ -722,8 +726,28 @@ func TestChainDiskInstall(t *testing.T) {
 		}
 		script := string(c.get200From("127.0.0.2", c.base+"/ipxe?mac="+fcos))
 		m := regexp.MustCompile(`coreos\.inst\.ignition_url=(\S+)`).FindStringSubmatch(script)
-		if m == nil || !strings.Contains(script, "coreos.inst.install_dev=/dev/vda ") || strings.Contains(script, "ignition.config.url") || !strings.HasSuffix(m[1], "&stage=final") {
+		if m == nil || !strings.Contains(script, "coreos.inst.install_dev=/dev/vda ") || !strings.HasSuffix(m[1], "&stage=final") {
 			t.Fatalf("FCOS disk boot script:\n%s", script)
+		}
+		// The live system's own config reports "installed" after
+		// coreos-installer, before its reboot.
+		lm := regexp.MustCompile(`ignition\.config\.url=(\S+)`).FindStringSubmatch(script)
+		if lm == nil || lm[1]+"&stage=final" != m[1] {
+			t.Fatalf("FCOS disk boot script has no installer ignition.config.url:\n%s", script)
+		}
+		inst := c.get200From("127.0.0.2", lm[1])
+		chainValidate(t, "the FCOS installer config", inst)
+		iraw, ok := chainFile(t, inst, "/etc/bootsrv/install.env")
+		if !ok {
+			t.Fatalf("the FCOS installer config has no install.env: %s", inst)
+		}
+		ienv := chainEnvFile(t, iraw)
+		if code, body := c.fetchFrom("127.0.0.2", http.MethodPost, ienv["BOOTSRV_INSTALLED_URL"]); code != http.StatusOK {
+			t.Fatalf("installed report: %d %s", code, body)
+		}
+		c.wantState(fcos, "installed", "the installed report")
+		if local := string(c.get200From("127.0.0.2", c.base+"/ipxe?mac="+fcos)); !strings.Contains(local, "local disk") {
+			t.Errorf("installed FCOS disk machine's script (a reinstall loop):\n%s", local)
 		}
 		final := c.get200From("127.0.0.2", m[1])
 		chainValidate(t, "the FCOS final config", final)

@@ -52,9 +52,11 @@ func certsCommand() *command {
 			long: `bootsrv renews certificates itself: a node's set is issued anew 30 days before
 its first certificate expires, and each node's bootsrv-renew-certs.timer
 fetches its set from bootsrv twice a day, installs it when it changed and
-restarts what uses it (no reinstall). This command renews now, for example
-after a key may have leaked; the nodes pick the new set up at their next
-check, or at once with "systemctl start bootsrv-renew-certs" on the node.`,
+restarts what uses it (no reinstall). This command renews now; the nodes
+pick the new set up at their next check, or at once with
+"systemctl start bootsrv-renew-certs" on the node. The old certificates
+stay valid until they expire (Kubernetes has no revocation list): after a
+leaked key, reprovision the machine, which also ends its tokens.`,
 			flags: func(fs *flag.FlagSet, o *opts) { outputFlag(fs, o) },
 			run: withAPI(func([]string) error { return nil }, func(ctx context.Context, c *cli, o *opts, api admin.API, args []string) error {
 				cs, err := api.RenewCerts(ctx, args)

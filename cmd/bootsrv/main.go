@@ -327,11 +327,7 @@ func openAPI(o *opts) (admin.API, func(), error) {
 		}
 		return nil, nil, err
 	}
-	svc := profiles.NewService(st)
-	cfg := profiles.DefaultBootConfig
-	cfg.AssetsDir = filepath.Join(o.dataDir, "assets")
-	svc.Configure(cfg, nil)
-	return svc, func() { st.Close() }, nil
+	return profiles.NewService(st), func() { st.Close() }, nil
 }
 
 func rootCommand() *command {

@@ -250,15 +250,7 @@ func (s *Server) ignition(w http.ResponseWriter, r *http.Request) int {
 		s.render.Observe(time.Since(start).Seconds())
 	}
 	if err != nil {
-		code := statusOf(err)
-		if code >= 500 {
-			s.log.Error("ignition not served", "mac", mac, "err", err)
-			http.Error(w, "bootsrv could not render this machine's Ignition config; the server log names the cause", code)
-			return code
-		}
-		s.log.Warn("ignition refused", "mac", mac, "from", r.RemoteAddr, "code", code, "reason", err)
-		http.Error(w, err.Error(), code)
-		return code
+		return s.refuse(w, r, "ignition", "render this machine's Ignition config", mac, err)
 	}
 	w.Header().Set("Content-Type", "application/vnd.coreos.ignition+json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -266,8 +258,24 @@ func (s *Server) ignition(w http.ResponseWriter, r *http.Request) int {
 	return http.StatusOK
 }
 
+// refuse answers a request for what (a machine's secrets) that failed: a
+// 5xx keeps the cause for the log (it may name the operator's
+// configuration), a 4xx tells the machine why.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, what, doing, mac string, err error) int {
+	code := statusOf(err)
+	if code >= 500 {
+		s.log.Error(what+" not served", "mac", mac, "err", err)
+		http.Error(w, "bootsrv could not "+doing+"; the server log names the cause", code)
+		return code
+	}
+	s.log.Warn(what+" refused", "mac", mac, "from", r.RemoteAddr, "code", code, "reason", err)
+	http.Error(w, err.Error(), code)
+	return code
+}
+
 // certs serves a running node its current certificates (a tar of the
-// files at their paths), for its renewal timer.
+// files at their paths), for its renewal timer; 204 when ?have= names the
+// kubelet certificate it already holds.
 func (s *Server) certs(w http.ResponseWriter, r *http.Request) int {
 	q := r.URL.Query()
 	mac := q.Get("mac")
@@ -275,20 +283,17 @@ func (s *Server) certs(w http.ResponseWriter, r *http.Request) int {
 		http.Error(w, "missing mac", http.StatusBadRequest)
 		return http.StatusBadRequest
 	}
-	b, err := s.svc.NodeCertificates(r.Context(), profiles.BootRequest{MAC: mac, Token: q.Get("token"), BaseURL: baseURL(r), RemoteIP: remoteIP(r)})
+	b, err := s.svc.NodeCertificates(r.Context(), profiles.BootRequest{MAC: mac, Token: q.Get("token"), BaseURL: baseURL(r), RemoteIP: remoteIP(r)}, q.Get("have"))
 	if err != nil {
-		code := statusOf(err)
-		if code >= 500 {
-			s.log.Error("certificates not served", "mac", mac, "err", err)
-			http.Error(w, "bootsrv could not issue this machine's certificates; the server log names the cause", code)
-			return code
-		}
-		s.log.Warn("certificates refused", "mac", mac, "from", r.RemoteAddr, "code", code, "reason", err)
-		http.Error(w, err.Error(), code)
-		return code
+		return s.refuse(w, r, "certificates", "issue this machine's certificates", mac, err)
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	if b == nil {
+		// The node holds the current set already.
+		w.WriteHeader(http.StatusNoContent)
+		return http.StatusNoContent
 	}
 	w.Header().Set("Content-Type", "application/x-tar")
-	w.Header().Set("Cache-Control", "no-store")
 	w.Write(b)
 	return http.StatusOK
 }

@@ -657,8 +657,8 @@ func TestReportAndLocalBootDisk(t *testing.T) {
 		t.Errorf("the final config lacks the profile's snippet: %s", r.body)
 	}
 	rtok := reportURL(t, cfg).Query().Get("token")
-	if u, _ := url.Parse(env["BOOTSRV_REPORT_URL"]); u == nil || u.Query().Get("token") != rtok {
-		t.Errorf("installer reports with %s, the installed system with token %s", env["BOOTSRV_REPORT_URL"], rtok)
+	if u, _ := url.Parse(env["BOOTSRV_INSTALLED_URL"]); u == nil || u.Query().Get("token") != rtok || u.Query().Get("state") != "installed" {
+		t.Errorf("installer reports with %s, the installed system with token %s", env["BOOTSRV_INSTALLED_URL"], rtok)
 	}
 	report := func(tok, state string) resp {
 		q := url.Values{"mac": {macA}, "token": {tok}, "state": {state}}
@@ -708,12 +708,13 @@ func TestReportAndLocalBootDisk(t *testing.T) {
 
 // TestFCOSDiskOverHTTP: a Fedora CoreOS disk install's boot script hands
 // the live image the device and the final config's URL, whose fetch (with
-// &stage=final) is the machine's config.
+// &stage=final) is the machine's config; the live system's own config
+// (ignition.config.url) is bootsrv's installer report.
 func TestFCOSDiskOverHTTP(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	e.useDisk(profiles.OSFCOS)
 	r := e.get("/ipxe?mac=" + macA)
-	if r.code != http.StatusOK || strings.Contains(r.body, "ignition.config.url") || !strings.Contains(r.body, "coreos.inst.install_dev=/dev/sda ") {
+	if r.code != http.StatusOK || !strings.Contains(r.body, "ignition.config.url="+e.ts.URL+"/ignition?mac="+macA+"&token=") || !strings.Contains(r.body, "coreos.inst.install_dev=/dev/sda ") {
 		t.Fatalf("FCOS disk script: %d\n%s", r.code, r.body)
 	}
 	m := regexp.MustCompile(`coreos\.inst\.ignition_url=(\S+)`).FindStringSubmatch(r.body)

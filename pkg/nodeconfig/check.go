@@ -262,16 +262,8 @@ func check(in Input) (checked, error) {
 		return c, err
 	}
 	c.mirror = strings.TrimSuffix(cl.RegistryMirror, "/")
-	if c.mirror != "" && !mirrorRe.MatchString(c.mirror) {
-		return c, fmt.Errorf("cluster registry mirror %q is not a registry URL such as https://HOST[:PORT]", cl.RegistryMirror)
-	}
-	if len(cl.RegistryCA) > 0 {
-		if c.mirror == "" {
-			return c, errors.New("cluster registry CA is set but no registry mirror is")
-		}
-		if err := checkPEM("cluster registry CA", cl.RegistryCA, "CERTIFICATE"); err != nil {
-			return c, err
-		}
+	if err := CheckRegistry(c.mirror, cl.RegistryCA); err != nil {
+		return c, err
 	}
 	c.sandbox = cl.SandboxImage
 	if c.sandbox == "" {
@@ -392,4 +384,22 @@ func checkMasters(ms []Member) ([]Member, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Hostname < out[j].Hostname })
 	return out, nil
+}
+
+// CheckRegistry checks a cluster's registry mirror and its CA, so that a
+// cluster is refused at init rather than every render failing later.
+func CheckRegistry(mirror string, ca []byte) error {
+	mirror = strings.TrimSuffix(mirror, "/")
+	if mirror != "" && !mirrorRe.MatchString(mirror) {
+		return fmt.Errorf("cluster registry mirror %q is not a registry URL such as https://HOST[:PORT] (no path, no user)", mirror)
+	}
+	if len(ca) > 0 {
+		if mirror == "" {
+			return errors.New("cluster registry CA is set but no registry mirror is")
+		}
+		if err := checkPEM("cluster registry CA", ca, "CERTIFICATE"); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -463,7 +463,12 @@ set -eu
 . `+pathCertsEnv+`
 t=$(mktemp -d)
 trap 'rm -rf "$t"' EXIT
-curl -fsS --retry 5 --retry-delay 10 -o "$t/certs.tar" "$BOOTSRV_CERTS_URL"
+have=$(sha256sum `+certPath(CertKubelet)+` 2>/dev/null | cut -d' ' -f1) || have=
+code=$(curl -fsS --retry 5 --retry-delay 10 -o "$t/certs.tar" -w '%{http_code}' "$BOOTSRV_CERTS_URL&have=$have")
+if [ "$code" = 204 ]; then
+	echo "bootsrv: certificates are current"
+	exit 0
+fi
 mkdir "$t/new"
 tar -xf "$t/certs.tar" -C "$t/new"
 changed=
@@ -483,5 +488,5 @@ systemctl try-restart `+strings.Join(units, " ")+`
 		Unit{Name: unitRenew, Contents: "[Unit]\nDescription=Install this node's renewed certificates from bootsrv\n" +
 			"Wants=network-online.target\nAfter=network-online.target\n\n[Service]\nType=oneshot\nExecStart=/bin/sh " + pathRenewScript + "\n"},
 		Unit{Name: unitRenewTimer, Enabled: true, Contents: "[Unit]\nDescription=Check twice a day for renewed certificates from bootsrv\n\n" +
-			"[Timer]\nOnBootSec=15min\nOnUnitActiveSec=12h\nRandomizedDelaySec=1h\nPersistent=true\n\n[Install]\nWantedBy=timers.target\n"})
+			"[Timer]\nOnBootSec=15min\nOnUnitActiveSec=12h\nRandomizedDelaySec=1h\n\n[Install]\nWantedBy=timers.target\n"})
 }

@@ -18,7 +18,6 @@ package nodeconfig
 import (
 	"fmt"
 	"sort"
-	"strings"
 )
 
 // Roles Render knows. A "custom" profile carries no Kubernetes content and
@@ -231,18 +230,45 @@ func GeneratedUnits(n Node) []string {
 }
 
 // CertificateFiles are the node's TLS files alone (the CAs it trusts, its
-// certificates and keys), at the paths Render writes them: what a running
-// node replaces when its certificates are renewed.
+// certificates and keys, a master's service-account pair), at the paths
+// Render writes them: what a running node replaces when its certificates
+// are renewed. It needs only in's role, CAs, certificates and keys.
 func CertificateFiles(in Input) ([]File, error) {
-	n, err := Render(in)
+	role := in.Machine.Role
+	names, err := CertsForRole(role)
 	if err != nil {
 		return nil, err
 	}
-	var out []File
-	for _, f := range n.Files {
-		if strings.HasPrefix(f.Path, sslDir+"/") && f.Source == "" {
-			out = append(out, f)
-		}
+	type pemFile struct {
+		path, what string
+		b          []byte
+		mode       int
+		types      []string
 	}
-	return out, nil
+	files := []pemFile{{pathCA, "CA certificate", in.CA, modePublic, []string{"CERTIFICATE"}}}
+	if role == RoleMaster {
+		files = append(files,
+			pemFile{pathEtcdCA, "etcd CA certificate", in.EtcdCA, modePublic, []string{"CERTIFICATE"}},
+			pemFile{pathFrontProxyCA, "front-proxy CA certificate", in.FrontProxyCA, modePublic, []string{"CERTIFICATE"}},
+			pemFile{pathSAPublic, "service-account public key", in.ServiceAccount.Public, modePublic, []string{"PUBLIC KEY", "RSA PUBLIC KEY"}},
+			pemFile{pathSAPrivate, "service-account private key", in.ServiceAccount.Private, modePrivate, keyTypes})
+	}
+	for _, name := range names {
+		ck, ok := in.Certs[name]
+		if !ok {
+			return nil, fmt.Errorf("a %s needs certificate %q, which is missing", role, name)
+		}
+		files = append(files,
+			pemFile{certPath(name), "certificate " + name, ck.Cert, modePublic, []string{"CERTIFICATE"}},
+			pemFile{keyPath(name), "key of certificate " + name, ck.Key, modePrivate, keyTypes})
+	}
+	var n Node
+	for _, f := range files {
+		if err := checkPEM(f.what, f.b, f.types...); err != nil {
+			return nil, err
+		}
+		addFile(&n, f.path, f.mode, f.b)
+	}
+	sort.Slice(n.Files, func(i, j int) bool { return n.Files[i].Path < n.Files[j].Path })
+	return n.Files, nil
 }

@@ -222,7 +222,10 @@ func kernelArgs(p Profile, c Cluster, ignURL string) []string {
 	var a []string
 	switch {
 	case p.OS == OSFCOS && p.Install == InstallDisk:
-		a = []string{"ignition.firstboot", "ignition.platform.id=metal",
+		// The live system runs bootsrv's installer config (which only
+		// reports "installed" once coreos-installer is done), never the
+		// final one: that is the installed system's.
+		a = []string{"ignition.firstboot", "ignition.platform.id=metal", "ignition.config.url=" + ignURL,
 			"coreos.inst.install_dev=" + p.InstallDevice, "coreos.inst.ignition_url=" + ignURL + "&stage=" + StageFinal}
 	case p.OS == OSFlatcar:
 		a = []string{"flatcar.first_boot=1", "ignition.config.url=" + ignURL}
@@ -350,7 +353,7 @@ func (s *Service) renderIgnition(mac, baseURL string, gen *uint64, stage, ignTok
 		if gen != nil && in.m.Generation != *gen {
 			return &Error{Kind: KindDenied, Msg: fmt.Sprintf("ignition for %s refused: the machine was re-provisioned since its token was issued", in.m.MAC)}
 		}
-		if in.p.OS == OSFlatcar && in.p.Install == InstallDisk && stage != StageFinal {
+		if in.p.Install == InstallDisk && stage != StageFinal {
 			return nil // the installer config is never kept
 		}
 		h := in.hash(s.boot.Version, baseURL, rexp, in.certsID)
@@ -365,10 +368,14 @@ func (s *Service) renderIgnition(mac, baseURL string, gen *uint64, stage, ignTok
 	m, p, c := in.m, in.p, in.c
 	rtok := token.MintStable(key, m.MAC, reportPurpose(m), rexp)
 	reportURL := fmt.Sprintf("%s/report?mac=%s&token=%s", baseURL, m.MAC, rtok)
-	if p.OS == OSFlatcar && p.Install == InstallDisk && stage != StageFinal {
+	if p.Install == InstallDisk && stage != StageFinal {
 		// Not kept: it carries the Ignition token, and costs nothing.
 		finalURL := fmt.Sprintf("%s/ignition?mac=%s&token=%s&stage=%s", baseURL, m.MAC, ignTok, StageFinal)
-		return render.Ignition(installerConfig(p, c, baseURL, finalURL, reportURL))
+		out, err := render.Ignition(installerConfig(p, c, baseURL, finalURL, reportURL))
+		if err != nil {
+			return nil, fmt.Errorf("render installer ignition for %s (profile %s): %w", m.MAC, p.Name, err)
+		}
+		return out, nil
 	}
 	cfg := render.Config{SSHKeys: c.SSHKeys, Snippet: p.Ignition}
 	cfg.Files = append(cfg.Files,
@@ -684,7 +691,8 @@ func (s *Service) machineAt(ip netip.Addr) (string, Profile, bool) {
 }
 
 // FailSilent marks machines that were handed Ignition but did not report
-// within timeout as failed, and returns how many.
+// within timeout as failed, and those installed to disk whose installed
+// system did not report its first boot within timeout; it returns how many.
 func (s *Service) FailSilent(timeout time.Duration) (int, error) {
 	s.Flush()
 	now := s.now()
@@ -692,14 +700,14 @@ func (s *Service) FailSilent(timeout time.Duration) (int, error) {
 	err := s.st.View(func(tx store.Tx) error {
 		return tx.Scan("machines", nil, func(k, v []byte) error {
 			// Cheap pre-filter before decoding: most machines are not waiting.
-			if !bytes.Contains(v, []byte(`"state":"ignition"`)) {
+			if !bytes.Contains(v, []byte(`"state":"ignition"`)) && !bytes.Contains(v, []byte(`"state":"installed"`)) {
 				return nil
 			}
 			var m Machine
 			if err := json.Unmarshal(v, &m); err != nil {
 				return err
 			}
-			if m.State == StateIgnition && now.Sub(m.StateAt) > timeout {
+			if waiting(m) && now.Sub(m.StateAt) > timeout {
 				late = append(late, m.MAC)
 			}
 			return nil
@@ -715,10 +723,14 @@ func (s *Service) FailSilent(timeout time.Duration) (int, error) {
 			if err := getMachine(tx, mac, &m); err != nil {
 				continue
 			}
-			if m.State != StateIgnition || now.Sub(m.StateAt) <= timeout {
+			if !waiting(m) || now.Sub(m.StateAt) <= timeout {
 				continue
 			}
-			if err := appendEvent(tx, &m, Event{Time: now, Type: StateFailed, Detail: fmt.Sprintf("no report within %s of fetching Ignition", timeout)}); err != nil {
+			why := fmt.Sprintf("no report within %s of fetching Ignition", timeout)
+			if m.State == StateInstalled {
+				why = fmt.Sprintf("installed to disk, but the installed system did not report within %s", timeout)
+			}
+			if err := appendEvent(tx, &m, Event{Time: now, Type: StateFailed, Detail: why}); err != nil {
 				return err
 			}
 			if err := putJSON(tx, "machines", m.MAC, m); err != nil {
@@ -730,6 +742,9 @@ func (s *Service) FailSilent(timeout time.Duration) (int, error) {
 	})
 	return n, err
 }
+
+// waiting: the machine owes a report.
+func waiting(m Machine) bool { return m.State == StateIgnition || m.State == StateInstalled }
 
 // Render kinds for Render.
 const (
@@ -759,38 +774,83 @@ func (s *Service) Render(ctx context.Context, kind, mac, baseURL string) (string
 	return "", invalidf("nothing to render called %q: use ipxe or ignition", kind)
 }
 
-// installUnit installs Flatcar from its live image to the profile's disk
-// with the machine's final config, reports "installed" and reboots; the
-// installed system's first boot applies that config and reports "booted".
-// flatcar-install takes the disk image from bootsrv's assets
-// (ASSETS/flatcar/current/flatcar_production_image.bin.bz2 and its .sig),
-// never from the internet.
-const installUnit = `[Unit]
+// Installing to disk runs from the OS's live image with a small installer
+// config of bootsrv's, never with the final one (the installed system's).
+// Flatcar: bootsrv-install.service fetches the final config and runs
+// flatcar-install with it; the disk image comes from bootsrv's assets
+// (ASSETS/flatcar/VERSION/flatcar_production_image.bin.bz2 and its .sig,
+// VERSION being the live image's own, which flatcar-install asks for),
+// never from the internet. Fedora CoreOS: coreos-installer, started by the
+// kernel arguments, installs; bootsrv-installed.service only reports.
+// Either way "installed" is reported before the reboot, so the next netboot
+// is sent to the disk, and a failed install reports "failed".
+const (
+	installEnvPath   = "/etc/bootsrv/install.env" // the installer's settings (its tokens: owner only)
+	installUnitName  = "bootsrv-install.service"
+	installedName    = "bootsrv-installed.service"
+	installFailedKey = "bootsrv-install-failed.service"
+)
+
+// flatcarInstallUnit: the fetch retries a few minutes, not forever, so an
+// expired token ends as a reported failure rather than a hung install.
+const flatcarInstallUnit = `[Unit]
 Description=Install Flatcar to disk with this machine's final config (bootsrv)
 Wants=network-online.target
 After=network-online.target
+OnFailure=` + installFailedKey + `
 
 [Service]
 Type=oneshot
-EnvironmentFile=/etc/bootsrv/install.env
-ExecStart=/bin/sh -c 'until curl -fsS -o /run/bootsrv-final.ign "$BOOTSRV_FINAL_URL"; do sleep 10; done'
+TimeoutStartSec=1h
+EnvironmentFile=` + installEnvPath + `
+ExecStart=/usr/bin/curl -fsS --retry 20 --retry-delay 10 --retry-all-errors -o /run/bootsrv-final.ign ${BOOTSRV_FINAL_URL}
 ExecStart=/usr/bin/flatcar-install -d ${BOOTSRV_INSTALL_DEVICE} -b ${BOOTSRV_IMAGE_URL} -i /run/bootsrv-final.ign
-ExecStart=/bin/sh -c 'curl -fsS -X POST "$BOOTSRV_REPORT_URL&state=installed" || true'
+ExecStart=/usr/bin/curl -fsS --retry 20 --retry-delay 10 --retry-all-errors -X POST ${BOOTSRV_INSTALLED_URL}
 ExecStart=/usr/bin/systemctl reboot
 
 [Install]
 WantedBy=multi-user.target
 `
 
-// installEnvPath holds the installer's settings (its token: owner only).
-const installEnvPath = "/etc/bootsrv/install.env"
+// fcosInstalledUnit reports once coreos-installer has written the disk and
+// before its own reboot.
+const fcosInstalledUnit = `[Unit]
+Description=Report to bootsrv that coreos-installer installed this machine
+Requires=coreos-installer.service
+After=coreos-installer.service
+Before=coreos-installer-reboot.service
+OnFailure=` + installFailedKey + `
+
+[Service]
+Type=oneshot
+EnvironmentFile=` + installEnvPath + `
+ExecStart=/usr/bin/curl -fsS --retry 20 --retry-delay 10 --retry-all-errors -X POST ${BOOTSRV_INSTALLED_URL}
+
+[Install]
+RequiredBy=coreos-installer-reboot.service
+`
+
+const installFailedUnit = `[Unit]
+Description=Report to bootsrv that installing this machine failed
+
+[Service]
+Type=oneshot
+EnvironmentFile=` + installEnvPath + `
+ExecStart=/usr/bin/curl -fsS --retry 5 --retry-delay 10 -X POST ${BOOTSRV_FAILED_URL}
+`
 
 func installerConfig(p Profile, c Cluster, baseURL, finalURL, reportURL string) render.Config {
-	env := fmt.Sprintf("BOOTSRV_FINAL_URL=%q\nBOOTSRV_REPORT_URL=%q\nBOOTSRV_INSTALL_DEVICE=%s\nBOOTSRV_IMAGE_URL=%s/assets/flatcar\n",
-		finalURL, reportURL, p.InstallDevice, baseURL)
-	return render.Config{
+	env := fmt.Sprintf("BOOTSRV_FINAL_URL=%q\nBOOTSRV_INSTALLED_URL=%q\nBOOTSRV_FAILED_URL=%q\nBOOTSRV_INSTALL_DEVICE=%s\nBOOTSRV_IMAGE_URL=%s/assets/flatcar\n",
+		finalURL, reportURL+"&state="+ReportInstalled, reportURL+"&state="+ReportFailed+"&detail=install+failed", p.InstallDevice, baseURL)
+	cfg := render.Config{
 		SSHKeys: c.SSHKeys,
 		Files:   []render.File{{Path: installEnvPath, Mode: 0o600, Contents: []byte(env)}},
-		Units:   []render.Unit{{Name: "bootsrv-install.service", Enabled: true, Contents: installUnit}},
+		Units:   []render.Unit{{Name: installFailedKey, Contents: installFailedUnit}},
 	}
+	if p.OS == OSFCOS {
+		cfg.Units = append(cfg.Units, render.Unit{Name: installedName, Enabled: true, Contents: fcosInstalledUnit})
+	} else {
+		cfg.Units = append(cfg.Units, render.Unit{Name: installUnitName, Enabled: true, Contents: flatcarInstallUnit})
+	}
+	return cfg
 }

@@ -454,8 +454,9 @@ func TestFlatcarDiskInstall(t *testing.T) {
 					unit = *u.Contents
 				}
 			}
-			if !strings.Contains(unit, "flatcar-install") || !strings.Contains(unit, "EnvironmentFile=/etc/bootsrv/install.env") || !strings.Contains(unit, "state=installed") {
-				t.Errorf("no enabled bootsrv-install.service running flatcar-install and reporting installed:\n%s", unit)
+			if !strings.Contains(unit, "flatcar-install") || !strings.Contains(unit, "EnvironmentFile=/etc/bootsrv/install.env") ||
+				!strings.Contains(unit, "${BOOTSRV_INSTALLED_URL}") || !strings.Contains(unit, "OnFailure=bootsrv-install-failed.service") {
+				t.Errorf("no enabled bootsrv-install.service running flatcar-install, reporting installed and failure:\n%s", unit)
 			}
 			env := map[string]string{}
 			for _, f := range inst.Storage.Files {
@@ -477,7 +478,9 @@ func TestFlatcarDiskInstall(t *testing.T) {
 				}
 			}
 			final := base + "/ignition?mac=" + bootMAC + "&token=" + tok + "&stage=final"
-			if env["BOOTSRV_FINAL_URL"] != final || env["BOOTSRV_INSTALL_DEVICE"] != want || !strings.HasPrefix(env["BOOTSRV_REPORT_URL"], base+"/report?mac="+bootMAC+"&token=") {
+			if env["BOOTSRV_FINAL_URL"] != final || env["BOOTSRV_INSTALL_DEVICE"] != want ||
+				!strings.HasPrefix(env["BOOTSRV_INSTALLED_URL"], base+"/report?mac="+bootMAC+"&token=") || !strings.HasSuffix(env["BOOTSRV_INSTALLED_URL"], "&state=installed") ||
+				!strings.Contains(env["BOOTSRV_FAILED_URL"], "&state=failed") {
 				t.Errorf("install.env %q, want the final URL %s and device %s", env, final, want)
 			}
 			// What the installer fetches: the machine's own config.
@@ -530,8 +533,10 @@ func TestFlatcarDiskInstall(t *testing.T) {
 }
 
 // TestFCOSDiskInstallArgs: Fedora CoreOS's live image installs by itself:
-// its kernel gets the device and the final config's URL, and no
-// ignition.config.url (the live system must not apply the final config).
+// its kernel gets the device and the final config's URL; the live system
+// gets bootsrv's installer config, which only reports "installed" once
+// coreos-installer is done (so the next netboot goes to the disk), never
+// the final config.
 func TestFCOSDiskInstallArgs(t *testing.T) {
 	p := diskProfile
 	p.OS = profiles.OSFCOS
@@ -540,8 +545,23 @@ func TestFCOSDiskInstallArgs(t *testing.T) {
 	const base = "http://10.9.0.1:8080"
 	script, tok := bootScript(t, s)
 	final := "coreos.inst.ignition_url=" + base + "/ignition?mac=" + bootMAC + "&token=" + tok + "&stage=final "
-	if tok == "" || !strings.Contains(script, "coreos.inst.install_dev=/dev/sda ") || !strings.Contains(script, final) || strings.Contains(script, "ignition.config.url") {
-		t.Fatalf("FCOS disk boot script, want coreos.inst.install_dev=/dev/sda and %s, no ignition.config.url:\n%s", final, script)
+	live := "ignition.config.url=" + base + "/ignition?mac=" + bootMAC + "&token=" + tok + " "
+	if tok == "" || !strings.Contains(script, "coreos.inst.install_dev=/dev/sda ") || !strings.Contains(script, final) || !strings.Contains(script, live) {
+		t.Fatalf("FCOS disk boot script, want coreos.inst.install_dev=/dev/sda, %s and %s:\n%s", final, live, script)
+	}
+	inst, err := s.Ignition(ctx, profiles.BootRequest{MAC: bootMAC, Token: tok, BaseURL: base})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(inst), "bootsrv-installed.service") || !strings.Contains(string(inst), "After=coreos-installer.service") ||
+		strings.Contains(string(inst), "/etc/hostname") || strings.Contains(string(inst), "kubelet") {
+		t.Errorf("the FCOS live system's config is not the installer's report alone:\n%s", inst)
+	}
+	if m, err := report(t, s, profiles.ReportInstalled); err != nil || m.State != profiles.StateInstalled {
+		t.Fatalf("report installed: %+v %v", m, err)
+	}
+	if script, _ := bootScript(t, s); !strings.Contains(script, "local disk") {
+		t.Errorf("an installed FCOS machine's next netboot is not sent to its disk (a reinstall loop):\n%s", script)
 	}
 	cfg, err := s.Ignition(ctx, profiles.BootRequest{MAC: bootMAC, Token: tok, BaseURL: base, Stage: profiles.StageFinal})
 	if err != nil {
@@ -575,5 +595,37 @@ func TestIgnitionBadStage(t *testing.T) {
 	}
 	if got := state(t, s); got == profiles.StateIgnition {
 		t.Error("a refused stage moved the machine to ignition")
+	}
+}
+
+// TestFailSilentInstalled: a machine installed to disk whose installed
+// system never reports is marked failed after the report timeout, like one
+// that fetched Ignition and went quiet; within the timeout it is left be.
+func TestFailSilentInstalled(t *testing.T) {
+	p := diskProfile
+	p.OS = profiles.OSFCOS
+	s := newBootServiceOn(t, profiles.BootConfig{}, p)
+	ctx := context.Background()
+	_, tok := bootScript(t, s)
+	if _, err := s.Ignition(ctx, profiles.BootRequest{MAC: bootMAC, Token: tok, BaseURL: "http://10.9.0.1:8080"}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := report(t, s, profiles.ReportInstalled); err != nil || m.State != profiles.StateInstalled {
+		t.Fatalf("report installed: %+v %v", m, err)
+	}
+	if n, err := s.FailSilent(time.Hour); err != nil || n != 0 {
+		t.Fatalf("FailSilent(1h) right after the install = %d, %v; want 0", n, err)
+	}
+	time.Sleep(2 * time.Millisecond)
+	if n, err := s.FailSilent(time.Millisecond); err != nil || n != 1 {
+		t.Fatalf("FailSilent(1ms) = %d, %v; want the installed machine", n, err)
+	}
+	m, err := s.Machine(ctx, bootMAC)
+	if err != nil || m.State != profiles.StateFailed {
+		t.Fatalf("after FailSilent: %+v %v, want failed", m, err)
+	}
+	ev, _ := s.MachineEvents(ctx, bootMAC)
+	if last := ev[len(ev)-1]; !strings.Contains(last.Detail, "installed system did not report") {
+		t.Errorf("the failure does not say why: %+v", last)
 	}
 }

@@ -684,8 +684,7 @@ func TestK8sReleasesMissing(t *testing.T) {
 // fetch: the rendered config (kept in the state file) is made anew with
 // the new hash, and the catalog lists exactly what is in the assets dir,
 // every file with its hash. A release dir imported again with fewer
-// binaries drops the others from the catalog as from the disk, and the
-// nodes needing them say so rather than fetching a missing file.
+// binaries is refused, naming those it would remove, and changes nothing.
 func TestK8sReimport(t *testing.T) {
 	s := k8sLab(t)
 	ctx := context.Background()
@@ -707,23 +706,16 @@ func TestK8sReimport(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(k, "kubelet.sha256"), []byte(sum+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	res := k8sImport(t, s, src)
-	if len(res.Assets) != 1 || res.Assets[0].Name != "kubelet" {
-		t.Fatalf("imported %+v, want the kubelet alone", res.Assets)
+	// Its dir would replace the imported one whole and take kube-proxy and
+	// the rest with it: refused, naming them, and nothing changes.
+	dir, _ := k8sAssets.Load(s)
+	_, err := s.ImportReleases(ctx, src, dir.(string))
+	if profiles.KindOf(err) != profiles.KindInvalid || !strings.Contains(err.Error(), "would remove kube-apiserver, kube-controller-manager, kube-proxy") {
+		t.Fatalf("partial re-import = %v (kind %q), want invalid naming what it would remove", err, profiles.KindOf(err))
 	}
 	k8sCheckCatalogOnDisk(t, s)
-	rels, err := s.Releases(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range rels {
-		if a.Component == "kubernetes" && a.Version == releasetest.Default.Kubernetes && a.Name != "kubelet" {
-			t.Errorf("the catalog still lists %s, which the import replaced: %+v", a.Path, a)
-		}
-	}
-	_, err = s.RenderIgnition(ctx, k8sWorker1, k8sBaseURL)
-	if profiles.KindOf(err) != profiles.KindNotFound || !strings.Contains(err.Error(), "kube-proxy") || strings.Contains(err.Error(), "amd64/kubelet with") {
-		t.Fatalf("render after kube-proxy's release dir was replaced by one without it: %v (kind %q), want not-found naming kube-proxy", err, profiles.KindOf(err))
+	if same := k8sRender(t, s, k8sWorker1); same.file(t, kubelet).hash != oldHash {
+		t.Errorf("a refused import changed the kubelet the config fetches")
 	}
 
 	// The whole release again, with the rebuilt kubelet in it.

@@ -116,7 +116,10 @@ func factsKey(f pki.NodeFacts, ca pki.Pair) string {
 // certsFor returns the machine's certificates, issuing them the first time
 // (and after re-provisioning, or when its facts change) in one
 // transaction; every later render only reads.
-func (s *Service) certsFor(m Machine, p Profile, c Cluster) (map[string]pki.Pair, clusterPKI, string, error) {
+//
+// force issues a new set even when the stored one is current (`bootsrv
+// certs renew`).
+func (s *Service) certsFor(m Machine, p Profile, c Cluster, force bool) (map[string]pki.Pair, clusterPKI, string, error) {
 	var cp clusterPKI
 	var nc nodeCerts
 	var id string
@@ -134,7 +137,7 @@ func (s *Service) certsFor(m Machine, p Profile, c Cluster) (map[string]pki.Pair
 		if err := json.Unmarshal(v, &nc); err != nil {
 			return false, fmt.Errorf("decode certificates of %s: %w", m.MAC, err)
 		}
-		return nc.Generation == m.Generation && nc.Facts == factsKey(facts, cp.CA) && now.Add(renewBefore).Before(nc.NotAfter), nil
+		return !force && nc.Generation == m.Generation && nc.Facts == factsKey(facts, cp.CA) && now.Add(renewBefore).Before(nc.NotAfter), nil
 	}
 	var ok bool
 	err := s.st.View(func(tx store.Tx) (err error) { ok, err = fresh(tx); return })
@@ -184,6 +187,9 @@ func (s *Service) certsFor(m Machine, p Profile, c Cluster) (map[string]pki.Pair
 			return fmt.Errorf("encode certificates of %s: %w", m.MAC, err)
 		}
 		id = certsIDOf(b)
+		if err := tx.Delete("rendered", []byte(m.MAC)); err != nil {
+			return err
+		}
 		return tx.Put("certs", []byte(m.MAC), b)
 	})
 	return nc.Certs, cp, id, err
@@ -249,7 +255,9 @@ func (s *Service) nodeContent(in0 ignitionInputs, baseURL string) (render.Config
 	if err != nil {
 		return render.Config{}, "", err
 	}
-	in.RenewURL = s.renewURL(in0.m, baseURL, in.CA)
+	if in.RenewURL, err = s.renewURL(in0.m, baseURL, in.CA); err != nil {
+		return render.Config{}, "", err
+	}
 	node, err := nodeconfig.Render(in)
 	if err != nil {
 		return render.Config{}, "", err
@@ -273,7 +281,7 @@ func (s *Service) nodeContent(in0 ignitionInputs, baseURL string) (render.Config
 // and names the certificate set it used.
 func (s *Service) nodeInput(in0 ignitionInputs, baseURL string) (nodeconfig.Input, string, error) {
 	m, p, c, ms := in0.m, in0.p, in0.c, in0.masters
-	certs, cp, id, err := s.certsFor(m, p, c)
+	certs, cp, id, err := s.certsFor(m, p, c, false)
 	if err != nil {
 		return nodeconfig.Input{}, "", err
 	}

@@ -69,9 +69,6 @@ func NormalizeCluster(c Cluster) (Cluster, error) {
 	if c.CertValidityDays < 31 || c.CertValidityDays > 3650 {
 		return c, invalidf("--cert-validity-days %d: use 31 to 3650 days (certificates are renewed 30 days before they expire)", c.CertValidityDays)
 	}
-	if c.KubernetesVersion == "" {
-		c.KubernetesVersion = DefaultKubernetesVersion
-	}
 	for _, v := range []struct {
 		field, def string
 		p          *string
@@ -103,11 +100,8 @@ func NormalizeCluster(c Cluster) (Cluster, error) {
 		c.SandboxImage = nodeconfig.DefaultSandboxImage
 	}
 	c.RegistryMirror = strings.TrimSuffix(c.RegistryMirror, "/")
-	if c.RegistryMirror != "" && !strings.HasPrefix(c.RegistryMirror, "https://") && !strings.HasPrefix(c.RegistryMirror, "http://") {
-		return c, invalidf("registry_mirror %q: give the mirror's URL, https://HOST[:PORT]", c.RegistryMirror)
-	}
-	if c.RegistryCA != "" && !strings.Contains(c.RegistryCA, "-----BEGIN CERTIFICATE-----") {
-		return c, invalidf("registry_ca: give the PEM certificate of the CA that signed the mirror's certificate")
+	if err := nodeconfig.CheckRegistry(c.RegistryMirror, []byte(c.RegistryCA)); err != nil {
+		return c, invalidf("registry_mirror, registry_ca: %v", err)
 	}
 	pods, err := parsePrefix("--pod-network", c.PodNetwork)
 	if err != nil {

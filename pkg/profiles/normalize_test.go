@@ -256,8 +256,11 @@ func TestNormalizeClusterBad(t *testing.T) {
 		{"kubernetes version with a path", func(c *Cluster) { c.KubernetesVersion = "v1.37.2/../x" }, []string{"kubernetes_version", "is not a release version"}},
 		{"coredns version short", func(c *Cluster) { c.CoreDNSVersion = "1.15" }, []string{`coredns_version "v1.15" is not a release version`}},
 		{"bad arch", func(c *Cluster) { c.Arch = "x86_64" }, []string{`arch "x86_64": use amd64 or arm64`}},
-		{"mirror without scheme", func(c *Cluster) { c.RegistryMirror = "mirror.example:5000" }, []string{`registry_mirror "mirror.example:5000": give the mirror's URL, https://HOST[:PORT]`}},
-		{"registry ca not PEM", func(c *Cluster) { c.RegistryCA = "secret" }, []string{"registry_ca: give the PEM certificate"}},
+		{"mirror without scheme", func(c *Cluster) { c.RegistryMirror = "mirror.example:5000" }, []string{`registry mirror "mirror.example:5000" is not a registry URL such as https://HOST[:PORT]`}},
+		{"mirror with a path", func(c *Cluster) { c.RegistryMirror = "https://mirror.example:5000/k8s" }, []string{`registry mirror "https://mirror.example:5000/k8s" is not a registry URL`}},
+		{"mirror with a user", func(c *Cluster) { c.RegistryMirror = "https://user@mirror.example" }, []string{`"https://user@mirror.example" is not a registry URL`}},
+		{"registry ca without mirror", func(c *Cluster) { c.RegistryCA = "secret" }, []string{"registry CA is set but no registry mirror is"}},
+		{"registry ca not PEM", func(c *Cluster) { c.RegistryMirror = "https://mirror.example:5000"; c.RegistryCA = "secret" }, []string{"registry CA is not PEM"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -35,6 +36,11 @@ type ImportResult struct {
 // empty) and records them in the catalog, all in one go: if anything
 // fails, nothing is imported.
 func (s *Service) ImportReleases(_ context.Context, src, assetsDir string) (ImportResult, error) {
+	// A running server serves its own assets dir: binaries imported
+	// elsewhere would be in the catalog and 404 for every node.
+	if served := s.bootConfig().AssetsDir; served != "" && assetsDir != "" && filepath.Clean(assetsDir) != filepath.Clean(served) {
+		return ImportResult{}, invalidf("this server serves %s: importing into %s would record binaries it cannot serve; drop --assets-dir (or stop the server and import into the dir you will serve)", served, assetsDir)
+	}
 	if assetsDir == "" {
 		assetsDir = s.bootConfig().AssetsDir
 	}
@@ -51,20 +57,31 @@ func (s *Service) ImportReleases(_ context.Context, src, assetsDir string) (Impo
 	}
 	defer staged.Abort()
 	err = s.st.Update(func(tx store.Tx) error {
-		// Commit replaces each COMPONENT/VERSION/ARCH dir whole: the
-		// catalog forgets what was there before too, or it would name
-		// files no longer on disk.
-		units := map[string]bool{}
+		// The import replaces each COMPONENT/VERSION/ARCH dir whole. A
+		// release whose import lacks a binary that dir holds is refused,
+		// rather than the binary vanishing from under the nodes.
+		units := map[string]map[string]bool{}
 		for _, a := range staged.Assets {
-			units[a.Component+"/"+a.Version+"/"+a.Arch+"/"] = true
+			u := a.Component + "/" + a.Version + "/" + a.Arch + "/"
+			if units[u] == nil {
+				units[u] = map[string]bool{}
+			}
+			units[u][a.Name] = true
 		}
-		for u := range units {
+		for u, names := range units {
 			var old [][]byte
+			var dropped []string
 			if err := tx.Scan(releasesBucket, []byte(u), func(k, _ []byte) error {
 				old = append(old, append([]byte(nil), k...))
+				if n := strings.TrimPrefix(string(k), u); !names[n] {
+					dropped = append(dropped, n)
+				}
 				return nil
 			}); err != nil {
 				return err
+			}
+			if len(dropped) > 0 {
+				return invalidf("import %s: it holds only part of %s, which replaces the imported one whole and would remove %s: import the whole release", src, strings.TrimSuffix(u, "/"), strings.Join(dropped, ", "))
 			}
 			for _, k := range old {
 				if err := tx.Delete(releasesBucket, k); err != nil {
@@ -90,13 +107,19 @@ func (s *Service) ImportReleases(_ context.Context, src, assetsDir string) (Impo
 			return err
 		}
 		// The files move into place last, inside the transaction: a failed
-		// move leaves the catalog as it was.
-		if err := staged.Commit(); err != nil {
+		// move leaves the catalog as it was, and a catalog that fails to
+		// commit after the move puts the files back (Undo below).
+		if err := staged.Swap(); err != nil {
 			return fmt.Errorf("import %s: %w", src, err)
 		}
 		return nil
 	})
 	if err != nil {
+		return ImportResult{}, staged.Undo(err)
+	}
+	// The replaced files go once the catalog no longer names them, outside
+	// the write transaction.
+	if err := staged.Finish(); err != nil {
 		return ImportResult{}, err
 	}
 	return ImportResult{Assets: staged.Assets, Skipped: staged.Skipped}, nil

@@ -4,7 +4,9 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"fmt"
 	"strings"
@@ -29,10 +31,10 @@ func renewPurpose(m Machine) string { return fmt.Sprintf("renew/%d", m.Generatio
 // cluster CA, derived (not random) so that kept configs stay valid; it
 // dies with the install (the generation is in its purpose) and works only
 // from the machine's address.
-func (s *Service) renewURL(m Machine, baseURL string, caPEM []byte) string {
+func (s *Service) renewURL(m Machine, baseURL string, caPEM []byte) (string, error) {
 	key, err := s.key()
 	if err != nil {
-		return ""
+		return "", err
 	}
 	exp := s.now().Add(10 * 365 * 24 * time.Hour).Truncate(24 * time.Hour)
 	if b, _ := pem.Decode(caPEM); b != nil {
@@ -41,39 +43,55 @@ func (s *Service) renewURL(m Machine, baseURL string, caPEM []byte) string {
 		}
 	}
 	tok := token.MintStable(key, m.MAC, renewPurpose(m), exp)
-	return fmt.Sprintf("%s/certs?mac=%s&token=%s", baseURL, m.MAC, tok)
+	return fmt.Sprintf("%s/certs?mac=%s&token=%s", baseURL, m.MAC, tok), nil
 }
 
 // NodeCertificates serves a machine its current certificates, issuing a
 // new set first when it is due, as a tar of the files at their paths on
 // the node (keys 0600). The token must be the machine's renewal token,
-// used from its own address.
-func (s *Service) NodeCertificates(_ context.Context, req BootRequest) ([]byte, error) {
+// used from its own address. have is the sha256 (hex) of the kubelet
+// certificate the node holds: when it is the current one, nothing is sent
+// (nil, with no error), so keys cross the network only when they changed.
+func (s *Service) NodeCertificates(_ context.Context, req BootRequest, have string) ([]byte, error) {
 	mac, err := NormalizeMAC(req.MAC)
 	if err != nil {
 		return nil, err
 	}
+	var m Machine
+	if err := s.st.View(func(tx store.Tx) error { return getMachine(tx, mac, &m) }); err != nil {
+		if KindOf(err) == KindNotFound {
+			// Whether a MAC is known is not told to a caller without a token.
+			return nil, &Error{Kind: KindDenied, Msg: fmt.Sprintf("certificates token for %s refused", mac)}
+		}
+		return nil, err
+	}
+	if err := s.checkToken(m, req, renewPurpose(m)); err != nil {
+		return nil, err
+	}
 	var in ignitionInputs
-	err = s.st.View(func(tx store.Tx) error {
-		var err error
-		in, err = s.loadIgnitionInputs(tx, mac)
-		return err
-	})
-	if KindOf(err) == KindNotFound {
-		return nil, &Error{Kind: KindDenied, Msg: fmt.Sprintf("certificates token for %s refused", mac)}
+	if err := s.st.View(func(tx store.Tx) (err error) { in, err = s.loadBootInputs(tx, mac); return }); err != nil {
+		return nil, fmt.Errorf("certificates for %s: %w", mac, err)
 	}
-	if err != nil {
-		return nil, err
-	}
-	if err := s.checkToken(in.m, req, renewPurpose(in.m)); err != nil {
-		return nil, err
+	if in.m.Generation != m.Generation {
+		return nil, &Error{Kind: KindDenied, Msg: fmt.Sprintf("certificates token for %s refused: the machine was re-provisioned", mac)}
 	}
 	if !isKubernetes(in.p) {
-		return nil, invalidf("machine %s (profile %s) is no Kubernetes node: it has no certificates", mac, in.p.Name)
+		return nil, notKubernetes(in.m, in.p)
 	}
-	ni, id, err := s.nodeInput(in, req.BaseURL)
+	certs, cp, _, err := s.certsFor(in.m, in.p, in.c, false)
 	if err != nil {
 		return nil, fmt.Errorf("certificates for %s: %w", mac, err)
+	}
+	if cur, ok := certs[nodeconfig.CertKubelet]; ok && have != "" {
+		if sum := sha256.Sum256(cur.CertPEM); hex.EncodeToString(sum[:]) == strings.ToLower(have) {
+			return nil, nil
+		}
+	}
+	ni := nodeconfig.Input{Machine: nodeconfig.Machine{Role: in.p.Role}, CA: cp.CA.CertPEM, EtcdCA: cp.EtcdCA.CertPEM,
+		FrontProxyCA: cp.FrontProxyCA.CertPEM, ServiceAccount: nodeconfig.KeyPair{Public: cp.SAPub, Private: cp.SAKey},
+		Certs: make(map[string]nodeconfig.CertKey, len(certs))}
+	for name, pair := range certs {
+		ni.Certs[name] = nodeconfig.CertKey{Cert: pair.CertPEM, Key: pair.KeyPEM}
 	}
 	files, err := nodeconfig.CertificateFiles(ni)
 	if err != nil {
@@ -94,10 +112,12 @@ func (s *Service) NodeCertificates(_ context.Context, req BootRequest) ([]byte, 
 	if err := tw.Close(); err != nil {
 		return nil, err
 	}
-	if id != in.certsID {
-		s.record(mac, Event{Type: "certs", Detail: "renewed certificates issued and served"})
-	}
+	s.record(mac, Event{Type: "certs", Detail: "renewed certificates served"})
 	return buf.Bytes(), nil
+}
+
+func notKubernetes(m Machine, p Profile) error {
+	return invalidf("machine %s (profile %s) is no Kubernetes node: it has no certificates", m.MAC, p.Name)
 }
 
 // RenewCerts issues new certificates now for the named machines (every
@@ -122,7 +142,7 @@ func (s *Service) RenewCerts(ctx context.Context, macs []string) ([]CertInfo, er
 				return err
 			}
 			if !isKubernetes(in.p) {
-				return invalidf("machine %s (profile %s) is no Kubernetes node: it has no certificates", in.m.MAC, in.p.Name)
+				return notKubernetes(in.m, in.p)
 			}
 			targets = append(targets, in)
 		}
@@ -133,26 +153,15 @@ func (s *Service) RenewCerts(ctx context.Context, macs []string) ([]CertInfo, er
 	}
 	renewed := map[string]bool{}
 	for _, in := range targets {
-		if err := s.st.Update(func(tx store.Tx) error {
-			var m Machine
-			if err := getMachine(tx, in.m.MAC, &m); err != nil {
-				return err
-			}
-			if err := dropCerts(tx, m.MAC); err != nil {
-				return err
-			}
-			if err := appendEvent(tx, &m, Event{Time: s.now(), Type: "certs", Detail: "operator asked to renew the certificates"}); err != nil {
-				return err
-			}
-			return putJSON(tx, "machines", m.MAC, m)
-		}); err != nil {
-			return nil, err
-		}
-		if _, _, _, err := s.certsFor(in.m, in.p, in.c); err != nil {
+		// One transaction replaces the set (and forgets the kept config);
+		// the event follows.
+		if _, _, _, err := s.certsFor(in.m, in.p, in.c, true); err != nil {
 			return nil, fmt.Errorf("renew certificates of %s: %w", in.m.MAC, err)
 		}
+		s.record(in.m.MAC, Event{Type: "certs", Detail: "operator asked to renew the certificates"})
 		renewed[in.m.MAC] = true
 	}
+	s.Flush()
 	all, err := s.Certs(ctx)
 	if err != nil {
 		return nil, err

@@ -4,6 +4,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"io"
 	"net/netip"
 	"net/url"
@@ -53,7 +55,7 @@ func TestNodeCertificatesRenewal(t *testing.T) {
 	w := k8sRender(t, s, k8sWorker1)
 	req := certsRequest(t, w)
 
-	got, err := s.NodeCertificates(ctx, req)
+	got, err := s.NodeCertificates(ctx, req, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,6 +76,12 @@ func TestNodeCertificatesRenewal(t *testing.T) {
 		}
 	}
 
+	// A node that holds the current kubelet certificate is sent nothing.
+	sum := sha256.Sum256(files["/etc/kubernetes/ssl/kubelet.pem"])
+	if b, err := s.NodeCertificates(ctx, req, hex.EncodeToString(sum[:])); err != nil || b != nil {
+		t.Errorf("with the current certificate's hash: %d bytes, %v; want nothing", len(b), err)
+	}
+
 	// Refused: another address, another machine's MAC, a bad token, the
 	// Ignition token.
 	bad := []struct {
@@ -88,7 +96,7 @@ func TestNodeCertificatesRenewal(t *testing.T) {
 	for _, b := range bad {
 		r := req
 		b.edit(&r)
-		if _, err := s.NodeCertificates(ctx, r); profiles.KindOf(err) != profiles.KindDenied {
+		if _, err := s.NodeCertificates(ctx, r, ""); profiles.KindOf(err) != profiles.KindDenied {
 			t.Errorf("%s: %v, want denied", b.name, err)
 		}
 	}
@@ -101,7 +109,7 @@ func TestNodeCertificatesRenewal(t *testing.T) {
 	if len(renewed) != 2 {
 		t.Errorf("renewed %d certificates for a worker, want its kubelet's and kube-proxy's: %v", len(renewed), renewed)
 	}
-	again, err := s.NodeCertificates(ctx, req)
+	again, err := s.NodeCertificates(ctx, req, hex.EncodeToString(sum[:]))
 	if err != nil {
 		t.Fatalf("the node's renewal token no longer works after a renewal: %v", err)
 	}
@@ -128,7 +136,7 @@ func TestNodeCertificatesRenewal(t *testing.T) {
 	if _, err := s.Reprovision(ctx, k8sWorker1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.NodeCertificates(ctx, req); profiles.KindOf(err) != profiles.KindDenied {
+	if _, err := s.NodeCertificates(ctx, req, ""); profiles.KindOf(err) != profiles.KindDenied {
 		t.Errorf("after reprovision the old install's renewal token: %v, want denied", err)
 	}
 	// A custom profile's machine, or an unknown one, has nothing to renew.

@@ -82,12 +82,15 @@ type Staged struct {
 	units     []string // the component/version/arch dirs under dir/new, slash-separated, sorted
 	state     state
 	rename    func(oldpath, newpath string) error // os.Rename; a test makes it fail
+	moved     []move                              // a Swap's renames, for Undo
+	made      []string                            // dirs a Swap created in the assets dir, parents first
 }
 
 type state int
 
 const (
-	staged state = iota
+	staged  state = iota
+	swapped       // in place, the replaced files still kept for Undo
 	committed
 	aborted
 	stuck // a Commit failed and could not put everything back: keep the staging dir for the operator
@@ -747,63 +750,54 @@ func (j job) laid(name string, size int64, s256, s512, from, tmp string) laid {
 // never a mix (a request in the instant between the two renames of one
 // directory finds it missing, and iPXE and Ignition retry). If a step fails
 // midway, Commit puts back what it moved and returns the error, leaving
-// the import staged. Commit removes the staging dir.
+// the import staged. Commit removes the staging dir. It is Swap, then
+// Finish.
 func (s *Staged) Commit() error {
+	if err := s.Swap(); err != nil {
+		return err
+	}
+	return s.Finish()
+}
+
+// Swap is Commit's first half: the staged directories are in place and the
+// replaced ones kept aside, so that Undo can still put everything back
+// (when the caller's record of the import fails to commit) until Finish.
+func (s *Staged) Swap() error {
 	switch s.state {
-	case committed:
+	case committed, swapped:
 		return fmt.Errorf("commit release %s: already committed", s.Src)
 	case aborted:
 		return fmt.Errorf("commit release %s: it was aborted", s.Src)
 	case stuck:
 		return fmt.Errorf("commit release %s: an earlier commit failed half-way; see the staging dir %s", s.Src, s.dir)
 	}
-	type move struct{ from, to string }
-	var (
-		moved []move
-		made  []string // dirs Commit created in the assets dir, parents first
-	)
-	rollback := func(cause error) error {
-		var errs []error
-		for i := len(moved) - 1; i >= 0; i-- {
-			if err := s.rename(moved[i].to, moved[i].from); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		if len(errs) > 0 {
-			s.state = stuck
-			return fmt.Errorf("commit release %s: %w; putting back what it had moved failed too (%w): the new and the replaced files are under %s, move them by hand", s.Src, cause, errors.Join(errs...), s.dir)
-		}
-		for i := len(made) - 1; i >= 0; i-- {
-			os.Remove(made[i]) // empty now; a dir someone else filled meanwhile stays
-		}
-		return fmt.Errorf("commit release %s: %w (the assets dir is as it was; the import is still staged)", s.Src, cause)
-	}
+	s.moved, s.made = nil, nil
 	for _, u := range s.units {
 		target := filepath.Join(s.assetsDir, filepath.FromSlash(u))
 		created, err := mkdirAll(filepath.Dir(target))
-		made = append(made, created...)
+		s.made = append(s.made, created...)
 		if err != nil {
-			return rollback(err)
+			return s.rollback(err)
 		}
 		if _, err := os.Lstat(target); err == nil {
 			old := filepath.Join(s.dir, "old", filepath.FromSlash(u))
 			if err := os.MkdirAll(filepath.Dir(old), 0o755); err != nil {
-				return rollback(err)
+				return s.rollback(err)
 			}
 			if err := s.rename(target, old); err != nil {
-				return rollback(err)
+				return s.rollback(err)
 			}
-			moved = append(moved, move{target, old})
+			s.moved = append(s.moved, move{target, old})
 		} else if !errors.Is(err, fs.ErrNotExist) {
-			return rollback(err)
+			return s.rollback(err)
 		}
 		staged := filepath.Join(s.dir, "new", filepath.FromSlash(u))
 		if err := s.rename(staged, target); err != nil {
-			return rollback(err)
+			return s.rollback(err)
 		}
-		moved = append(moved, move{staged, target})
+		s.moved = append(s.moved, move{staged, target})
 	}
-	s.state = committed
+	s.state = swapped
 	// The renames are metadata; make them last past a power cut.
 	synced := map[string]bool{}
 	for _, u := range s.units {
@@ -812,6 +806,46 @@ func (s *Staged) Commit() error {
 			syncDir(d)
 		}
 	}
+	return nil
+}
+
+type move struct{ from, to string }
+
+// rollback puts back every rename of a Swap, newest first, and removes the
+// directories it created; the import is then staged again.
+func (s *Staged) rollback(cause error) error {
+	var errs []error
+	for i := len(s.moved) - 1; i >= 0; i-- {
+		if err := s.rename(s.moved[i].to, s.moved[i].from); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		s.state = stuck
+		return fmt.Errorf("commit release %s: %w; putting back what it had moved failed too (%w): the new and the replaced files are under %s, move them by hand", s.Src, cause, errors.Join(errs...), s.dir)
+	}
+	for i := len(s.made) - 1; i >= 0; i-- {
+		os.Remove(s.made[i]) // empty now; a dir someone else filled meanwhile stays
+	}
+	s.moved, s.made, s.state = nil, nil, staged
+	return fmt.Errorf("commit release %s: %w (the assets dir is as it was; the import is still staged)", s.Src, cause)
+}
+
+// Undo puts the assets dir back as it was before Swap; cause is why, and
+// comes back wrapped.
+func (s *Staged) Undo(cause error) error {
+	if s.state != swapped {
+		return cause
+	}
+	return s.rollback(cause)
+}
+
+// Finish ends a Swap: the replaced directories and the staging dir go.
+func (s *Staged) Finish() error {
+	if s.state != swapped {
+		return fmt.Errorf("finish release %s: not swapped in", s.Src)
+	}
+	s.state = committed
 	if err := os.RemoveAll(s.dir); err != nil {
 		return fmt.Errorf("commit release %s: imported, but removing the staging dir: %w", s.Src, err)
 	}

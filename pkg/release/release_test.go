@@ -991,3 +991,51 @@ func TestImportErrorMessage(t *testing.T) {
 		t.Errorf("Error() = %q, want %q", e.Error(), want)
 	}
 }
+
+// TestSwapUndo: after Swap the new release is in place and the replaced one
+// kept; Undo (the caller's record of the import failed) puts the assets dir
+// back exactly, and the import can be swapped in again and finished.
+func TestSwapUndo(t *testing.T) {
+	fx := newFixture(t)
+	assets := oldAssets(t)
+	old := filepath.Join(assets, "cni-plugins", "v1.10.0", "amd64")
+	os.MkdirAll(old, 0o755)
+	os.WriteFile(filepath.Join(old, "bridge"), []byte("old bridge"), 0o755)
+	before := snapshot(t, assets)
+	st, err := Stage(fx.dir, assets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Abort()
+	if err := st.Swap(); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(old, "bridge")); string(b) == "old bridge" {
+		t.Fatal("after Swap the old bridge is still in place")
+	}
+	cause := errors.New("the catalog did not commit")
+	if err := st.Undo(cause); !errors.Is(err, cause) {
+		t.Fatalf("Undo = %v, want it to wrap the cause", err)
+	}
+	got := snapshot(t, assets)
+	for k := range got {
+		if strings.HasPrefix(k, StagingPrefix) {
+			delete(got, k)
+		}
+	}
+	if !mapsEqual(before, got) {
+		t.Fatalf("after Undo the assets dir differs:\nbefore %v\nafter  %v", before, got)
+	}
+	if err := st.Swap(); err != nil {
+		t.Fatalf("Swap after Undo: %v", err)
+	}
+	if err := st.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(assets); slices.ContainsFunc(ents, func(e os.DirEntry) bool { return strings.HasPrefix(e.Name(), StagingPrefix) }) {
+		t.Errorf("a staging dir is left after Finish: %v", ents)
+	}
+	if err := st.Undo(cause); err != cause {
+		t.Errorf("Undo after Finish = %v, want the cause alone (nothing to undo)", err)
+	}
+}

@@ -1,0 +1,54 @@
+package profiles_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bootsrv/bootsrv/pkg/profiles"
+	"github.com/bootsrv/bootsrv/pkg/release/releasetest"
+	"github.com/bootsrv/bootsrv/pkg/store"
+)
+
+// TestImportIntoServedDir: a server imports into the assets dir it serves;
+// asked for another one it refuses (the catalog would name binaries every
+// node then gets a 404 for) and imports nothing.
+func TestImportIntoServedDir(t *testing.T) {
+	st, err := store.Open(t.TempDir(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s := profiles.NewService(st)
+	served, other := t.TempDir(), t.TempDir()
+	cfg := profiles.DefaultBootConfig
+	cfg.AssetsDir = served
+	s.Configure(cfg, nil)
+	ctx := context.Background()
+	src := releasetest.Write(t, t.TempDir(), releasetest.Default)
+
+	if _, err := s.ImportReleases(ctx, src, other); profiles.KindOf(err) != profiles.KindInvalid || !strings.Contains(err.Error(), "this server serves "+served) {
+		t.Fatalf("import into another dir = %v, want invalid naming the served dir", err)
+	}
+	if as, _ := s.Releases(ctx); len(as) != 0 {
+		t.Errorf("a refused import left %d assets in the catalog", len(as))
+	}
+	if es, _ := os.ReadDir(other); len(es) != 0 {
+		t.Errorf("a refused import wrote into %s: %v", other, es)
+	}
+	res, err := s.ImportReleases(ctx, src, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range res.Assets {
+		if _, err := os.Stat(filepath.Join(served, filepath.FromSlash(a.Path))); err != nil {
+			t.Errorf("%s is not in the served dir: %v", a.Path, err)
+		}
+	}
+	if _, err := s.ImportReleases(ctx, src, served+"/"); err != nil {
+		t.Errorf("import naming the served dir itself: %v", err)
+	}
+}

@@ -4,8 +4,10 @@
 // its hash), and etcd, kube-apiserver, kube-controller-manager,
 // kube-scheduler, CoreDNS and the addon applier start exactly as the
 // rendered systemd units say (only a path prefix rewritten), in a network
-// namespace holding the master's address. The Kubernetes binaries are the
-// real releases built from their Go modules by examples/releases/build.sh.
+// namespace holding the master's address; flanneld, kube-proxy and the
+// CNI plugins too, for a pod on the master and one on worker1 (its own
+// config, its own namespace). The Kubernetes binaries are the real
+// releases built from their Go modules by examples/releases/build.sh.
 package cluster_test
 
 import (
@@ -613,6 +615,91 @@ func TestMasterControlPlaneRuns(t *testing.T) {
 	})
 	t.Logf("from the master: %s is ok through kube-proxy, and %s resolves kubernetes.default", svcURL, cl.DNSServiceIP)
 
+	// A pod on the master: the rendered CNI conflist, run as containerd
+	// would run it (each plugin in turn, the real flannel, bridge,
+	// host-local and portmap from the master's Ignition), gives a pod
+	// namespace an address of flannel's subnet, and from the pod the
+	// kubernetes Service and the cluster DNS answer.
+	pod := netns(t, "pod-master")
+	podIP := cniAdd(t, ns, root, mn.Spec.PodCIDR, pod)
+	for _, check := range [][]string{
+		{"curl", "-ksS", "--max-time", "5", svcURL},
+		{busybox, "nslookup", "kubernetes.default.svc." + cl.Domain, cl.DNSServiceIP},
+	} {
+		waitFor(t, "from the pod: "+strings.Join(check, " "), 30*time.Second, func() error {
+			out, err := exec.Command("ip", append([]string{"netns", "exec", pod}, check...)...).CombinedOutput()
+			if err != nil || !(string(out) == "ok" || bytes.Contains(out, []byte("Address: "+cl.KubernetesServiceIP))) {
+				return fmt.Errorf("%s %v", out, err)
+			}
+			return nil
+		})
+	}
+	t.Logf("a pod on the master got %s from the rendered CNI config; the kubernetes Service and %s answer it", podIP, cl.DNSServiceIP)
+
+	// A second node: worker1, from its own rendered config, in a namespace
+	// of its own holding its address (10.99.0.11) on a link to the
+	// master's. Its flanneld takes its Node's subnet; a pod on it and the
+	// pod on the master reach each other over flannel's VXLAN between the
+	// FLANNELD_IFACE addresses.
+	workerIP := "10.99.0.11"
+	wroot := filepath.Join(dir, "worker1")
+	if log, err := noderun.Install(ctx, ign, workerCfg, wroot); err != nil {
+		t.Fatalf("ignition (worker1): %v\n%s", err, log)
+	}
+	rewriteFiles(t, wroot)
+	wunits, err := noderun.LoadUnits(wroot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wns := noderun.NewNetns(t, netip.MustParsePrefix("10.97.0.1/24"), netip.MustParsePrefix("10.97.0.11/24"))
+	link := fmt.Sprintf("w1-%d", os.Getpid()%100000)
+	for _, c := range [][]string{
+		{"link", "add", link, "type", "veth", "peer", "name", link + "p"},
+		{"link", "set", link, "netns", ns.Name},
+		{"link", "set", link + "p", "netns", wns.Name},
+		{"-n", ns.Name, "link", "set", link, "up"},
+		{"-n", ns.Name, "route", "add", workerIP + "/32", "dev", link},
+		{"-n", wns.Name, "addr", "add", workerIP + "/32", "dev", link + "p"},
+		{"-n", wns.Name, "link", "set", link + "p", "up"},
+		{"-n", wns.Name, "route", "add", masterIP + "/32", "dev", link + "p"},
+	} {
+		if out, err := exec.Command("ip", c...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %s %v", strings.Join(c, " "), out, err)
+		}
+	}
+	fu := wunits["flanneld.service"]
+	fargv, fenv, err := fu.Command(wroot, prefixes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(wroot, "run/flannel"), 0o755)
+	if _, err := wns.Start("worker1 flanneld.service", fargv, fenv, filepath.Join(logs, "worker1-flanneld.log"), noderun.WithRestart("always", 20, 2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "worker1's flanneld writes its subnet", 60*time.Second, func() error {
+		_, err := os.Stat(filepath.Join(wroot, "/run/flannel/subnet.env"))
+		return err
+	})
+	if out, err := exec.Command("ip", "-n", wns.Name, "-d", "link", "show", "flannel.1").CombinedOutput(); err != nil || !bytes.Contains(out, []byte("local "+workerIP)) {
+		t.Errorf("worker1's VXLAN device is not on its FLANNELD_IFACE address %s: %s %v", workerIP, out, err)
+	}
+	wpod := netns(t, "pod-worker1")
+	wpodIP := cniAdd(t, wns, wroot, podCIDR, wpod)
+	for _, c := range []struct{ from, to string }{{pod, wpodIP}, {wpod, podIP}} {
+		to := strings.SplitN(c.to, "/", 2)[0]
+		waitFor(t, "pod to pod over flannel: "+c.from+" to "+to, 60*time.Second, func() error {
+			out, err := exec.Command("ip", "netns", "exec", c.from, busybox, "ping", "-c", "1", "-W", "2", to).CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("%s %v", out, err)
+			}
+			return nil
+		})
+	}
+	if out, err := exec.Command("ip", "-n", ns.Name, "route", "get", strings.SplitN(wpodIP, "/", 2)[0]).CombinedOutput(); err != nil || !bytes.Contains(out, []byte("dev flannel.1")) {
+		t.Errorf("the master does not route worker1's pods over flannel.1: %s %v", out, err)
+	}
+	t.Logf("pod %s on master1 and pod %s on worker1 reach each other over flannel's VXLAN (%s <-> %s)", podIP, wpodIP, masterIP, workerIP)
+
 	// The aggregation layer: the apiserver publishes the front-proxy CA and
 	// names for aggregated API servers to trust.
 	code, body = admin.do(t, "GET", api+"/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication", nil)
@@ -760,4 +847,95 @@ func mustRead(t *testing.T, root, p string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// netns makes a bare network namespace (a pod's), removed at the end.
+func netns(t *testing.T, what string) string {
+	t.Helper()
+	name := fmt.Sprintf("bootsrv-%s-%d", what, os.Getpid())
+	exec.Command("ip", "netns", "del", name).Run() // a leftover of a killed run
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %s %v", name, out, err)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+	return name
+}
+
+// cniAdd runs the master's rendered conflist for a pod namespace as a
+// container runtime does (CNI spec: each plugin with the network's name
+// and version, the previous result passed on), inside the master's
+// namespace, and returns the pod's address. Only paths change: the
+// plugins and flannel's subnet file are under root, and /var/lib (where
+// host-local and flannel keep their state) is an overlay on the host's in
+// a mount namespace, so the host's /var/lib is never written.
+func cniAdd(t *testing.T, ns *noderun.Netns, root, podCIDR, pod string) string {
+	t.Helper()
+	var list struct {
+		Name       string           `json:"name"`
+		CNIVersion string           `json:"cniVersion"`
+		Plugins    []map[string]any `json:"plugins"`
+	}
+	if err := json.Unmarshal(mustRead(t, root, "/etc/cni/net.d/10-flannel.conflist"), &list); err != nil {
+		t.Fatalf("the rendered conflist: %v", err)
+	}
+	varlib := filepath.Join(t.TempDir(), "varlib")
+	os.MkdirAll(filepath.Join(varlib, "upper"), 0o755)
+	os.MkdirAll(filepath.Join(varlib, "work"), 0o755)
+	run := func(command string, conf map[string]any) []byte {
+		t.Helper()
+		in, _ := json.Marshal(conf)
+		plugin := filepath.Join(root, "/opt/cni/bin", conf["type"].(string))
+		script := fmt.Sprintf("mount -t overlay overlay -o lowerdir=/var/lib,upperdir=%s/upper,workdir=%s/work /var/lib && exec %s", varlib, varlib, plugin)
+		cmd := exec.Command("ip", "netns", "exec", ns.Name, "unshare", "-m", "sh", "-c", script)
+		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "CNI_COMMAND=" + command, "CNI_CONTAINERID=bootsrv-test-pod",
+			"CNI_NETNS=/run/netns/" + pod, "CNI_IFNAME=eth0", "CNI_PATH=" + filepath.Join(root, "/opt/cni/bin")}
+		cmd.Stdin = bytes.NewReader(in)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("CNI %s %s: %v\n%s\n%s", command, conf["type"], err, out, stderr.String())
+		}
+		return out
+	}
+	confs := make([]map[string]any, len(list.Plugins))
+	for i, p := range list.Plugins {
+		c := map[string]any{"cniVersion": list.CNIVersion, "name": list.Name}
+		for k, v := range p {
+			c[k] = v
+		}
+		if c["type"] == "flannel" {
+			c["subnetFile"] = filepath.Join(root, "/run/flannel/subnet.env")
+		}
+		confs[i] = c
+	}
+	var prev json.RawMessage
+	for _, c := range confs {
+		if prev != nil {
+			c["prevResult"] = prev
+		}
+		prev = run("ADD", c)
+	}
+	t.Cleanup(func() {
+		for i := len(confs) - 1; i >= 0; i-- {
+			confs[i]["prevResult"] = prev
+			run("DEL", confs[i])
+		}
+	})
+	var res struct {
+		IPs []struct {
+			Address string `json:"address"`
+		} `json:"ips"`
+	}
+	if err := json.Unmarshal(prev, &res); err != nil || len(res.IPs) == 0 {
+		t.Fatalf("CNI result without an address: %s", prev)
+	}
+	addr, err := netip.ParsePrefix(res.IPs[0].Address)
+	if err != nil || !netip.MustParsePrefix(podCIDR).Contains(addr.Addr()) {
+		t.Fatalf("the pod's address %s is not in the node's pod CIDR %s", res.IPs[0].Address, podCIDR)
+	}
+	if out, err := exec.Command("ip", "-n", pod, "-4", "addr", "show", "eth0").CombinedOutput(); err != nil || !bytes.Contains(out, []byte(addr.String())) {
+		t.Fatalf("the pod namespace has no %s on eth0: %s %v", addr, out, err)
+	}
+	return addr.String()
 }

@@ -17,7 +17,7 @@ CNI_VERSION=${CNI_VERSION:-v1.10.0}
 FLANNEL_VERSION=${FLANNEL_VERSION:-v0.28.10}
 FLANNEL_CNI_VERSION=${FLANNEL_CNI_VERSION:-v0.9.1}   # containernetworking/plugins' meta/flannel: its last release there (flannel-io/cni-plugin is not on the module proxy)
 COREDNS_VERSION=${COREDNS_VERSION:-v1.15.0}
-ARCH=${ARCH:-amd64}
+ARCH=${ARCH:-amd64}   # one arch per cache dir: the non-Kubernetes dirs hold one arch's files
 
 out=${1:-/var/cache/bootsrv-test/releases}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -26,9 +26,19 @@ export CGO_ENABLED=0 GOOS=linux GOARCH=$ARCH GOFLAGS=-trimpath
 mkdir -p "$out"
 log() { printf '[releases %4ss] %s\n' "$SECONDS" "$*" >&2; }
 
-# stamp NAME VERSION: true when NAME at VERSION was built by this script.
-stamp() { [ -f "$out/.stamp-$1-$2-r$RECIPE" ]; }
-done_stamp() { rm -f "$out"/.stamp-"$1"-*; touch "$out/.stamp-$1-$2-r$RECIPE"; }
+# stamp NAME VERSION DIR: true when NAME at VERSION for ARCH was built by
+# this recipe and its DIR holds files (a stamp is written last, so a build
+# cut short is never taken as done).
+stamp() { [ -f "$out/.stamp-$1-$2-$ARCH-r$RECIPE" ] && [ -n "$(ls -A "$3" 2>/dev/null)" ]; }
+done_stamp() { rm -f "$out"/.stamp-"$1"-*-"$ARCH"-r*; touch "$out/.stamp-$1-$2-$ARCH-r$RECIPE"; }
+
+# Work dirs go on every exit, set -e's included (a RETURN trap would not
+# run then, and the Kubernetes one holds half a gigabyte).
+work=()
+trap 'rm -rf "${work[@]}"' EXIT
+# workdir VAR: a new work dir in VAR (set here, not in a $(subshell), so
+# that the EXIT trap knows it).
+workdir() { local -n _dir=$1; _dir=$(mktemp -d); work+=("$_dir"); }
 
 # gomod DIR MODULE@VERSION [replace lines...]: a throwaway module in DIR.
 gomod() {
@@ -44,9 +54,9 @@ sums() { # sums FILE: upstream-style FILE.sha256 and FILE.sha512 (hash only, as 
 
 build_kubernetes() {
   local v=$K8S_VERSION dest="$out/kubernetes/release/$K8S_VERSION/bin/linux/$ARCH"
-  stamp kubernetes "$v" && { log "kubernetes $v: cached in $dest"; return; }
+  stamp kubernetes "$v" "$dest" && { log "kubernetes $v: cached in $dest"; return; }
   log "kubernetes $v: building kubelet kube-proxy kube-apiserver kube-controller-manager kube-scheduler kubectl (about 10 minutes on 2 cores)"
-  local w; w=$(mktemp -d); trap 'rm -rf "$w"' RETURN
+  local w; workdir w
   gomod "$w"
   ( cd "$w"
     go mod edit -require "k8s.io/kubernetes@$v"
@@ -71,9 +81,9 @@ build_kubernetes() {
 
 build_etcd() {
   local v=$ETCD_VERSION dest="$out/etcd/$ETCD_VERSION"
-  stamp etcd "$v" && { log "etcd $v: cached in $dest"; return; }
+  stamp etcd "$v" "$dest" && { log "etcd $v: cached in $dest"; return; }
   log "etcd $v: building etcd etcdctl etcdutl"
-  local w; w=$(mktemp -d); trap 'rm -rf "$w"' RETURN
+  local w; workdir w
   gomod "$w"
   ( cd "$w"
     go get "go.etcd.io/etcd/server/v3/etcdmain@$v" "go.etcd.io/etcd/etcdctl/v3@$v" "go.etcd.io/etcd/etcdutl/v3@$v" >/dev/null
@@ -95,9 +105,9 @@ build_etcd() {
 
 build_cni() {
   local v=$CNI_VERSION dest="$out/cni-plugins/$CNI_VERSION"
-  stamp cni "$v" && { log "cni plugins $v: cached in $dest"; return; }
+  stamp cni "$v" "$dest" && { log "cni plugins $v: cached in $dest"; return; }
   log "cni plugins $v: building bridge host-local loopback portmap"
-  local w; w=$(mktemp -d); trap 'rm -rf "$w"' RETURN
+  local w; workdir w
   gomod "$w"
   ( cd "$w"
     plugins=(main/bridge ipam/host-local main/loopback meta/portmap meta/bandwidth meta/firewall)
@@ -117,9 +127,9 @@ build_cni() {
 
 build_flannel() {
   local v=$FLANNEL_VERSION dest="$out/flannel/$FLANNEL_VERSION"
-  stamp flannel "$v-$FLANNEL_CNI_VERSION" && { log "flannel $v: cached in $dest"; return; }
+  stamp flannel "$v-$FLANNEL_CNI_VERSION" "$dest" && { log "flannel $v: cached in $dest"; return; }
   log "flannel $v: building flanneld and the flannel CNI plugin"
-  local w; w=$(mktemp -d); trap 'rm -rf "$w"' RETURN
+  local w; workdir w
   gomod "$w"
   ( cd "$w"
     # flanneld's main links every backend; the Tencent Cloud one needs an SDK
@@ -182,7 +192,7 @@ GO
     # Its udp backend is cgo; upstream links flanneld statically with cgo on.
     CGO_ENABLED=1 go build -tags netgo,osusergo -ldflags "-s -w -X github.com/flannel-io/flannel/pkg/version.Version=$v -linkmode external -extldflags -static" -o flanneld-$ARCH github.com/flannel-io/flannel
   )
-  local c; c=$(mktemp -d)
+  local c; workdir c
   gomod "$c"
   ( cd "$c"
     go get "github.com/containernetworking/plugins/plugins/meta/flannel@$FLANNEL_CNI_VERSION" >/dev/null
@@ -194,7 +204,6 @@ GO
   install -m 0755 "$w/flanneld-$ARCH" "$dest/"
   local cniname="cni-plugin-flannel-linux-$ARCH-$FLANNEL_CNI_VERSION.tgz"
   tar -C "$c/pkg" --owner=0 --group=0 -czf "$dest/$cniname" .
-  rm -rf "$c"
   (cd "$dest" && sha256sum "flanneld-$ARCH" "$cniname" >sha256sum.txt)
   done_stamp flannel "$v-$FLANNEL_CNI_VERSION"
   log "flannel $v: done in $dest"
@@ -202,9 +211,9 @@ GO
 
 build_coredns() {
   local v=$COREDNS_VERSION dest="$out/coredns/$COREDNS_VERSION"
-  stamp coredns "$v" && { log "coredns $v: cached in $dest"; return; }
+  stamp coredns "$v" "$dest" && { log "coredns $v: cached in $dest"; return; }
   log "coredns $v: building"
-  local w; w=$(mktemp -d); trap 'rm -rf "$w"' RETURN
+  local w; workdir w
   gomod "$w"
   ( cd "$w"
     go get "github.com/coredns/coredns@$v" >/dev/null

@@ -137,6 +137,10 @@ func TestAssetsHideImportStaging(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "kubelet"), []byte("unverified"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// A dot-name deeper down, too.
+	if err := os.WriteFile(filepath.Join(e.assets, "kubernetes", ".hidden"), []byte("unverified"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, p := range []string{"/assets/.release-import-123/new/kubernetes/v1.37.2/amd64/kubelet", "/assets/kubernetes/.hidden"} {
 		if r := e.get(p); r.code != http.StatusNotFound || strings.Contains(r.body, "unverified") {
 			t.Errorf("GET %s: %d %s, want 404", p, r.code, r.body)

@@ -43,6 +43,9 @@ func TestImportIntoServedDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(res.Assets) == 0 {
+		t.Fatal("the import into the served dir imported nothing")
+	}
 	for _, a := range res.Assets {
 		if _, err := os.Stat(filepath.Join(served, filepath.FromSlash(a.Path))); err != nil {
 			t.Errorf("%s is not in the served dir: %v", a.Path, err)

@@ -90,7 +90,7 @@ func TestNodeCertificatesRenewal(t *testing.T) {
 	}{
 		{"from another address", func(r *profiles.BootRequest) { r.RemoteIP = netip.MustParseAddr("10.99.0.12") }},
 		{"for another machine", func(r *profiles.BootRequest) { r.MAC = k8sMaster1 }},
-		{"with a broken token", func(r *profiles.BootRequest) { r.Token = r.Token[:len(r.Token)-2] + "AA" }},
+		{"with a broken token", func(r *profiles.BootRequest) { r.Token = flipLast(r.Token) }},
 		{"without a token", func(r *profiles.BootRequest) { r.Token = "" }},
 	}
 	for _, b := range bad {
@@ -143,4 +143,13 @@ func TestNodeCertificatesRenewal(t *testing.T) {
 	if _, err := s.RenewCerts(ctx, []string{"52:54:00:99:99:99"}); profiles.KindOf(err) != profiles.KindNotFound {
 		t.Errorf("renew an unknown machine: %v, want not found", err)
 	}
+}
+
+// flipLast changes a token's last character, whatever it is.
+func flipLast(tok string) string {
+	c := byte('A')
+	if tok[len(tok)-1] == 'A' {
+		c = 'B'
+	}
+	return tok[:len(tok)-1] + string(c)
 }

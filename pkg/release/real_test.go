@@ -16,27 +16,6 @@ import (
 // projects publish them.
 const realReleases = "/var/cache/bootsrv-test/releases"
 
-// kubeComplete reports whether the Kubernetes part of the real tree is
-// whole: build.sh writes each binary, then its checksums, so a tree still
-// being built has a binary without them.
-func kubeComplete(t *testing.T, dir string) bool {
-	bins, _ := filepath.Glob(filepath.Join(dir, "release", "*", "bin", "linux", "*", "*"))
-	n := 0
-	for _, b := range bins {
-		if IsChecksumFile(filepath.Base(b)) {
-			continue
-		}
-		n++
-		for _, ext := range []string{".sha256", ".sha512"} {
-			if _, err := os.Stat(b + ext); err != nil {
-				t.Logf("%s has no %s yet: build.sh is still at work", b, ext)
-				return false
-			}
-		}
-	}
-	return n > 0
-}
-
 func TestRealReleases(t *testing.T) {
 	if _, err := os.Stat(realReleases); err != nil {
 		t.Skipf("no real release tree at %s (%v): build it with examples/releases/build.sh (needs the Go module proxy, about 15 minutes)", realReleases, err)
@@ -47,20 +26,9 @@ func TestRealReleases(t *testing.T) {
 	assets := t.TempDir()
 	start := time.Now()
 
-	// The whole tree in one import, as an operator would; while build.sh is
-	// still making the Kubernetes part, the others one by one.
+	// The whole tree in one import, as an operator would. make test builds
+	// it whole (make releases) before any test runs.
 	srcs := []string{realReleases}
-	ents, _ := os.ReadDir(realReleases)
-	for _, e := range ents {
-		if e.IsDir() && e.Name() == "kubernetes" && !kubeComplete(t, filepath.Join(realReleases, e.Name())) {
-			srcs = nil
-			for _, e := range ents {
-				if e.IsDir() && e.Name() != "kubernetes" {
-					srcs = append(srcs, filepath.Join(realReleases, e.Name()))
-				}
-			}
-		}
-	}
 	var staged []Asset
 	for _, src := range srcs {
 		st, err := Stage(src, assets)
@@ -116,11 +84,7 @@ func TestRealReleases(t *testing.T) {
 	for _, w := range want {
 		a := find(w.component, w.name)
 		if a == nil {
-			if w.component == Kubernetes {
-				t.Logf("no %s in the real tree (build.sh not done with Kubernetes?)", w.name)
-				continue
-			}
-			t.Errorf("no amd64 %s/%s imported", w.component, w.name)
+			t.Errorf("no amd64 %s/%s imported from the real tree", w.component, w.name)
 			continue
 		}
 		laid := laidSHA256(t, filepath.Join(assets, filepath.FromSlash(a.Path)))

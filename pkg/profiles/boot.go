@@ -265,21 +265,11 @@ func assetPath(u string) string {
 // token must be its own, unexpired, and come from the address bootsrv
 // leased it.
 func (s *Service) Ignition(ctx context.Context, req BootRequest) ([]byte, error) {
-	mac, err := NormalizeMAC(req.MAC)
+	m, err := s.tokenHolder(req, "ignition", ignitionPurpose)
 	if err != nil {
 		return nil, err
 	}
-	var m Machine
-	if err := s.st.View(func(tx store.Tx) error { return getMachine(tx, mac, &m) }); err != nil {
-		if KindOf(err) == KindNotFound {
-			// Whether a MAC is known is not told to a caller without a token.
-			return nil, &Error{Kind: KindDenied, Msg: fmt.Sprintf("ignition token for %s refused", mac)}
-		}
-		return nil, err
-	}
-	if err := s.checkToken(m, req, ignitionPurpose(m)); err != nil {
-		return nil, err
-	}
+	mac := m.MAC
 	if req.Stage != "" && req.Stage != StageFinal {
 		return nil, invalidf("stage %q: the only stage is %q (the installed system's config)", req.Stage, StageFinal)
 	}
@@ -294,6 +284,24 @@ func (s *Service) Ignition(ctx context.Context, req BootRequest) ([]byte, error)
 	}
 	s.record(mac, Event{Type: StateIgnition, Fields: fields})
 	return cfg, nil
+}
+
+// tokenHolder is the machine a token-bearing request names, once its
+// token (for purpose) checks out. An unknown MAC is refused like a bad
+// token: whether a MAC is known is not told to a caller without one.
+func (s *Service) tokenHolder(req BootRequest, what string, purpose func(Machine) string) (Machine, error) {
+	var m Machine
+	mac, err := NormalizeMAC(req.MAC)
+	if err != nil {
+		return m, err
+	}
+	if err := s.st.View(func(tx store.Tx) error { return getMachine(tx, mac, &m) }); err != nil {
+		if KindOf(err) == KindNotFound {
+			return m, &Error{Kind: KindDenied, Msg: fmt.Sprintf("%s token for %s refused", what, mac)}
+		}
+		return m, err
+	}
+	return m, s.checkToken(m, req, purpose(m))
 }
 
 func (s *Service) checkToken(m Machine, req BootRequest, purpose string) error {
@@ -541,15 +549,8 @@ func (s *Service) Report(_ context.Context, req BootRequest, state, detail strin
 	if len(detail) > 32<<10 {
 		detail = detail[:32<<10]
 	}
-	var cur Machine
-	err = s.st.View(func(tx store.Tx) error { return getMachine(tx, mac, &cur) })
-	if KindOf(err) == KindNotFound {
-		return m, &Error{Kind: KindDenied, Msg: fmt.Sprintf("report token for %s refused", mac)}
-	}
+	cur, err := s.tokenHolder(req, "report", reportPurpose)
 	if err != nil {
-		return m, err
-	}
-	if err := s.checkToken(cur, req, reportPurpose(cur)); err != nil {
 		return m, err
 	}
 	gen := cur.Generation

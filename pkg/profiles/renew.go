@@ -53,21 +53,11 @@ func (s *Service) renewURL(m Machine, baseURL string, caPEM []byte) (string, err
 // certificate the node holds: when it is the current one, nothing is sent
 // (nil, with no error), so keys cross the network only when they changed.
 func (s *Service) NodeCertificates(_ context.Context, req BootRequest, have string) ([]byte, error) {
-	mac, err := NormalizeMAC(req.MAC)
+	m, err := s.tokenHolder(req, "certificates", renewPurpose)
 	if err != nil {
 		return nil, err
 	}
-	var m Machine
-	if err := s.st.View(func(tx store.Tx) error { return getMachine(tx, mac, &m) }); err != nil {
-		if KindOf(err) == KindNotFound {
-			// Whether a MAC is known is not told to a caller without a token.
-			return nil, &Error{Kind: KindDenied, Msg: fmt.Sprintf("certificates token for %s refused", mac)}
-		}
-		return nil, err
-	}
-	if err := s.checkToken(m, req, renewPurpose(m)); err != nil {
-		return nil, err
-	}
+	mac := m.MAC
 	var in ignitionInputs
 	if err := s.st.View(func(tx store.Tx) (err error) { in, err = s.loadBootInputs(tx, mac); return }); err != nil {
 		return nil, fmt.Errorf("certificates for %s: %w", mac, err)

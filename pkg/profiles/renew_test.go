@@ -90,7 +90,7 @@ func TestNodeCertificatesRenewal(t *testing.T) {
 	}{
 		{"from another address", func(r *profiles.BootRequest) { r.RemoteIP = netip.MustParseAddr("10.99.0.12") }},
 		{"for another machine", func(r *profiles.BootRequest) { r.MAC = k8sMaster1 }},
-		{"with a broken token", func(r *profiles.BootRequest) { r.Token = flipLast(r.Token) }},
+		{"with a broken token", func(r *profiles.BootRequest) { r.Token = flipMiddle(r.Token) }},
 		{"without a token", func(r *profiles.BootRequest) { r.Token = "" }},
 	}
 	for _, b := range bad {
@@ -145,11 +145,13 @@ func TestNodeCertificatesRenewal(t *testing.T) {
 	}
 }
 
-// flipLast changes a token's last character, whatever it is.
-func flipLast(tok string) string {
+// flipMiddle changes a character in the middle of a token, whatever it
+// is: the last one of unpadded base64 may carry only bits a decoder drops.
+func flipMiddle(tok string) string {
+	i := len(tok) / 2
 	c := byte('A')
-	if tok[len(tok)-1] == 'A' {
+	if tok[i] == 'A' {
 		c = 'B'
 	}
-	return tok[:len(tok)-1] + string(c)
+	return tok[:i] + string(c) + tok[i+1:]
 }

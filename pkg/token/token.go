@@ -65,7 +65,9 @@ func Check(key []byte, tok, mac, purpose string, now time.Time) (time.Time, erro
 		return time.Time{}, ErrMalformed
 	}
 	var raw [rawLen]byte
-	if _, err := base64.RawURLEncoding.Decode(raw[:], []byte(tok)); err != nil {
+	// Strict: a last character whose unused bits differ is another
+	// spelling of the same bytes, and a token has one spelling.
+	if _, err := base64.RawURLEncoding.Strict().Decode(raw[:], []byte(tok)); err != nil {
 		return time.Time{}, ErrMalformed
 	}
 	if !hmac.Equal(raw[expLen+nonceLen:], sum(key, mac, purpose, raw[:expLen+nonceLen])) {

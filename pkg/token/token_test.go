@@ -1,6 +1,7 @@
 package token
 
 import (
+	"encoding/base64"
 	"errors"
 	"strings"
 	"testing"
@@ -99,4 +100,46 @@ func TestMintStable(t *testing.T) {
 	if _, err := Check(key, a, mac, PurposeReport, exp); !errors.Is(err, ErrExpired) {
 		t.Fatalf("stable token past its expiry: %v", err)
 	}
+}
+
+// TestOneSpelling: a token's last character carries bits a lax base64
+// decoder drops; a token spelled with other such bits is refused.
+func TestOneSpelling(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	exp := time.Now().Add(time.Hour)
+	tried := 0
+	for i := 0; i < 64 && tried < 8; i++ {
+		tok, err := Mint(key, "52:54:00:00:00:01", "ignition/0", exp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := tok[len(tok)-1]
+		const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+		idx := strings.IndexByte(alphabet, last)
+		// The neighbour differs only in the lowest bit, which the last
+		// character of this length does not carry.
+		other := tok[:len(tok)-1] + string(alphabet[idx^1])
+		if raw, err := base64.RawURLEncoding.DecodeString(other); err != nil || len(raw) == 0 {
+			continue
+		}
+		if a, _ := base64.RawURLEncoding.DecodeString(tok); string(a) != string(mustDecode(t, other)) {
+			continue // that bit counted for this token: not a second spelling
+		}
+		tried++
+		if _, err := Check(key, other, "52:54:00:00:00:01", "ignition/0", time.Now()); err == nil {
+			t.Fatalf("%s, another spelling of %s, is accepted", other, tok)
+		}
+	}
+	if tried == 0 {
+		t.Fatal("no token with a second spelling was found: the test checks nothing")
+	}
+}
+
+func mustDecode(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

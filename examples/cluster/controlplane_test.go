@@ -839,7 +839,7 @@ func TestMasterControlPlaneRuns(t *testing.T) {
 		}
 	}
 	apiserver.Stop()
-	apiserver = startUnit("kube-apiserver.service")
+	startUnit("kube-apiserver.service") // stopped with the namespace
 	newCert, _ := pem.Decode(newPEM)
 	waitFor(t, "the restarted apiserver serves the renewed certificate", 60*time.Second, func() error {
 		conn, err := tls.Dial("tcp", masterIP+":6443", &tls.Config{InsecureSkipVerify: true})

@@ -2,16 +2,13 @@ package profiles
 
 import (
 	"net/netip"
-	"regexp"
 	"slices"
 	"strings"
 
 	"github.com/bootsrv/bootsrv/pkg/nodeconfig"
+	"github.com/bootsrv/bootsrv/pkg/release"
 	"github.com/bootsrv/bootsrv/pkg/render"
 )
-
-// versionRe is a release tag such as v1.37.2 or v1.38.0-rc.1.
-var versionRe = regexp.MustCompile(`^v\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$`)
 
 // Defaults from the seed guides (see shared/REFERENCE.md).
 const (
@@ -86,7 +83,7 @@ func NormalizeCluster(c Cluster) (Cluster, error) {
 		if !strings.HasPrefix(*v.p, "v") {
 			*v.p = "v" + *v.p
 		}
-		if !versionRe.MatchString(*v.p) {
+		if !release.IsVersion(*v.p) { // a version no release file could be imported under
 			return c, invalidf("%s %q is not a release version such as %s", v.field, *v.p, v.def)
 		}
 	}

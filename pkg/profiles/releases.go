@@ -160,27 +160,6 @@ func releaseVersion(c Cluster, component string) string {
 	return ""
 }
 
-// upstreamFile names, for an operator, the file to download that holds a
-// missing binary.
-func upstreamFile(component, version, arch, name string) string {
-	v := strings.TrimPrefix(version, "v")
-	switch component {
-	case nodeconfig.ComponentKubernetes:
-		return fmt.Sprintf("%s/bin/linux/%s/%s with its %s.sha256 (from the Kubernetes release)", version, arch, name, name)
-	case nodeconfig.ComponentEtcd:
-		return fmt.Sprintf("etcd-%s-linux-%s.tar.gz with SHA256SUMS", version, arch)
-	case nodeconfig.ComponentCNI:
-		return fmt.Sprintf("cni-plugins-linux-%s-%s.tgz with its .sha256", arch, version)
-	case nodeconfig.ComponentFlannel:
-		return fmt.Sprintf("%s/flanneld-%s with a checksum file", version, arch)
-	case nodeconfig.ComponentFlannelCNI:
-		return fmt.Sprintf("cni-plugin-flannel-linux-%s-%s.tgz with its .sha256", arch, version)
-	case nodeconfig.ComponentCoreDNS:
-		return fmt.Sprintf("coredns_%s_linux_%s.tgz with its .sha256", v, arch)
-	}
-	return component + " " + version
-}
-
 // binariesFor resolves, from the catalog, every binary a node of role
 // runs: its URL on this server and the hash Ignition checks. A binary that
 // was never imported is an error naming the file to import.
@@ -197,7 +176,7 @@ func binariesFor(tx store.Tx, c Cluster, role string) (map[string]nodeconfig.Bin
 		v := releaseVersion(c, n.Component)
 		raw := tx.Get(releasesBucket, releaseKey(n.Component, v, c.Arch, n.Name))
 		if raw == nil {
-			missing = append(missing, upstreamFile(n.Component, v, c.Arch, n.Name))
+			missing = append(missing, release.UpstreamFile(n.Component, v, c.Arch, n.Name))
 			continue
 		}
 		var a release.Asset

@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bootsrv/bootsrv/pkg/nodeconfig"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
+	"github.com/bootsrv/bootsrv/pkg/release"
 	"github.com/bootsrv/bootsrv/pkg/release/releasetest"
 	"github.com/bootsrv/bootsrv/pkg/store"
 )
@@ -53,5 +55,20 @@ func TestImportIntoServedDir(t *testing.T) {
 	}
 	if _, err := s.ImportReleases(ctx, src, served+"/"); err != nil {
 		t.Errorf("import naming the served dir itself: %v", err)
+	}
+}
+
+// TestComponentNames: nodeconfig names the releases a node needs with its
+// own constants (it imports nothing that does I/O); the catalog is keyed
+// by release's. They must be the same words.
+func TestComponentNames(t *testing.T) {
+	for _, c := range [][2]string{
+		{nodeconfig.ComponentKubernetes, release.Kubernetes}, {nodeconfig.ComponentEtcd, release.Etcd},
+		{nodeconfig.ComponentCNI, release.CNIPlugins}, {nodeconfig.ComponentFlannel, release.Flannel},
+		{nodeconfig.ComponentFlannelCNI, release.FlannelCNI}, {nodeconfig.ComponentCoreDNS, release.CoreDNS},
+	} {
+		if c[0] != c[1] {
+			t.Errorf("nodeconfig calls a component %q, the release catalog %q", c[0], c[1])
+		}
 	}
 }

@@ -2,6 +2,7 @@ package release
 
 import (
 	"debug/elf"
+	"fmt"
 	"path"
 	"regexp"
 	"strings"
@@ -175,4 +176,25 @@ func isDoc(name string) bool {
 		}
 	}
 	return strings.HasSuffix(up, ".MD") || strings.HasSuffix(up, ".TXT")
+}
+
+// UpstreamFile names, for an operator, the upstream file (and the checksum
+// beside it) that holds a binary: what to download when it is missing.
+func UpstreamFile(component, version, arch, name string) string {
+	v := strings.TrimPrefix(version, "v")
+	switch component {
+	case Kubernetes:
+		return fmt.Sprintf("%s/bin/linux/%s/%s with its %s.sha256 (from the Kubernetes release)", version, arch, name, name)
+	case Etcd:
+		return fmt.Sprintf("etcd-%s-linux-%s.tar.gz with SHA256SUMS", version, arch)
+	case CNIPlugins:
+		return fmt.Sprintf("cni-plugins-linux-%s-%s.tgz with its .sha256", arch, version)
+	case Flannel:
+		return fmt.Sprintf("%s/flanneld-%s with a checksum file", version, arch)
+	case FlannelCNI:
+		return fmt.Sprintf("cni-plugin-flannel-linux-%s-%s.tgz with its .sha256", arch, version)
+	case CoreDNS:
+		return fmt.Sprintf("coredns_%s_linux_%s.tgz with its .sha256", v, arch)
+	}
+	return component + " " + version
 }

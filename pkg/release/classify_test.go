@@ -196,3 +196,18 @@ func TestParseChecksums(t *testing.T) {
 		})
 	}
 }
+
+// TestUpstreamFileClassifies: the file UpstreamFile tells an operator to
+// download is one Classify recognizes as that component, version and arch.
+func TestUpstreamFileClassifies(t *testing.T) {
+	for _, c := range []struct{ component, version, name string }{
+		{Kubernetes, "v1.37.2", "kubelet"}, {Etcd, "v3.6.16", "etcd"}, {CNIPlugins, "v1.10.0", "bridge"},
+		{Flannel, "v0.28.10", "flanneld"}, {FlannelCNI, "v0.9.1", "flannel"}, {CoreDNS, "v1.15.0", "coredns"},
+	} {
+		file, _, _ := strings.Cut(UpstreamFile(c.component, c.version, "amd64", c.name), " ")
+		u, ok := Classify("dl/" + file)
+		if !ok || u.Component != c.component || u.Version != c.version || u.Arch != "amd64" {
+			t.Errorf("UpstreamFile(%s) names %q, which classifies as %+v (%v)", c.component, file, u, ok)
+		}
+	}
+}

@@ -26,10 +26,11 @@ releases: ## build Kubernetes, etcd, CNI, flannel and CoreDNS releases from thei
 run: build ## run the server on built-in defaults
 	$(BIN) serve
 
-test: deps assets releases ## vet, then every test with the race detector (root runs the namespace, control-plane and QEMU tests too)
+test: deps assets releases ## vet, then every test with the race detector (root runs the namespace, control-plane, QEMU lab and demo-cluster tests too)
 	$(GO) vet $(PKGS)
+	cd examples/qemu-lab/labpod && $(GO) vet ./...
 	@test -z "$$(gofmt -l $(GOFILES))" || { echo "gofmt would change:"; gofmt -l $(GOFILES); exit 1; }
-	$(GO) test -race -count=1 -timeout 40m $(PKGS)
+	$(GO) test -race -count=1 -timeout 60m $(PKGS)
 
 test-short: ## unit tests only, no namespaces or VMs
 	$(GO) test -short -count=1 $(PKGS)
@@ -37,6 +38,7 @@ test-short: ## unit tests only, no namespaces or VMs
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l $(GOFILES))" || { echo "gofmt would change:"; gofmt -l $(GOFILES); exit 1; }
 	$(GO) vet $(PKGS)
+	cd examples/qemu-lab/labpod && $(GO) vet ./...
 
 bench: ## Go benchmarks of every package
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s $(PKGS)
@@ -50,7 +52,7 @@ bench-tftp: build ## fetches/s of ipxe.efi: bootsrv against tftpd-hpa (root)
 bench-http: build ## /ipxe and /ignition req/s at 10 and 10,000 machines
 	bench/http.sh
 
-demo: deps build ## boot the example cluster's 3 machines as QEMU VMs against bootsrv (root)
+demo: deps build releases ## the example cluster's 3 machines netboot as QEMU VMs against bootsrv and become a Kubernetes cluster (root; ~15 min)
 	bash examples/qemu-lab/demo.sh
 
 clean: ## remove build products

@@ -68,18 +68,22 @@ and field.`,
 			},
 			{
 				name:    "show",
-				args:    "MAC",
+				args:    "MAC|HOSTNAME",
 				summary: "Show one machine and its whole history",
 				flags:   func(fs *flag.FlagSet, o *opts) { outputFlag(fs, o) },
 				run:     runMachineShow,
 			},
 			{
 				name:    "events",
-				args:    "MAC",
+				args:    "MAC|HOSTNAME",
 				summary: "Show a machine's event history",
 				flags:   func(fs *flag.FlagSet, o *opts) { outputFlag(fs, o) },
-				run: withAPI(exactly(1, "give exactly one MAC"), func(ctx context.Context, c *cli, o *opts, api admin.API, args []string) error {
-					evs, err := api.MachineEvents(ctx, args[0])
+				run: withAPI(exactly(1, "give exactly one MAC or hostname"), func(ctx context.Context, c *cli, o *opts, api admin.API, args []string) error {
+					mac, err := machineRef(ctx, api, args[0])
+					if err != nil {
+						return err
+					}
+					evs, err := api.MachineEvents(ctx, mac)
 					if err != nil {
 						return err
 					}
@@ -97,13 +101,17 @@ and field.`,
 			},
 			{
 				name:    "reprovision",
-				args:    "MAC",
+				args:    "MAC|HOSTNAME",
 				summary: "Install the machine again on its next network boot",
 				long: `A provisioned machine is told to boot from its disk. This makes its next
 network boot install it again, with new tokens and new certificates.`,
 				flags: func(fs *flag.FlagSet, o *opts) { outputFlag(fs, o) },
-				run: withAPI(exactly(1, "give exactly one MAC"), func(ctx context.Context, c *cli, o *opts, api admin.API, args []string) error {
-					m, err := api.Reprovision(ctx, args[0])
+				run: withAPI(exactly(1, "give exactly one MAC or hostname"), func(ctx context.Context, c *cli, o *opts, api admin.API, args []string) error {
+					mac, err := machineRef(ctx, api, args[0])
+					if err != nil {
+						return err
+					}
+					m, err := api.Reprovision(ctx, mac)
 					if err != nil {
 						return err
 					}
@@ -112,13 +120,16 @@ network boot install it again, with new tokens and new certificates.`,
 			},
 			{
 				name:    "rm",
-				args:    "MAC",
+				args:    "MAC|HOSTNAME",
 				summary: "Remove a machine and its history",
-				run: withAPI(exactly(1, "give exactly one MAC"), func(ctx context.Context, c *cli, o *opts, api admin.API, args []string) error {
-					if err := api.RemoveMachine(ctx, args[0]); err != nil {
+				run: withAPI(exactly(1, "give exactly one MAC or hostname"), func(ctx context.Context, c *cli, o *opts, api admin.API, args []string) error {
+					mac, err := machineRef(ctx, api, args[0])
+					if err != nil {
 						return err
 					}
-					mac, _ := profiles.NormalizeMAC(args[0])
+					if err := api.RemoveMachine(ctx, mac); err != nil {
+						return err
+					}
 					fmt.Fprintf(c.stdout, "machine %s removed\n", mac)
 					return nil
 				}),
@@ -129,7 +140,7 @@ network boot install it again, with new tokens and new certificates.`,
 
 func runMachineAdd(ctx context.Context, c *cli, o *opts, args []string) error {
 	if len(args) != 1 {
-		return usagef("give exactly one MAC")
+		return usagef("give exactly one MAC or hostname")
 	}
 	m := o.m
 	m.MAC = args[0]
@@ -196,14 +207,18 @@ func runMachineImport(ctx context.Context, c *cli, o *opts, args []string) error
 
 func runMachineShow(ctx context.Context, c *cli, o *opts, args []string) error {
 	if len(args) != 1 {
-		return usagef("give exactly one MAC")
+		return usagef("give exactly one MAC or hostname")
 	}
 	api, done, err := openAPI(o)
 	if err != nil {
 		return err
 	}
 	defer done()
-	m, err := api.Machine(ctx, args[0])
+	mac, err := machineRef(ctx, api, args[0])
+	if err != nil {
+		return err
+	}
+	m, err := api.Machine(ctx, mac)
 	if err != nil {
 		return err
 	}
@@ -280,3 +295,22 @@ func printMachines(w io.Writer, format string, ms []profiles.Machine, now time.T
 }
 
 func readAllStdin() ([]byte, error) { return io.ReadAll(os.Stdin) }
+
+// machineRef turns what an operator typed into a machine's MAC: a MAC in
+// any spelling as it is, otherwise the hostname of exactly one machine.
+func machineRef(ctx context.Context, api admin.API, ref string) (string, error) {
+	if mac, err := profiles.NormalizeMAC(ref); err == nil {
+		return mac, nil
+	}
+	ms, err := api.Machines(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, m := range ms {
+		if strings.EqualFold(m.Hostname, ref) {
+			return m.MAC, nil
+		}
+	}
+	return "", &profiles.Error{Kind: profiles.KindInvalid, Msg: fmt.Sprintf(
+		"%q is neither a MAC address nor a machine's hostname: give six hex pairs such as 52:54:00:12:34:56, or a hostname that bootsrv machine list shows", ref)}
+}

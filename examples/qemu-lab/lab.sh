@@ -24,12 +24,22 @@
 #   LAB_STATUS_CMD     command (in the netns) run every LAB_STATUS_INTERVAL seconds
 #                      (default 2) while VMs boot, its output shown as a live table
 #                      (e.g. "bootsrv machine list"), and once more at the end.
+#   LAB_BEFORE_CMD     command (in the netns) run once the server is ready, before the
+#                      first VM starts (say, filling a registry); its failure ends the run.
 #   LAB_AFTER_CMD      command (in the netns) run after all VMs finished, before
 #                      teardown, with the server still up; its failure fails the run.
 #   LAB_DONE_REGEX     extended regex on the serial log that ends a VM with success
 #                      instead of the OS's marker, result "matched" (for a second
 #                      boot told to boot locally, e.g. 'No bootable device');
 #                      LAB_FAIL_REGEX likewise ends it with "failed:regex".
+#   LAB_STAY=1         the VMs run an OS that stays up (the node OS of
+#                      build-node-os.sh): a VM that reached its marker keeps
+#                      running (result "booted", state "up") until teardown,
+#                      LAB_AFTER_CMD runs with all of them up, and a guest reset
+#                      netboots again instead of ending QEMU. Each VM gets a QEMU
+#                      monitor on 127.0.0.1:PORT inside the namespace (PORT in
+#                      RUN/NAME.monitor; "system_reset" there is a power cycle),
+#                      and its journal on a second serial port (RUN/NAME.journal.log).
 #   LAB_N              number of VMs (default 3)
 #   FW                 firmware: one of bios|uefi|uefi-pxe for all VMs, or a list
 #                      ("bios uefi-pxe" or "bios,uefi"), used per VM and cycled.
@@ -41,6 +51,8 @@
 #                      cycled like FW ("2048 1024 1024"). Default 512. A VM whose
 #                      Ignition downloads Kubernetes binaries into its tmpfs root
 #                      needs more (bootsrv's master ~2048, worker ~1024).
+#   LAB_SMP            virtual CPUs: one value or a per-VM list like LAB_MEM (default 1);
+#                      under TCG each one is a host thread (MTTCG)
 #   LAB_PARALLEL       VMs running at once (default 3)
 #   LAB_BOOT_TIMEOUT   seconds from a VM's QEMU start to its marker (default 120)
 #   LAB_SERVER_TIMEOUT seconds for the server to become ready (default 30)
@@ -54,6 +66,7 @@
 # (10.99.0.1) LAB_PREFIX (24) LAB_SUBNET (10.99.0.0/24) LAB_SERVER_IP6 LAB_KERNEL
 # LAB_INITRD LAB_RUN_DIR LAB_VMS_FILE (lines "name fw mac uuid", one per VM)
 # LAB_RESULTS_FILE (lines "name fw mac uuid result seconds ip", written at the end).
+# Each VM's QEMU start time (epoch seconds) is in RUN/NAME.started.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -64,12 +77,14 @@ N=${LAB_N:-3}
 FW_LIST=${FW:-bios uefi uefi-pxe}
 NIC=${LAB_NIC:-virtio-net-pci}
 MEM_LIST=${LAB_MEM:-512}
+SMP_LIST=${LAB_SMP:-1}
 PARALLEL=${LAB_PARALLEL:-3}
 BOOT_TIMEOUT=${LAB_BOOT_TIMEOUT:-120}
 SERVER_TIMEOUT=${LAB_SERVER_TIMEOUT:-30}
 STATUS_INTERVAL=${LAB_STATUS_INTERVAL:-2}
 ACCEL=${LAB_ACCEL:-tcg}
 NS=${LAB_NETNS:-bootsrv-lab-$$}
+STAY=${LAB_STAY:-}
 BR=br0
 SERVER_IP=10.99.0.1
 PREFIX=24
@@ -103,13 +118,16 @@ read -r -a macs_in <<<"${LAB_MACS:-}"
 read -r -a uuids_in <<<"${LAB_UUIDS:-}"
 read -r -a names_in <<<"${LAB_NAMES:-}"
 read -r -a mems <<<"${MEM_LIST//,/ }"
-declare -a name fw mem mac uuid state result secs vmip pid start
+read -r -a smps <<<"${SMP_LIST//,/ }"
+declare -a name fw mem smp mac uuid state result secs vmip pid start
 for ((i = 0; i < N; i++)); do
 	n=$((i + 1))
 	name[i]=${names_in[i]:-vm$n}
 	fw[i]=${fws[i % ${#fws[@]}]}
 	mem[i]=${mems[i % ${#mems[@]}]}
 	[[ "${mem[i]}" =~ ^[0-9]+$ && "${mem[i]}" -ge 128 ]] || die "LAB_MEM: '${mem[i]}' is not a number of MiB (>= 128)"
+	smp[i]=${smps[i % ${#smps[@]}]}
+	[[ "${smp[i]}" =~ ^[1-8]$ ]] || die "LAB_SMP: '${smp[i]}' is not a number of CPUs (1-8)"
 	mac[i]=${macs_in[i]:-$(printf '52:54:00:00:00:%02x' "$n")}
 	uuid[i]=${uuids_in[i]:-$(printf 'b0075e00-0000-4000-8000-5254000000%02x' "$n")}
 	state[i]=waiting result[i]=- secs[i]=- vmip[i]=- pid[i]= start[i]=
@@ -258,6 +276,10 @@ until nsx bash -c "$ready_cmd" >/dev/null 2>&1; do
 done
 log "server ready"
 [[ -z "$radvd_pid" ]] || kill -0 "$radvd_pid" 2>/dev/null || { cat "$RUN/radvd.log"; die "radvd exited"; }
+if [[ -n "${LAB_BEFORE_CMD:-}" ]]; then
+	log "before: $LAB_BEFORE_CMD"
+	ip netns exec "$NS" bash -c "$LAB_BEFORE_CMD" || die "LAB_BEFORE_CMD failed"
+fi
 
 # ------------------------------------------------------------------ VMs
 printf '\xf8\x03' >"$RUN/sercon-port" # SeaBIOS: mirror its console (and iPXE's) on COM1 (0x3f8)
@@ -273,18 +295,27 @@ start_vm() {
 	esac
 	# uefi-pxe: no NIC option ROM, so OVMF's own PXE client boots (and TFTPs ipxe.efi).
 	[[ "${fw[i]}" == uefi-pxe ]] && romopt=(,romfile=)
+	# A VM that stays up reboots like a machine (and netboots again); one
+	# that only reports ends when it resets. Its monitor listens on the
+	# namespace's own loopback, so nothing outside the lab reaches it.
+	local stayopt=(-no-reboot)
+	if [[ -n "$STAY" ]]; then
+		stayopt=(-monitor "tcp:127.0.0.1:$((4500 + n)),server,nowait" -serial "file:$RUN/${name[i]}.journal.log")
+		echo $((4500 + n)) >"$RUN/${name[i]}.monitor"
+	fi
 	local cmd=(qemu-system-x86_64 -nodefaults -name "${name[i]}" -machine pc -accel "$ACCEL"
-		-m "${mem[i]}" -smp 1 -uuid "${uuid[i]}" "${fwopt[@]}"
-		-boot n -no-reboot -display none -vga none
-		-serial "file:$RUN/${name[i]}.serial.log"
+		-m "${mem[i]}" -smp "${smp[i]}" -uuid "${uuid[i]}" "${fwopt[@]}"
+		-boot n -display none -vga none
+		-serial "file:$RUN/${name[i]}.serial.log" "${stayopt[@]}"
 		-netdev "tap,id=net0,ifname=tap$n,script=no,downscript=no"
 		-device "$NIC,netdev=net0,mac=${mac[i]}${romopt[*]:-}")
 	printf '%q ' "${cmd[@]}" >"$RUN/${name[i]}.qemu-cmd"
 	setpriv --pdeathsig KILL ip netns exec "$NS" "${cmd[@]}" >"$RUN/${name[i]}.qemu.log" 2>&1 </dev/null &
 	pid[i]=$!
 	start[i]=$(date +%s.%N)
+	echo "${start[i]}" >"$RUN/${name[i]}.started"
 	state[i]=firmware
-	log "${name[i]}: started (${fw[i]}, ${mem[i]} MiB, ${mac[i]}, uuid ${uuid[i]}, pid ${pid[i]})"
+	log "${name[i]}: started (${fw[i]}, ${mem[i]} MiB, ${smp[i]} CPU, ${mac[i]}, uuid ${uuid[i]}, pid ${pid[i]})"
 }
 
 elapsed() { awk -v a="${start[$1]}" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
@@ -339,16 +370,19 @@ finish_vm() { # finish_vm i result
 	local i=$1
 	result[i]=$2
 	secs[i]=$(elapsed "$i")
-	if kill -0 "${pid[i]}" 2>/dev/null; then
+	if [[ -n "$STAY" && "$2" == booted ]] && kill -0 "${pid[i]}" 2>/dev/null; then
+		state[i]=up # keeps running until teardown
+	elif kill -0 "${pid[i]}" 2>/dev/null; then
 		# After its marker line the OS powers off by itself: give it a moment.
 		if [[ "$2" == booted || "${state[i]}" == failed ]]; then # not for "matched": firmware does not power off
 			for _ in $(seq 50); do kill -0 "${pid[i]}" 2>/dev/null || break; sleep 0.1; done
 		fi
 		kill_group_or_pid "${pid[i]}" "QEMU ${name[i]}"
+		pid[i]=
 	else
 		wait "${pid[i]}" 2>/dev/null || true
+		pid[i]=
 	fi
-	pid[i]=
 	vmip[i]=$(sed -n 's/.*BOOTSRV-LAB: dhcp ip=\([0-9.]*\).*/\1/p' "$RUN/${name[i]}.serial.log" 2>/dev/null | tail -n1)
 	vmip[i]=${vmip[i]:--}
 	echo "${name[i]} ${fw[i]} ${mac[i]} ${uuid[i]} $2 ${secs[i]} ${vmip[i]}" >>"$RESULTS_FILE"
@@ -414,7 +448,9 @@ if [[ -n "${LAB_STATUS_CMD:-}" ]]; then
 fi
 ok=1
 for ((i = 0; i < N; i++)); do [[ "${result[i]}" == booted || "${result[i]}" == matched ]] || ok=0; done
-if [[ -n "${LAB_AFTER_CMD:-}" ]]; then
+if [[ -n "${LAB_AFTER_CMD:-}" && -n "$STAY" ]] && ((!ok)); then
+	log "not running LAB_AFTER_CMD: it needs every VM up"
+elif [[ -n "${LAB_AFTER_CMD:-}" ]]; then
 	log "after: $LAB_AFTER_CMD"
 	ip netns exec "$NS" bash -c "$LAB_AFTER_CMD" || { log "LAB_AFTER_CMD failed"; ok=0; }
 fi

@@ -141,6 +141,9 @@ func k8sLabBare(tb testing.TB, edit func(*profiles.Cluster), extra ...profiles.M
 		tb.Fatal(err)
 	}
 	c.SSHKeys = []string{k8sSSHKey}
+	// The example names the QEMU lab's registry; these tests start from a
+	// cluster without a mirror (TestK8sRegistryMirror sets one itself).
+	c.RegistryMirror = ""
 	if edit != nil {
 		edit(&c)
 	}

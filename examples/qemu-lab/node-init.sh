@@ -31,6 +31,7 @@ uptime_s() { cut -d' ' -f1 /proc/uptime 2>/dev/null; }
 # into a tmpfs of its own (most of the RAM: a node keeps its binaries,
 # images and logs there, as a live Flatcar does) and start again there.
 if [ "$1" != --on-tmpfs ]; then
+	mount -t proc proc /proc && say "moving the root into a tmpfs (uptime $(uptime_s)s)" && umount /proc
 	mkdir -p /sysroot
 	mount -t tmpfs -o size=85%,mode=0755 root /sysroot
 	tar -C / --one-file-system --exclude=./sysroot -cf - . | tar -C /sysroot -xf -
@@ -54,7 +55,8 @@ fail() {
 	sync
 	say "powering off (uptime $(uptime_s)s)"
 	echo o >/proc/sysrq-trigger
-	sleep 60
+	# PID 1 must never return: wait for the power to go.
+	while :; do sleep 60; done
 }
 
 cmdline=$(cat /proc/cmdline)

@@ -126,10 +126,7 @@ func TestDemoCluster(t *testing.T) {
 				PodIP             string
 				ContainerStatuses []struct {
 					State struct {
-						Terminated *struct {
-							ExitCode int
-							Message  string
-						}
+						Terminated *struct{ Message string }
 					}
 				}
 			}

@@ -21,17 +21,11 @@ ip netns pids "$ns" >/dev/null 2>&1 || { echo "lab-vm: no namespace $ns (ip netn
 run=${LAB_RUN_DIR:-$(readlink -f "$repo/.cache/lab/runs/last")}
 [[ -d "$run" ]] || { echo "lab-vm: no run dir $run (set LAB_RUN_DIR)" >&2; exit 1; }
 tap=tapx$((RANDOM % 1000))
-fwopt=()
-case $fw in
-bios) printf '\xf8\x03' >"$run/sercon-port"; fwopt=(-fw_cfg "name=etc/sercon-port,file=$run/sercon-port") ;;
-uefi | uefi-pxe)
-	cp /usr/share/OVMF/OVMF_VARS_4M.fd "$run/$name.vars.fd"
-	fwopt=(-drive "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd"
-		-drive "if=pflash,format=raw,unit=1,file=$run/$name.vars.fd") ;;
-*) echo "lab-vm: unknown firmware $fw (bios|uefi|uefi-pxe)" >&2; exit 2 ;;
-esac
-rom=
-[[ $fw == uefi-pxe ]] && rom=,romfile=
+. "$here/qemu-vm.sh"
+cmd=()
+qemu_vm_cmd cmd "$name" "$fw" "$mem" 1 "$mac" "b0075e00-0000-4000-8000-${mac//:/}" "$tap" "$run" ||
+	{ echo "lab-vm: unknown firmware $fw (bios|uefi|uefi-pxe)" >&2; exit 2; }
+cmd+=(-serial "file:$run/$name.journal.log")
 ip netns exec "$ns" ip tuntap add dev "$tap" mode tap
 ip netns exec "$ns" ip link set "$tap" master br0 up
 qpid=
@@ -43,11 +37,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 date +%s.%N >"$run/$name.started"
-setpriv --pdeathsig KILL ip netns exec "$ns" qemu-system-x86_64 -nodefaults -name "$name" -machine pc -accel tcg \
-	-m "$mem" -smp 1 "${fwopt[@]}" -boot n -display none -vga none \
-	-serial "file:$run/$name.serial.log" -serial "file:$run/$name.journal.log" \
-	-netdev "tap,id=net0,ifname=$tap,script=no,downscript=no" -device "virtio-net-pci,netdev=net0,mac=$mac$rom" \
-	>"$run/$name.qemu.log" 2>&1 </dev/null &
+setpriv --pdeathsig KILL ip netns exec "$ns" "${cmd[@]}" >"$run/$name.qemu.log" 2>&1 </dev/null &
 qpid=$!
 echo "lab-vm: $name ($fw, $mem MiB, $mac) started on $tap in $ns; console $run/$name.serial.log; Ctrl-C stops it"
 while kill -0 "$qpid" 2>/dev/null; do

@@ -75,7 +75,6 @@ cache=${LAB_CACHE:-$repo/.cache/lab}
 
 N=${LAB_N:-3}
 FW_LIST=${FW:-bios uefi uefi-pxe}
-NIC=${LAB_NIC:-virtio-net-pci}
 MEM_LIST=${LAB_MEM:-512}
 SMP_LIST=${LAB_SMP:-1}
 PARALLEL=${LAB_PARALLEL:-3}
@@ -282,33 +281,19 @@ if [[ -n "${LAB_BEFORE_CMD:-}" ]]; then
 fi
 
 # ------------------------------------------------------------------ VMs
-printf '\xf8\x03' >"$RUN/sercon-port" # SeaBIOS: mirror its console (and iPXE's) on COM1 (0x3f8)
+. "$here/qemu-vm.sh"
 start_vm() {
-	local i=$1 n=$(($1 + 1)) romopt=() fwopt=()
-	case "${fw[i]}" in
-	bios) fwopt=(-fw_cfg "name=etc/sercon-port,file=$RUN/sercon-port") ;;
-	uefi | uefi-pxe)
-		cp "$OVMF_VARS" "$RUN/${name[i]}.vars.fd"
-		fwopt=(-drive "if=pflash,format=raw,unit=0,readonly=on,file=$OVMF_CODE"
-			-drive "if=pflash,format=raw,unit=1,file=$RUN/${name[i]}.vars.fd")
-		;;
-	esac
-	# uefi-pxe: no NIC option ROM, so OVMF's own PXE client boots (and TFTPs ipxe.efi).
-	[[ "${fw[i]}" == uefi-pxe ]] && romopt=(,romfile=)
+	local i=$1 n=$(($1 + 1)) cmd=()
+	qemu_vm_cmd cmd "${name[i]}" "${fw[i]}" "${mem[i]}" "${smp[i]}" "${mac[i]}" "${uuid[i]}" "tap$n" "$RUN"
 	# A VM that stays up reboots like a machine (and netboots again); one
 	# that only reports ends when it resets. Its monitor listens on the
 	# namespace's own loopback, so nothing outside the lab reaches it.
-	local stayopt=(-no-reboot)
 	if [[ -n "$STAY" ]]; then
-		stayopt=(-monitor "tcp:127.0.0.1:$((4500 + n)),server,nowait" -serial "file:$RUN/${name[i]}.journal.log")
+		cmd+=(-monitor "tcp:127.0.0.1:$((4500 + n)),server,nowait" -serial "file:$RUN/${name[i]}.journal.log")
 		echo $((4500 + n)) >"$RUN/${name[i]}.monitor"
+	else
+		cmd+=(-no-reboot)
 	fi
-	local cmd=(qemu-system-x86_64 -nodefaults -name "${name[i]}" -machine pc -accel "$ACCEL"
-		-m "${mem[i]}" -smp "${smp[i]}" -uuid "${uuid[i]}" "${fwopt[@]}"
-		-boot n -display none -vga none
-		-serial "file:$RUN/${name[i]}.serial.log" "${stayopt[@]}"
-		-netdev "tap,id=net0,ifname=tap$n,script=no,downscript=no"
-		-device "$NIC,netdev=net0,mac=${mac[i]}${romopt[*]:-}")
 	printf '%q ' "${cmd[@]}" >"$RUN/${name[i]}.qemu-cmd"
 	setpriv --pdeathsig KILL ip netns exec "$NS" "${cmd[@]}" >"$RUN/${name[i]}.qemu.log" 2>&1 </dev/null &
 	pid[i]=$!

@@ -9,7 +9,8 @@ import (
 	"text/tabwriter"
 
 	"github.com/bootsrv/bootsrv/pkg/admin"
-	"github.com/bootsrv/bootsrv/pkg/profiles"
+	"github.com/bootsrv/bootsrv/pkg/fault"
+	"github.com/bootsrv/bootsrv/pkg/model"
 )
 
 func clusterCommand() *command {
@@ -31,13 +32,13 @@ IPs must lie in (default: the /24 around --api-server).`,
 					fs.StringVar(&o.cl.Network.Subnet, "subnet", "", "provisioning network in CIDR form")
 					fs.StringVar(&o.cl.Network.Gateway, "gateway", "", "default gateway handed to machines")
 					fs.Var(&o.dns, "dns", "DNS server handed to machines (repeatable)")
-					fs.StringVar(&o.cl.PodNetwork, "pod-network", "", "pod network CIDR (default "+profiles.DefaultPodNetwork+")")
-					fs.StringVar(&o.cl.ServiceRange, "service-range", "", "service IP range CIDR (default "+profiles.DefaultServiceRange+")")
+					fs.StringVar(&o.cl.PodNetwork, "pod-network", "", "pod network CIDR (default "+model.DefaultPodNetwork+")")
+					fs.StringVar(&o.cl.ServiceRange, "service-range", "", "service IP range CIDR (default "+model.DefaultServiceRange+")")
 					fs.StringVar(&o.cl.KubernetesServiceIP, "kubernetes-service-ip", "", "Kubernetes service IP (default: first host of --service-range)")
-					fs.StringVar(&o.cl.DNSServiceIP, "dns-ip", "", "cluster DNS service IP, inside --service-range (default "+profiles.DefaultDNSServiceIP+
+					fs.StringVar(&o.cl.DNSServiceIP, "dns-ip", "", "cluster DNS service IP, inside --service-range (default "+model.DefaultDNSServiceIP+
 						" for the default range, else the range's 10th host)")
-					fs.StringVar(&o.cl.Domain, "domain", profiles.DefaultDomain, "cluster domain")
-					fs.StringVar(&o.cl.KubernetesVersion, "kubernetes-version", profiles.DefaultKubernetesVersion, "Kubernetes version the nodes run")
+					fs.StringVar(&o.cl.Domain, "domain", model.DefaultDomain, "cluster domain")
+					fs.StringVar(&o.cl.KubernetesVersion, "kubernetes-version", model.DefaultKubernetesVersion, "Kubernetes version the nodes run")
 					fs.StringVar(&o.cl.KeyAlgorithm, "key-algorithm", "ecdsa-p256", "key type of the CAs and every node key: ecdsa-p256 or rsa2048")
 					fs.IntVar(&o.cl.CertValidityDays, "cert-validity-days", 365, "how long node certificates are valid")
 					fs.Var(&o.sshKeys, "ssh-key", "file of SSH public keys authorized on every node (repeatable)")
@@ -70,7 +71,7 @@ func runClusterInit(ctx context.Context, c *cli, o *opts, args []string) error {
 		if err != nil {
 			return err
 		}
-		cl, err := profiles.ParseClusterFile(name, data)
+		cl, err := model.ParseClusterFile(name, data)
 		if err != nil {
 			return err
 		}
@@ -83,7 +84,7 @@ func runClusterInit(ctx context.Context, c *cli, o *opts, args []string) error {
 	for _, f := range o.sshKeys {
 		b, err := os.ReadFile(f)
 		if err != nil {
-			return &profiles.Error{Kind: profiles.KindInvalid, Msg: fmt.Sprintf("--ssh-key %s: %v", f, err)}
+			return &fault.Error{Kind: fault.KindInvalid, Msg: fmt.Sprintf("--ssh-key %s: %v", f, err)}
 		}
 		for _, line := range strings.Split(string(b), "\n") {
 			if l := strings.TrimSpace(line); l != "" && !strings.HasPrefix(l, "#") {
@@ -103,7 +104,7 @@ func runClusterInit(ctx context.Context, c *cli, o *opts, args []string) error {
 	return printCluster(c, o, cl)
 }
 
-func printCluster(c *cli, o *opts, cl profiles.Cluster) error {
+func printCluster(c *cli, o *opts, cl model.Cluster) error {
 	return emit(c.stdout, o.output, cl, func(tw *tabwriter.Writer) {
 		row(tw, "NAME", cl.Name)
 		row(tw, "API SERVER", cl.APIServer)

@@ -12,7 +12,8 @@ import (
 	"time"
 
 	"github.com/bootsrv/bootsrv/pkg/admin"
-	"github.com/bootsrv/bootsrv/pkg/profiles"
+	"github.com/bootsrv/bootsrv/pkg/fault"
+	"github.com/bootsrv/bootsrv/pkg/model"
 )
 
 func machineCommand() *command {
@@ -62,7 +63,7 @@ and field.`,
 					if err != nil {
 						return err
 					}
-					profiles.SortMachines(ms)
+					model.SortMachines(ms)
 					return printMachines(c.stdout, o.output, ms, time.Now())
 				}),
 			},
@@ -88,7 +89,7 @@ and field.`,
 						return err
 					}
 					if evs == nil {
-						evs = []profiles.Event{}
+						evs = []model.Event{}
 					}
 					now := time.Now()
 					return emit(c.stdout, o.output, evs, func(tw *tabwriter.Writer) {
@@ -115,7 +116,7 @@ network boot install it again, with new tokens and new certificates.`,
 					if err != nil {
 						return err
 					}
-					return printMachines(c.stdout, o.output, []profiles.Machine{m}, time.Now())
+					return printMachines(c.stdout, o.output, []model.Machine{m}, time.Now())
 				}),
 			},
 			{
@@ -145,7 +146,7 @@ func runMachineAdd(ctx context.Context, c *cli, o *opts, args []string) error {
 	m := o.m
 	m.MAC = args[0]
 	for _, l := range o.labels {
-		k, v, err := profiles.ParseLabel(l)
+		k, v, err := model.ParseLabel(l)
 		if err != nil {
 			return err
 		}
@@ -168,7 +169,7 @@ func runMachineAdd(ctx context.Context, c *cli, o *opts, args []string) error {
 		return err
 	}
 	defer done()
-	ms, err := api.AddMachines(ctx, []profiles.Machine{m})
+	ms, err := api.AddMachines(ctx, []model.Machine{m})
 	if err != nil {
 		return err
 	}
@@ -186,7 +187,7 @@ func runMachineImport(ctx context.Context, c *cli, o *opts, args []string) error
 	if err != nil {
 		return err
 	}
-	ms, err := profiles.ParseMachinesFile(name, data)
+	ms, err := model.ParseMachinesFile(name, data)
 	if err != nil {
 		return err
 	}
@@ -227,11 +228,11 @@ func runMachineShow(ctx context.Context, c *cli, o *opts, args []string) error {
 		return err
 	}
 	out := struct {
-		profiles.Machine `yaml:",inline"`
-		Events           []profiles.Event `json:"events" yaml:"events"`
+		model.Machine `yaml:",inline"`
+		Events        []model.Event `json:"events" yaml:"events"`
 	}{m, evs}
 	if out.Events == nil {
-		out.Events = []profiles.Event{}
+		out.Events = []model.Event{}
 	}
 	now := time.Now()
 	return emit(c.stdout, o.output, out, func(tw *tabwriter.Writer) {
@@ -254,7 +255,7 @@ func runMachineShow(ctx context.Context, c *cli, o *opts, args []string) error {
 	})
 }
 
-func eventDetail(e profiles.Event) string {
+func eventDetail(e model.Event) string {
 	parts := []string{}
 	if e.Detail != "" {
 		parts = append(parts, e.Detail)
@@ -282,9 +283,9 @@ func labelString(l map[string]string) string {
 	return strings.Join(keys, ",")
 }
 
-func printMachines(w io.Writer, format string, ms []profiles.Machine, now time.Time) error {
+func printMachines(w io.Writer, format string, ms []model.Machine, now time.Time) error {
 	if ms == nil {
-		ms = []profiles.Machine{}
+		ms = []model.Machine{}
 	}
 	return emit(w, format, ms, func(tw *tabwriter.Writer) {
 		row(tw, "MAC", "HOSTNAME", "IP", "PROFILE", "STATE", "LAST EVENT", "AGE")
@@ -299,7 +300,7 @@ func readAllStdin() ([]byte, error) { return io.ReadAll(os.Stdin) }
 // machineRef turns what an operator typed into a machine's MAC: a MAC in
 // any spelling as it is, otherwise the hostname of exactly one machine.
 func machineRef(ctx context.Context, api admin.API, ref string) (string, error) {
-	if mac, err := profiles.NormalizeMAC(ref); err == nil {
+	if mac, err := model.NormalizeMAC(ref); err == nil {
 		return mac, nil
 	}
 	ms, err := api.Machines(ctx)
@@ -311,6 +312,6 @@ func machineRef(ctx context.Context, api admin.API, ref string) (string, error) 
 			return m.MAC, nil
 		}
 	}
-	return "", &profiles.Error{Kind: profiles.KindInvalid, Msg: fmt.Sprintf(
+	return "", &fault.Error{Kind: fault.KindInvalid, Msg: fmt.Sprintf(
 		"%q is neither a MAC address nor a machine's hostname: give six hex pairs such as 52:54:00:12:34:56, or a hostname that bootsrv machine list shows", ref)}
 }

@@ -9,7 +9,8 @@ import (
 	"text/tabwriter"
 
 	"github.com/bootsrv/bootsrv/pkg/admin"
-	"github.com/bootsrv/bootsrv/pkg/profiles"
+	"github.com/bootsrv/bootsrv/pkg/fault"
+	"github.com/bootsrv/bootsrv/pkg/model"
 )
 
 func profileCommand() *command {
@@ -96,7 +97,7 @@ the disk).`,
 }
 
 func runProfileAdd(ctx context.Context, c *cli, o *opts, args []string) error {
-	var ps []profiles.Profile
+	var ps []model.Profile
 	switch {
 	case o.file != "" && len(args) > 0:
 		return usagef("give a NAME with flags, or -f FILE, not both")
@@ -109,7 +110,7 @@ func runProfileAdd(ctx context.Context, c *cli, o *opts, args []string) error {
 		if err != nil {
 			return err
 		}
-		if ps, err = profiles.ParseProfilesFile(name, data); err != nil {
+		if ps, err = model.ParseProfilesFile(name, data); err != nil {
 			return err
 		}
 	case len(args) == 1:
@@ -118,11 +119,11 @@ func runProfileAdd(ctx context.Context, c *cli, o *opts, args []string) error {
 		if o.ignFile != "" {
 			b, err := os.ReadFile(o.ignFile)
 			if err != nil {
-				return &profiles.Error{Kind: profiles.KindInvalid, Msg: fmt.Sprintf("--ignition: %v", err)}
+				return &fault.Error{Kind: fault.KindInvalid, Msg: fmt.Sprintf("--ignition: %v", err)}
 			}
 			p.Ignition = string(b)
 		}
-		ps = []profiles.Profile{p}
+		ps = []model.Profile{p}
 	default:
 		return usagef("give one profile NAME with flags, or -f FILE")
 	}
@@ -138,9 +139,9 @@ func runProfileAdd(ctx context.Context, c *cli, o *opts, args []string) error {
 	return printProfiles(c, o, ps)
 }
 
-func printProfiles(c *cli, o *opts, ps []profiles.Profile) error {
+func printProfiles(c *cli, o *opts, ps []model.Profile) error {
 	if ps == nil {
-		ps = []profiles.Profile{}
+		ps = []model.Profile{}
 	}
 	return emit(c.stdout, o.output, ps, func(tw *tabwriter.Writer) {
 		row(tw, "NAME", "ROLE", "OS", "INSTALL", "KERNEL", "INITRDS", "IGNITION")
@@ -163,7 +164,7 @@ func readInput(name string) ([]byte, string, error) {
 	}
 	b, err := os.ReadFile(name)
 	if err != nil {
-		return nil, name, &profiles.Error{Kind: profiles.KindInvalid, Msg: fmt.Sprintf("read %s: %v", name, err)}
+		return nil, name, &fault.Error{Kind: fault.KindInvalid, Msg: fmt.Sprintf("read %s: %v", name, err)}
 	}
 	return b, name, nil
 }

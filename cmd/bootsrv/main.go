@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/bootsrv/bootsrv/pkg/admin"
+	"github.com/bootsrv/bootsrv/pkg/fault"
+	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
 	"github.com/bootsrv/bootsrv/pkg/store"
 )
@@ -61,18 +63,18 @@ type opts struct {
 	replace bool
 
 	// cluster
-	cl      profiles.Cluster
+	cl      model.Cluster
 	dns     stringList
 	sshKeys stringList
 
 	// profile
-	pr      profiles.Profile
+	pr      model.Profile
 	initrds stringList
 	kargs   stringList
 	ignFile string
 
 	// machine
-	m      profiles.Machine
+	m      model.Machine
 	labels stringList
 
 	serve   serveOpts
@@ -165,14 +167,14 @@ func (c *cli) main(ctx context.Context, args []string) int {
 }
 
 func exitCode(err error) int {
-	switch profiles.KindOf(err) {
-	case profiles.KindInvalid:
+	switch fault.KindOf(err) {
+	case fault.KindInvalid:
 		return exitUsage
-	case profiles.KindNotFound:
+	case fault.KindNotFound:
 		return exitNotFound
-	case profiles.KindConflict:
+	case fault.KindConflict:
 		return exitConflict
-	case profiles.KindDenied:
+	case fault.KindDenied:
 		return exitFailure
 	}
 	return exitFailure

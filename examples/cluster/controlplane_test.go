@@ -38,6 +38,7 @@ import (
 
 	"github.com/bootsrv/bootsrv/pkg/httpd"
 	"github.com/bootsrv/bootsrv/pkg/metrics"
+	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/noderun"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
 	"github.com/bootsrv/bootsrv/pkg/store"
@@ -276,21 +277,21 @@ func TestMasterControlPlaneRuns(t *testing.T) {
 		}
 		return b
 	}
-	cl, err := profiles.ParseClusterFile("cluster.yaml", read("cluster.yaml"))
+	cl, err := model.ParseClusterFile("cluster.yaml", read("cluster.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := svc.ClusterInit(ctx, cl); err != nil {
 		t.Fatal(err)
 	}
-	ps, err := profiles.ParseProfilesFile("profiles.yaml", read("profiles.yaml"))
+	ps, err := model.ParseProfilesFile("profiles.yaml", read("profiles.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := svc.AddProfiles(ctx, ps, false); err != nil {
 		t.Fatal(err)
 	}
-	ms, err := profiles.ParseMachinesFile("machines.yaml", read("machines.yaml"))
+	ms, err := model.ParseMachinesFile("machines.yaml", read("machines.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -987,7 +987,7 @@ func (l *lab) checkSecondBoot(t *testing.T, v vm, r result, before int) {
 		t.Errorf("state %q after the second boot, want still provisioned", m.State)
 	}
 	if before > len(evs) {
-		// The history is capped (profiles.MaxEvents): not in this test.
+		// The history is capped (model.MaxEvents): not in this test.
 		t.Fatalf("history shrank from %d to %d events", before, len(evs))
 	}
 	again := evs[before:]

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bootsrv/bootsrv/pkg/fault"
+	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
 	"github.com/bootsrv/bootsrv/pkg/store"
 )
@@ -55,33 +57,33 @@ func TestClientKinds(t *testing.T) {
 		t.Errorf("socket mode = %v, %v; want 0600", fi.Mode(), err)
 	}
 	_, err := c.Cluster(ctx)
-	if profiles.KindOf(err) != profiles.KindNotFound || !strings.Contains(err.Error(), "no cluster yet") {
-		t.Errorf("Cluster before init = %v (kind %q)", err, profiles.KindOf(err))
+	if fault.KindOf(err) != fault.KindNotFound || !strings.Contains(err.Error(), "no cluster yet") {
+		t.Errorf("Cluster before init = %v (kind %q)", err, fault.KindOf(err))
 	}
-	cl, err := c.ClusterInit(ctx, profiles.Cluster{Name: "lab", APIServer: "192.168.1.10"})
+	cl, err := c.ClusterInit(ctx, model.Cluster{Name: "lab", APIServer: "192.168.1.10"})
 	if err != nil || cl.DNSServiceIP != "10.3.0.10" || cl.Network.Subnet != "192.168.1.0/24" {
 		t.Fatalf("ClusterInit = %+v, %v", cl, err)
 	}
-	_, err = c.ClusterInit(ctx, profiles.Cluster{Name: "lab", APIServer: "192.168.1.10"})
-	if profiles.KindOf(err) != profiles.KindConflict {
-		t.Errorf("second ClusterInit = %v (kind %q)", err, profiles.KindOf(err))
+	_, err = c.ClusterInit(ctx, model.Cluster{Name: "lab", APIServer: "192.168.1.10"})
+	if fault.KindOf(err) != fault.KindConflict {
+		t.Errorf("second ClusterInit = %v (kind %q)", err, fault.KindOf(err))
 	}
-	_, err = c.AddProfiles(ctx, []profiles.Profile{{Name: "w", Role: "boss", Source: "p.yaml:3"}}, false)
-	if profiles.KindOf(err) != profiles.KindInvalid || !strings.Contains(err.Error(), `p.yaml:3: profile w: role "boss"`) {
-		t.Errorf("bad profile = %v (kind %q)", err, profiles.KindOf(err))
+	_, err = c.AddProfiles(ctx, []model.Profile{{Name: "w", Role: "boss", Source: "p.yaml:3"}}, false)
+	if fault.KindOf(err) != fault.KindInvalid || !strings.Contains(err.Error(), `p.yaml:3: profile w: role "boss"`) {
+		t.Errorf("bad profile = %v (kind %q)", err, fault.KindOf(err))
 	}
-	if _, err := c.AddProfiles(ctx, []profiles.Profile{{Name: "worker", Role: "worker"}}, false); err != nil {
+	if _, err := c.AddProfiles(ctx, []model.Profile{{Name: "worker", Role: "worker"}}, false); err != nil {
 		t.Fatal(err)
 	}
-	ms, err := c.AddMachines(ctx, []profiles.Machine{{MAC: "AA-BB-CC-DD-EE-01", Hostname: "n1", IP: "192.168.1.11", Profile: "worker", Source: "rack.csv:2"}})
+	ms, err := c.AddMachines(ctx, []model.Machine{{MAC: "AA-BB-CC-DD-EE-01", Hostname: "n1", IP: "192.168.1.11", Profile: "worker", Source: "rack.csv:2"}})
 	if err != nil || len(ms) != 1 || ms[0].MAC != "aa:bb:cc:dd:ee:01" {
 		t.Fatalf("AddMachines = %+v, %v", ms, err)
 	}
-	_, err = c.AddMachines(ctx, []profiles.Machine{{MAC: "aa:bb:cc:dd:ee:02", Hostname: "n2", IP: "192.168.1.11", Profile: "worker", Source: "rack.csv:3"}})
-	if profiles.KindOf(err) != profiles.KindConflict || !strings.Contains(err.Error(), "rack.csv:3: field ip: 192.168.1.11 is already used") {
-		t.Errorf("duplicate IP = %v (kind %q)", err, profiles.KindOf(err))
+	_, err = c.AddMachines(ctx, []model.Machine{{MAC: "aa:bb:cc:dd:ee:02", Hostname: "n2", IP: "192.168.1.11", Profile: "worker", Source: "rack.csv:3"}})
+	if fault.KindOf(err) != fault.KindConflict || !strings.Contains(err.Error(), "rack.csv:3: field ip: 192.168.1.11 is already used") {
+		t.Errorf("duplicate IP = %v (kind %q)", err, fault.KindOf(err))
 	}
-	if err := c.RemoveProfile(ctx, "worker"); profiles.KindOf(err) != profiles.KindConflict {
+	if err := c.RemoveProfile(ctx, "worker"); fault.KindOf(err) != fault.KindConflict {
 		t.Errorf("rm profile in use = %v", err)
 	}
 	m, err := c.Machine(ctx, "aabb.ccdd.ee01")
@@ -89,13 +91,13 @@ func TestClientKinds(t *testing.T) {
 		t.Errorf("Machine = %+v, %v", m, err)
 	}
 	evs, err := c.MachineEvents(ctx, m.MAC)
-	if err != nil || len(evs) != 1 || evs[0].Type != profiles.StateRegistered {
+	if err != nil || len(evs) != 1 || evs[0].Type != model.StateRegistered {
 		t.Errorf("MachineEvents = %#v, %v; want only the registered event", evs, err)
 	}
-	if _, err := c.Machine(ctx, "aa:bb:cc:dd:ee:09"); profiles.KindOf(err) != profiles.KindNotFound {
+	if _, err := c.Machine(ctx, "aa:bb:cc:dd:ee:09"); fault.KindOf(err) != fault.KindNotFound {
 		t.Errorf("unknown machine = %v", err)
 	}
-	if _, err := c.Machine(ctx, "garbage"); profiles.KindOf(err) != profiles.KindInvalid {
+	if _, err := c.Machine(ctx, "garbage"); fault.KindOf(err) != fault.KindInvalid {
 		t.Errorf("bad MAC = %v", err)
 	}
 	if err := c.RemoveMachine(ctx, "AA:BB:CC:DD:EE:01"); err != nil {
@@ -117,17 +119,17 @@ func TestClientPathNames(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		call func() error
-		kind profiles.Kind
+		kind fault.Kind
 	}{
-		{"MAC with a slash", func() error { _, err := c.Machine(ctx, "aa/bb"); return err }, profiles.KindInvalid},
-		{"empty MAC", func() error { _, err := c.Machine(ctx, ""); return err }, profiles.KindInvalid},
-		{"empty profile name", func() error { _, err := c.Profile(ctx, ""); return err }, profiles.KindNotFound},
-		{"profile name with a slash", func() error { _, err := c.Profile(ctx, "a/b"); return err }, profiles.KindNotFound},
+		{"MAC with a slash", func() error { _, err := c.Machine(ctx, "aa/bb"); return err }, fault.KindInvalid},
+		{"empty MAC", func() error { _, err := c.Machine(ctx, ""); return err }, fault.KindInvalid},
+		{"empty profile name", func() error { _, err := c.Profile(ctx, ""); return err }, fault.KindNotFound},
+		{"profile name with a slash", func() error { _, err := c.Profile(ctx, "a/b"); return err }, fault.KindNotFound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.call()
-			if profiles.KindOf(err) != tc.kind {
-				t.Errorf("over the socket %s gives %v (kind %q), the service gives kind %q", tc.name, err, profiles.KindOf(err), tc.kind)
+			if fault.KindOf(err) != tc.kind {
+				t.Errorf("over the socket %s gives %v (kind %q), the service gives kind %q", tc.name, err, fault.KindOf(err), tc.kind)
 			}
 		})
 	}

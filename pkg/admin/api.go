@@ -7,6 +7,8 @@ package admin
 import (
 	"context"
 
+	"github.com/bootsrv/bootsrv/pkg/fault"
+	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
 	"github.com/bootsrv/bootsrv/pkg/release"
 )
@@ -17,18 +19,18 @@ const SocketName = "bootsrv.sock"
 // API is what the CLI can ask of bootsrv. *profiles.Service implements it
 // directly (no server running) and *Client over the socket.
 type API interface {
-	ClusterInit(ctx context.Context, c profiles.Cluster) (profiles.Cluster, error)
-	Cluster(ctx context.Context) (profiles.Cluster, error)
-	AddProfiles(ctx context.Context, ps []profiles.Profile, replace bool) ([]profiles.Profile, error)
-	Profiles(ctx context.Context) ([]profiles.Profile, error)
-	Profile(ctx context.Context, name string) (profiles.Profile, error)
+	ClusterInit(ctx context.Context, c model.Cluster) (model.Cluster, error)
+	Cluster(ctx context.Context) (model.Cluster, error)
+	AddProfiles(ctx context.Context, ps []model.Profile, replace bool) ([]model.Profile, error)
+	Profiles(ctx context.Context) ([]model.Profile, error)
+	Profile(ctx context.Context, name string) (model.Profile, error)
 	RemoveProfile(ctx context.Context, name string) error
-	AddMachines(ctx context.Context, ms []profiles.Machine) ([]profiles.Machine, error)
-	Machines(ctx context.Context) ([]profiles.Machine, error)
-	Machine(ctx context.Context, mac string) (profiles.Machine, error)
-	MachineEvents(ctx context.Context, mac string) ([]profiles.Event, error)
+	AddMachines(ctx context.Context, ms []model.Machine) ([]model.Machine, error)
+	Machines(ctx context.Context) ([]model.Machine, error)
+	Machine(ctx context.Context, mac string) (model.Machine, error)
+	MachineEvents(ctx context.Context, mac string) ([]model.Event, error)
 	RemoveMachine(ctx context.Context, mac string) error
-	Reprovision(ctx context.Context, mac string) (profiles.Machine, error)
+	Reprovision(ctx context.Context, mac string) (model.Machine, error)
 	Render(ctx context.Context, kind, mac, baseURL string) (string, error)
 	CAs(ctx context.Context) ([]profiles.CertInfo, error)
 	Certs(ctx context.Context) ([]profiles.CertInfo, error)
@@ -44,6 +46,6 @@ var (
 )
 
 type errorBody struct {
-	Error string        `json:"error"`
-	Kind  profiles.Kind `json:"kind,omitempty"`
+	Error string     `json:"error"`
+	Kind  fault.Kind `json:"kind,omitempty"`
 }

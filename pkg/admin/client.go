@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/bootsrv/bootsrv/pkg/fault"
+	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
 	"github.com/bootsrv/bootsrv/pkg/release"
 )
@@ -76,7 +78,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 			return fmt.Errorf("admin API %s %s: HTTP %d", method, path, resp.StatusCode)
 		}
 		if eb.Kind != "" {
-			return &profiles.Error{Kind: eb.Kind, Msg: eb.Error}
+			return &fault.Error{Kind: eb.Kind, Msg: eb.Error}
 		}
 		return errors.New(eb.Error)
 	}
@@ -89,20 +91,20 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	return nil
 }
 
-func (c *Client) ClusterInit(ctx context.Context, cl profiles.Cluster) (profiles.Cluster, error) {
-	var out profiles.Cluster
+func (c *Client) ClusterInit(ctx context.Context, cl model.Cluster) (model.Cluster, error) {
+	var out model.Cluster
 	err := c.do(ctx, http.MethodPost, "/v1/cluster", cl, &out)
 	return out, err
 }
 
-func (c *Client) Cluster(ctx context.Context) (profiles.Cluster, error) {
-	var out profiles.Cluster
+func (c *Client) Cluster(ctx context.Context) (model.Cluster, error) {
+	var out model.Cluster
 	err := c.do(ctx, http.MethodGet, "/v1/cluster", nil, &out)
 	return out, err
 }
 
-func (c *Client) AddProfiles(ctx context.Context, ps []profiles.Profile, replace bool) ([]profiles.Profile, error) {
-	var out []profiles.Profile
+func (c *Client) AddProfiles(ctx context.Context, ps []model.Profile, replace bool) ([]model.Profile, error) {
+	var out []model.Profile
 	q := ""
 	if replace {
 		q = "?replace=1"
@@ -111,14 +113,14 @@ func (c *Client) AddProfiles(ctx context.Context, ps []profiles.Profile, replace
 	return out, err
 }
 
-func (c *Client) Profiles(ctx context.Context) ([]profiles.Profile, error) {
-	var out []profiles.Profile
+func (c *Client) Profiles(ctx context.Context) ([]model.Profile, error) {
+	var out []model.Profile
 	err := c.do(ctx, http.MethodGet, "/v1/profiles", nil, &out)
 	return out, err
 }
 
-func (c *Client) Profile(ctx context.Context, name string) (profiles.Profile, error) {
-	var out profiles.Profile
+func (c *Client) Profile(ctx context.Context, name string) (model.Profile, error) {
+	var out model.Profile
 	err := c.do(ctx, http.MethodGet, "/v1/profiles/"+url.PathEscape(name), nil, &out)
 	return out, err
 }
@@ -127,26 +129,26 @@ func (c *Client) RemoveProfile(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/profiles/"+url.PathEscape(name), nil, nil)
 }
 
-func (c *Client) AddMachines(ctx context.Context, ms []profiles.Machine) ([]profiles.Machine, error) {
-	var out []profiles.Machine
+func (c *Client) AddMachines(ctx context.Context, ms []model.Machine) ([]model.Machine, error) {
+	var out []model.Machine
 	err := c.do(ctx, http.MethodPost, "/v1/machines", ms, &out)
 	return out, err
 }
 
-func (c *Client) Machines(ctx context.Context) ([]profiles.Machine, error) {
-	var out []profiles.Machine
+func (c *Client) Machines(ctx context.Context) ([]model.Machine, error) {
+	var out []model.Machine
 	err := c.do(ctx, http.MethodGet, "/v1/machines", nil, &out)
 	return out, err
 }
 
-func (c *Client) Machine(ctx context.Context, mac string) (profiles.Machine, error) {
-	var out profiles.Machine
+func (c *Client) Machine(ctx context.Context, mac string) (model.Machine, error) {
+	var out model.Machine
 	err := c.do(ctx, http.MethodGet, "/v1/machines/"+url.PathEscape(mac), nil, &out)
 	return out, err
 }
 
-func (c *Client) MachineEvents(ctx context.Context, mac string) ([]profiles.Event, error) {
-	var out []profiles.Event
+func (c *Client) MachineEvents(ctx context.Context, mac string) ([]model.Event, error) {
+	var out []model.Event
 	err := c.do(ctx, http.MethodGet, "/v1/machines/"+url.PathEscape(mac)+"/events", nil, &out)
 	return out, err
 }
@@ -155,8 +157,8 @@ func (c *Client) RemoveMachine(ctx context.Context, mac string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/machines/"+url.PathEscape(mac), nil, nil)
 }
 
-func (c *Client) Reprovision(ctx context.Context, mac string) (profiles.Machine, error) {
-	var out profiles.Machine
+func (c *Client) Reprovision(ctx context.Context, mac string) (model.Machine, error) {
+	var out model.Machine
 	err := c.do(ctx, http.MethodPost, "/v1/machines/"+url.PathEscape(mac)+"/reprovision", nil, &out)
 	return out, err
 }

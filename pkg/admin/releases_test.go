@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bootsrv/bootsrv/pkg/fault"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
 	"github.com/bootsrv/bootsrv/pkg/release/releasetest"
 )
@@ -28,8 +29,8 @@ func TestClientReleases(t *testing.T) {
 	}
 	src := releasetest.Write(t, t.TempDir(), releasetest.Default)
 	// The test server has no assets dir of its own.
-	if _, err := c.ImportReleases(ctx, src, ""); profiles.KindOf(err) != profiles.KindInvalid || !strings.Contains(err.Error(), "assets dir") {
-		t.Errorf("import with no assets dir anywhere = %v (kind %q), want invalid naming the assets dir", err, profiles.KindOf(err))
+	if _, err := c.ImportReleases(ctx, src, ""); fault.KindOf(err) != fault.KindInvalid || !strings.Contains(err.Error(), "assets dir") {
+		t.Errorf("import with no assets dir anywhere = %v (kind %q), want invalid naming the assets dir", err, fault.KindOf(err))
 	}
 	assets := t.TempDir()
 	res, err := c.ImportReleases(ctx, src, assets)
@@ -71,15 +72,15 @@ func TestClientReleases(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = c.ImportReleases(ctx, bad, assets)
-	if profiles.KindOf(err) != profiles.KindInvalid || !strings.Contains(err.Error(), "bin/linux/amd64/kubelet") {
-		t.Errorf("tampered import = %v (kind %q), want invalid naming the kubelet", err, profiles.KindOf(err))
+	if fault.KindOf(err) != fault.KindInvalid || !strings.Contains(err.Error(), "bin/linux/amd64/kubelet") {
+		t.Errorf("tampered import = %v (kind %q), want invalid naming the kubelet", err, fault.KindOf(err))
 	}
 	if again, err := c.Releases(ctx); err != nil || !reflect.DeepEqual(again, list) {
 		t.Errorf("a refused import changed the catalog: %+v, %v", again, err)
 	}
 	// A path that is not there is the caller's error too.
-	if _, err := c.ImportReleases(ctx, filepath.Join(t.TempDir(), "nope"), assets); profiles.KindOf(err) != profiles.KindInvalid {
-		t.Errorf("import of a missing dir = %v (kind %q)", err, profiles.KindOf(err))
+	if _, err := c.ImportReleases(ctx, filepath.Join(t.TempDir(), "nope"), assets); fault.KindOf(err) != fault.KindInvalid {
+		t.Errorf("import of a missing dir = %v (kind %q)", err, fault.KindOf(err))
 	}
 }
 
@@ -122,8 +123,8 @@ func TestImportRequestBody(t *testing.T) {
 func TestClientRenewCerts(t *testing.T) {
 	c, _ := serve(t)
 	ctx := context.Background()
-	if _, err := c.RenewCerts(ctx, []string{"52:54:00:99:99:99"}); profiles.KindOf(err) != profiles.KindNotFound {
-		t.Errorf("renew an unknown machine = %v (kind %q), want not found", err, profiles.KindOf(err))
+	if _, err := c.RenewCerts(ctx, []string{"52:54:00:99:99:99"}); fault.KindOf(err) != fault.KindNotFound {
+		t.Errorf("renew an unknown machine = %v (kind %q), want not found", err, fault.KindOf(err))
 	}
 	cs, err := c.RenewCerts(ctx, nil)
 	if err != nil || cs == nil || len(cs) != 0 {
@@ -131,7 +132,7 @@ func TestClientRenewCerts(t *testing.T) {
 	}
 	var out []profiles.CertInfo
 	err = c.do(ctx, http.MethodPost, "/v1/certs/renew", map[string]any{"mac": []string{"52:54:00:00:00:01"}}, &out)
-	if profiles.KindOf(err) != profiles.KindInvalid {
+	if fault.KindOf(err) != fault.KindInvalid {
 		t.Errorf("renew with a misspelt field = %v, want invalid", err)
 	}
 }

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/bootsrv/bootsrv/pkg/profiles"
+	"github.com/bootsrv/bootsrv/pkg/fault"
 )
 
 // TestRouterErrorsAreJSON: a path or method the API does not have is
@@ -23,12 +23,12 @@ func TestRouterErrorsAreJSON(t *testing.T) {
 	for _, tc := range []struct {
 		method, path string
 		code         int
-		kind         profiles.Kind
+		kind         fault.Kind
 	}{
-		{http.MethodGet, "/v1/nowhere", http.StatusNotFound, profiles.KindNotFound},
-		{http.MethodGet, "/v1/machines/a/b/c", http.StatusNotFound, profiles.KindNotFound},
-		{http.MethodPut, "/v1/machines/52:54:00:00:00:01", http.StatusMethodNotAllowed, profiles.KindInvalid},
-		{http.MethodDelete, "/v1/render/ipxe/aa%2Fbb", http.StatusMethodNotAllowed, profiles.KindInvalid},
+		{http.MethodGet, "/v1/nowhere", http.StatusNotFound, fault.KindNotFound},
+		{http.MethodGet, "/v1/machines/a/b/c", http.StatusNotFound, fault.KindNotFound},
+		{http.MethodPut, "/v1/machines/52:54:00:00:00:01", http.StatusMethodNotAllowed, fault.KindInvalid},
+		{http.MethodDelete, "/v1/render/ipxe/aa%2Fbb", http.StatusMethodNotAllowed, fault.KindInvalid},
 	} {
 		req, err := http.NewRequest(tc.method, "http://bootsrv/", nil)
 		if err != nil {
@@ -47,7 +47,7 @@ func TestRouterErrorsAreJSON(t *testing.T) {
 		}
 	}
 	// A profile name with an escaped slash reaches the service whole.
-	if _, err := c.Profile(context.Background(), "a/b"); profiles.KindOf(err) != profiles.KindNotFound || !strings.Contains(err.Error(), "a/b") {
+	if _, err := c.Profile(context.Background(), "a/b"); fault.KindOf(err) != fault.KindNotFound || !strings.Contains(err.Error(), "a/b") {
 		t.Errorf("Profile(a/b) = %v", err)
 	}
 }

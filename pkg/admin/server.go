@@ -15,7 +15,9 @@ import (
 
 	"github.com/gorilla/mux"
 
-	"github.com/bootsrv/bootsrv/pkg/profiles"
+	"github.com/bootsrv/bootsrv/pkg/fault"
+	"github.com/bootsrv/bootsrv/pkg/fault/httpcode"
+	"github.com/bootsrv/bootsrv/pkg/model"
 )
 
 // maxBody bounds a request: a rack of 100,000 machines is about 20 MB.
@@ -59,7 +61,7 @@ type handler struct {
 
 // notFound answers a path no route matches, in the API's error format.
 func (h *handler) notFound(w http.ResponseWriter, r *http.Request) {
-	h.reply(w, r, nil, &profiles.Error{Kind: profiles.KindNotFound, Msg: fmt.Sprintf("admin API has no %s", r.URL.EscapedPath())})
+	h.reply(w, r, nil, &fault.Error{Kind: fault.KindNotFound, Msg: fmt.Sprintf("admin API has no %s", r.URL.EscapedPath())})
 }
 
 // methodNotAllowed answers a known path asked with the wrong method.
@@ -68,7 +70,7 @@ func (h *handler) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusMethodNotAllowed)
 	_ = json.NewEncoder(w).Encode(errorBody{
 		Error: fmt.Sprintf("admin API does not take %s on %s", r.Method, r.URL.EscapedPath()),
-		Kind:  profiles.KindInvalid,
+		Kind:  fault.KindInvalid,
 	})
 }
 
@@ -80,7 +82,7 @@ func vars(r *http.Request) (map[string]string, error) {
 	for k, e := range v {
 		u, err := url.PathUnescape(e)
 		if err != nil {
-			return nil, &profiles.Error{Kind: profiles.KindInvalid, Msg: fmt.Sprintf("%s %q in the request path: %v", k, e, err)}
+			return nil, &fault.Error{Kind: fault.KindInvalid, Msg: fmt.Sprintf("%s %q in the request path: %v", k, e, err)}
 		}
 		out[k] = u
 	}
@@ -102,7 +104,7 @@ func (h *handler) reply(w http.ResponseWriter, r *http.Request, v any, err error
 			h.log.Error("admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		}
 		w.WriteHeader(code)
-		_ = json.NewEncoder(w).Encode(errorBody{Error: err.Error(), Kind: profiles.KindOf(err)})
+		_ = json.NewEncoder(w).Encode(errorBody{Error: err.Error(), Kind: fault.KindOf(err)})
 		return
 	}
 	if v == nil {
@@ -112,13 +114,13 @@ func (h *handler) reply(w http.ResponseWriter, r *http.Request, v any, err error
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func statusOf(err error) int { return profiles.HTTPStatus(err) }
+func statusOf(err error) int { return httpcode.Of(err) }
 
 func decode(r *http.Request, v any) error {
 	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return &profiles.Error{Kind: profiles.KindInvalid, Msg: "request body is not the expected JSON: " + err.Error()}
+		return &fault.Error{Kind: fault.KindInvalid, Msg: "request body is not the expected JSON: " + err.Error()}
 	}
 	return nil
 }
@@ -129,7 +131,7 @@ func (h *handler) getCluster(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) initCluster(w http.ResponseWriter, r *http.Request) {
-	var c profiles.Cluster
+	var c model.Cluster
 	if err := decode(r, &c); err != nil {
 		h.reply(w, r, nil, err)
 		return
@@ -144,7 +146,7 @@ func (h *handler) listProfiles(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) addProfiles(w http.ResponseWriter, r *http.Request) {
-	var ps []profiles.Profile
+	var ps []model.Profile
 	if err := decode(r, &ps); err != nil {
 		h.reply(w, r, nil, err)
 		return
@@ -179,7 +181,7 @@ func (h *handler) listMachines(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) addMachines(w http.ResponseWriter, r *http.Request) {
-	var ms []profiles.Machine
+	var ms []model.Machine
 	if err := decode(r, &ms); err != nil {
 		h.reply(w, r, nil, err)
 		return

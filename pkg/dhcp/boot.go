@@ -7,7 +7,7 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
-	"github.com/bootsrv/bootsrv/pkg/profiles"
+	"github.com/bootsrv/bootsrv/pkg/model"
 )
 
 // bootChoice is the boot information for one client.
@@ -25,7 +25,7 @@ type bootChoice struct {
 //   - firmware PXE gets the first-stage iPXE binary for its arch, over TFTP.
 //
 // A machine's BootFile overrides the table for its firmware stage.
-func chooseBoot(c Client, m *profiles.Machine, s *Settings, server netip.Addr) (bootChoice, error) {
+func chooseBoot(c Client, m *model.Machine, s *Settings, server netip.Addr) (bootChoice, error) {
 	switch {
 	case c.IPXE:
 		return bootChoice{file: s.httpBase(server) + s.ScriptPath, ipxe: true}, nil

@@ -9,7 +9,7 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
-	"github.com/bootsrv/bootsrv/pkg/profiles"
+	"github.com/bootsrv/bootsrv/pkg/model"
 )
 
 // Ports of the exchange.
@@ -50,7 +50,7 @@ type LeaseView interface {
 // Input is everything a decision depends on besides the request.
 type Input struct {
 	Client   Client
-	Machine  *profiles.Machine // nil: no record for this MAC
+	Machine  *model.Machine // nil: no record for this MAC
 	Settings *Settings
 	Leases   LeaseView
 	// Server is bootsrv's address on the interface the request came in
@@ -126,7 +126,7 @@ func Decide(req *dhcpv4.DHCPv4, in Input) Decision {
 }
 
 // known: the MAC has a record with a reserved address.
-func known(m *profiles.Machine) bool { return m != nil && m.IP != "" }
+func known(m *model.Machine) bool { return m != nil && m.IP != "" }
 
 // answerable says whether bootsrv may answer this client at all, and why not.
 // A client that holds a lease or a live offer here is answered whatever it
@@ -246,8 +246,8 @@ func decideFull(req *dhcpv4.DHCPv4, in Input) Decision {
 		}
 		d := in.grant(req, dhcpv4.MessageTypeAck, sub, want, boot)
 		d.Action, d.Expiry = ActBind, in.Now.Add(s.LeaseTime)
-		d.Event, d.Reason = profiles.StateDHCP, "ack"
-		if in.Machine != nil && in.Machine.State == profiles.StateProvisioned {
+		d.Event, d.Reason = model.StateDHCP, "ack"
+		if in.Machine != nil && in.Machine.State == model.StateProvisioned {
 			// A provisioned machine rebooting stays provisioned.
 			d.Event = EventAckOnly
 		}
@@ -338,8 +338,8 @@ func decideProxy(req *dhcpv4.DHCPv4, in Input) Decision {
 	if mt == dhcpv4.MessageTypeOffer {
 		d.Event = EventOffer
 	} else {
-		d.Event = profiles.StateDHCP
-		if in.Machine != nil && in.Machine.State == profiles.StateProvisioned {
+		d.Event = model.StateDHCP
+		if in.Machine != nil && in.Machine.State == model.StateProvisioned {
 			d.Event = EventAckOnly
 		}
 	}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
-	"github.com/bootsrv/bootsrv/pkg/profiles"
+	"github.com/bootsrv/bootsrv/pkg/model"
 )
 
 var (
@@ -34,8 +34,8 @@ func testSettings(mode Mode, unknown Unknown) *Settings {
 	return &s
 }
 
-func knownMachine() *profiles.Machine {
-	return &profiles.Machine{MAC: knownHW.String(), Hostname: "node1", IP: "10.99.0.10", Profile: "worker", State: profiles.StateRegistered}
+func knownMachine() *model.Machine {
+	return &model.Machine{MAC: knownHW.String(), Hostname: "node1", IP: "10.99.0.10", Profile: "worker", State: model.StateRegistered}
 }
 
 // fakeLeases is a LeaseView over maps.
@@ -136,8 +136,8 @@ func TestDecide(t *testing.T) {
 	override := knownMachine()
 	override.BootFile = "snponly.efi"
 	provisioned := knownMachine()
-	provisioned.State = profiles.StateProvisioned
-	discovered := &profiles.Machine{MAC: otherHW.String(), State: profiles.StateDiscovered}
+	provisioned.State = model.StateProvisioned
+	discovered := &model.Machine{MAC: otherHW.String(), State: model.StateDiscovered}
 	held := noLeases()
 	held.owner[netip.MustParseAddr("10.99.0.10")] = "aa:aa:aa:aa:aa:aa"
 	offered := noLeases()
@@ -153,7 +153,7 @@ func TestDecide(t *testing.T) {
 		name    string
 		mode    Mode
 		unknown Unknown
-		m       *profiles.Machine
+		m       *model.Machine
 		leases  *fakeLeases
 		port    int
 		p       pkt
@@ -202,13 +202,13 @@ func TestDecide(t *testing.T) {
 
 		// REQUEST and friends.
 		{name: "REQUEST selecting", m: knownMachine(), p: pkt{mt: dhcpv4.MessageTypeRequest, arch: 0, vendor: vcBIOS, requested: "10.99.0.10", serverID: "10.99.0.1"},
-			w: want{mt: dhcpv4.MessageTypeAck, yiaddr: "10.99.0.10", file: "undionly.kpxe", vendor: "PXEClient", to: bcastTo, action: ActBind, event: profiles.StateDHCP}},
+			w: want{mt: dhcpv4.MessageTypeAck, yiaddr: "10.99.0.10", file: "undionly.kpxe", vendor: "PXEClient", to: bcastTo, action: ActBind, event: model.StateDHCP}},
 		{name: "REQUEST renewing", m: knownMachine(), leases: bound, p: pkt{mt: dhcpv4.MessageTypeRequest, arch: -1, ciaddr: "10.99.0.10"},
-			w: want{mt: dhcpv4.MessageTypeAck, yiaddr: "10.99.0.10", vendor: "-", to: "10.99.0.10:68", action: ActBind, event: profiles.StateDHCP}},
+			w: want{mt: dhcpv4.MessageTypeAck, yiaddr: "10.99.0.10", vendor: "-", to: "10.99.0.10:68", action: ActBind, event: model.StateDHCP}},
 		{name: "REQUEST rebinding relayed", m: knownMachine(), leases: bound, p: pkt{mt: dhcpv4.MessageTypeRequest, arch: -1, ciaddr: "10.99.0.10", giaddr: "10.99.0.254"},
-			w: want{mt: dhcpv4.MessageTypeAck, yiaddr: "10.99.0.10", vendor: "-", to: "10.99.0.254:67", action: ActBind, event: profiles.StateDHCP}},
+			w: want{mt: dhcpv4.MessageTypeAck, yiaddr: "10.99.0.10", vendor: "-", to: "10.99.0.254:67", action: ActBind, event: model.StateDHCP}},
 		{name: "REQUEST pool client after offer", unknown: UnknownDiscover, m: discovered, leases: offered, p: pkt{hw: otherHW, mt: dhcpv4.MessageTypeRequest, arch: 0, vendor: vcBIOS, requested: "10.99.0.150", serverID: "10.99.0.1"},
-			w: want{mt: dhcpv4.MessageTypeAck, yiaddr: "10.99.0.150", file: "undionly.kpxe", vendor: "PXEClient", to: bcastTo, action: ActBind, event: profiles.StateDHCP}},
+			w: want{mt: dhcpv4.MessageTypeAck, yiaddr: "10.99.0.150", file: "undionly.kpxe", vendor: "PXEClient", to: bcastTo, action: ActBind, event: model.StateDHCP}},
 		{name: "REQUEST provisioned machine keeps its state", m: provisioned, p: pkt{mt: dhcpv4.MessageTypeRequest, arch: 0, vendor: vcBIOS, requested: "10.99.0.10", serverID: "10.99.0.1"},
 			w: want{mt: dhcpv4.MessageTypeAck, yiaddr: "10.99.0.10", file: "undionly.kpxe", vendor: "PXEClient", to: bcastTo, action: ActBind, event: EventAckOnly}},
 		{name: "REQUEST for an address that is not the client's", m: knownMachine(), p: pkt{mt: dhcpv4.MessageTypeRequest, arch: 0, vendor: vcBIOS, requested: "10.99.0.11", serverID: "10.99.0.1"},
@@ -242,7 +242,7 @@ func TestDecide(t *testing.T) {
 		{name: "proxy REQUEST on 67 is the DHCP server's", mode: ModeProxy, m: knownMachine(), p: pkt{mt: dhcpv4.MessageTypeRequest, arch: 0, vendor: vcBIOS, requested: "192.168.1.5", serverID: "192.168.1.1"},
 			w: want{silent: true, reason: "for the DHCP server"}},
 		{name: "proxy REQUEST on 4011", mode: ModeProxy, m: knownMachine(), port: ProxyBootPort, p: pkt{mt: dhcpv4.MessageTypeRequest, arch: 7, vendor: vcUEFI, ciaddr: "192.168.1.5"},
-			w: want{mt: dhcpv4.MessageTypeAck, yiaddr: "0.0.0.0", file: "ipxe.efi", vendor: "PXEClient", to: "192.168.1.5:4011", event: profiles.StateDHCP, proxy: true}},
+			w: want{mt: dhcpv4.MessageTypeAck, yiaddr: "0.0.0.0", file: "ipxe.efi", vendor: "PXEClient", to: "192.168.1.5:4011", event: model.StateDHCP, proxy: true}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -474,7 +474,7 @@ func FuzzDecide(f *testing.F) {
 		if err != nil {
 			return
 		}
-		var m *profiles.Machine
+		var m *model.Machine
 		if sel&1 != 0 {
 			m = knownMachine()
 			m.MAC = c.MAC

@@ -10,7 +10,7 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
-	"github.com/bootsrv/bootsrv/pkg/profiles"
+	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/store"
 )
 
@@ -18,7 +18,7 @@ import (
 // pool address while PXE booting keeps being answered once its OS takes
 // over: RENEWING, the OS's own DISCOVER (no PXE markers) and INIT-REBOOT.
 func TestDiscoveredMachineKeepsPoolLease(t *testing.T) {
-	disc := &profiles.Machine{MAC: otherHW.String(), State: profiles.StateDHCP}
+	disc := &model.Machine{MAC: otherHW.String(), State: model.StateDHCP}
 	ip := netip.MustParseAddr("10.99.0.150")
 	lv := noLeases()
 	lv.byMAC[otherHW.String()] = Lease{IP: ip, MAC: otherHW.String(), State: LeaseBound, Expiry: t0.Add(time.Hour)}
@@ -68,7 +68,7 @@ func TestDiscoveredMachineRenewsThroughLeases(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := testSettings(ModeFull, UnknownDiscover)
-	disc := &profiles.Machine{MAC: otherHW.String(), State: profiles.StateDiscovered}
+	disc := &model.Machine{MAC: otherHW.String(), State: model.StateDiscovered}
 	step := func(p pkt) Decision {
 		t.Helper()
 		req := p.build(t)
@@ -339,7 +339,7 @@ func TestPoolHoldingRouterOrServerRefused(t *testing.T) {
 	if err := s.CheckServerAddr("eth1", srvIP); err != nil {
 		t.Errorf("server outside the pool: %v", err)
 	}
-	if _, err := SubnetFromCluster(profiles.Cluster{Network: profiles.Network{Subnet: "10.99.0.0/24", Gateway: "10.99.0.100"}}, s.Subnets[0].Pool); err == nil {
+	if _, err := SubnetFromCluster(model.Cluster{Network: model.Network{Subnet: "10.99.0.0/24", Gateway: "10.99.0.100"}}, s.Subnets[0].Pool); err == nil {
 		t.Error("cluster gateway inside --dhcp-range accepted")
 	}
 }

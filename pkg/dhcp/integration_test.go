@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
 	"github.com/bootsrv/bootsrv/pkg/store"
 )
@@ -173,14 +174,14 @@ func newLabNet(t *testing.T, tag, net string, bits int) *lab {
 	defer st.Close()
 	svc := profiles.NewService(st)
 	ctx := context.Background()
-	if _, err := svc.ClusterInit(ctx, profiles.Cluster{Name: "lab", APIServer: srvAddr,
-		Network: profiles.Network{Subnet: subnet.String(), Gateway: srvAddr, DNS: []string{srvAddr}}}); err != nil {
+	if _, err := svc.ClusterInit(ctx, model.Cluster{Name: "lab", APIServer: srvAddr,
+		Network: model.Network{Subnet: subnet.String(), Gateway: srvAddr, DNS: []string{srvAddr}}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := svc.AddProfiles(ctx, []profiles.Profile{{Name: "worker", Role: profiles.RoleWorker}}, false); err != nil {
+	if _, err := svc.AddProfiles(ctx, []model.Profile{{Name: "worker", Role: model.RoleWorker}}, false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := svc.AddMachines(ctx, []profiles.Machine{
+	if _, err := svc.AddMachines(ctx, []model.Machine{
 		{MAC: "52:54:00:aa:00:01", Hostname: "node1", IP: net + ".11", Profile: "worker"},
 		{MAC: "52:54:00:aa:00:02", Hostname: "node2", IP: net + ".12", Profile: "worker"},
 	}); err != nil {
@@ -358,7 +359,7 @@ func TestIntegrationUdhcpc(t *testing.T) {
 			t.Errorf("ack event %+v", ack)
 		}
 		known, _ := svc.MachineEvents(context.Background(), "52:54:00:aa:00:01")
-		if len(known) == 0 || known[len(known)-1].Type != profiles.StateDHCP || known[len(known)-1].Fields["arch"] != "bios" {
+		if len(known) == 0 || known[len(known)-1].Type != model.StateDHCP || known[len(known)-1].Fields["arch"] != "bios" {
 			t.Errorf("known machine events %+v", known)
 		}
 	})
@@ -473,7 +474,7 @@ func (l *lab) checkLeasesDurable(pool Range) (leases, acked int) {
 			t.Fatal(err)
 		}
 		for _, m := range ms {
-			if m.State != profiles.StateDHCP {
+			if m.State != model.StateDHCP {
 				continue
 			}
 			acked++

@@ -15,6 +15,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/bootsrv/bootsrv/pkg/fault"
+	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
 )
 
@@ -91,7 +93,7 @@ func New(ctx context.Context, cfg Config, svc *profiles.Service) (*Server, error
 
 // SubnetFromCluster is the provisioning subnet as the cluster describes it,
 // with pool as its dynamic range.
-func SubnetFromCluster(c profiles.Cluster, pool Range) (Subnet, error) {
+func SubnetFromCluster(c model.Cluster, pool Range) (Subnet, error) {
 	var sub Subnet
 	var err error
 	if sub.Prefix, err = netip.ParsePrefix(c.Network.Subnet); err != nil {
@@ -302,10 +304,10 @@ func (s *Server) handle(ctx context.Context, l *listener, pkt []byte, peer netip
 		s.log.Debug("dhcp drop", "iface", l.iface, "peer", peer, "err", err)
 		return
 	}
-	var m *profiles.Machine
+	var m *model.Machine
 	if rec, err := s.svc.Machine(ctx, c.MAC); err == nil {
 		m = &rec
-	} else if profiles.KindOf(err) != profiles.KindNotFound {
+	} else if fault.KindOf(err) != fault.KindNotFound {
 		s.log.Error("dhcp: look up machine", "mac", c.MAC, "err", err)
 		return
 	}
@@ -349,8 +351,8 @@ func (s *Server) handle(ctx context.Context, l *listener, pkt []byte, peer netip
 const offerEventDelay = 10 * time.Second
 
 type pendingOffer struct {
-	e        profiles.Event
-	fw       profiles.Firmware
+	e        model.Event
+	fw       model.Firmware
 	discover bool
 	offers   int
 	timer    *time.Timer
@@ -372,8 +374,8 @@ func (s *Server) record(c Client, d Decision, out string, discover bool) {
 	set("uuid", c.UUID)
 	set("vendor_class", c.VendorClass)
 	set("relay", ipOrEmpty(c.GIAddr))
-	fw := profiles.Firmware{Arch: c.ArchName(), UUID: c.UUID, VendorClass: c.VendorClass}
-	e := profiles.Event{Time: s.now(), Type: d.Event, Detail: d.Reason, Fields: fields}
+	fw := model.Firmware{Arch: c.ArchName(), UUID: c.UUID, VendorClass: c.VendorClass}
+	e := model.Event{Time: s.now(), Type: d.Event, Detail: d.Reason, Fields: fields}
 
 	s.pmu.Lock()
 	p := s.pending[c.MAC]
@@ -397,7 +399,7 @@ func (s *Server) record(c Client, d Decision, out string, discover bool) {
 	s.pmu.Unlock()
 	var first *pendingOffer
 	if p != nil {
-		if d.Event == profiles.StateDHCP || d.Event == EventAckOnly {
+		if d.Event == model.StateDHCP || d.Event == EventAckOnly {
 			e.Fields["offer_time"] = p.e.Time.Format(time.RFC3339Nano)
 			e.Fields["offer_ip"] = p.e.Fields["ip"]
 			e.Fields["offers"] = p.e.Fields["offers"]
@@ -444,7 +446,7 @@ func (s *Server) flushOffers() {
 	s.twg.Wait() // offers whose timers fired just before
 }
 
-func (s *Server) observe(mac string, fw profiles.Firmware, e profiles.Event, discover bool) {
+func (s *Server) observe(mac string, fw model.Firmware, e model.Event, discover bool) {
 	// Not the request's context: the write should land even when shutdown
 	// has begun.
 	if err := s.svc.Observe(context.Background(), mac, fw, e, discover); err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
+	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
 )
 
@@ -41,7 +42,7 @@ func TestRecordEvents(t *testing.T) {
 	a := "02:00:00:00:00:0a"
 	s.record(client(a, dhcpv4.MessageTypeDiscover), Decision{IP: ip, Event: EventOffer, Discover: true}, "OFFER", true)
 	s.record(client(a, dhcpv4.MessageTypeDiscover), Decision{IP: ip, Event: EventOffer, Discover: true}, "OFFER", true)
-	s.record(client(a, dhcpv4.MessageTypeRequest), Decision{IP: ip, Event: profiles.StateDHCP, Discover: true}, "ACK", true)
+	s.record(client(a, dhcpv4.MessageTypeRequest), Decision{IP: ip, Event: model.StateDHCP, Discover: true}, "ACK", true)
 	// B: DISCOVER only.
 	b := "02:00:00:00:00:0b"
 	s.record(client(b, dhcpv4.MessageTypeDiscover), Decision{IP: ip.Next(), Event: EventOffer, Discover: true}, "OFFER", true)
@@ -52,12 +53,12 @@ func TestRecordEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(evA) != 2 || evA[0].Type != profiles.StateDiscovered || evA[1].Type != profiles.StateDHCP ||
+	if len(evA) != 2 || evA[0].Type != model.StateDiscovered || evA[1].Type != model.StateDHCP ||
 		evA[1].Fields["offers"] != "2" || evA[1].Fields["offer_ip"] != ip.String() || evA[1].Fields["offer_time"] == "" {
 		t.Fatalf("A's events %+v", evA)
 	}
 	mA, _ := svc.Machine(ctx, a)
-	if mA.State != profiles.StateDHCP || mA.Arch != "efi-x86_64" || mA.UUID != "11223344-5566-4788-99aa-bbccddeeff00" || mA.VendorClass != vcUEFI {
+	if mA.State != model.StateDHCP || mA.Arch != "efi-x86_64" || mA.UUID != "11223344-5566-4788-99aa-bbccddeeff00" || mA.VendorClass != vcUEFI {
 		t.Fatalf("A %+v", mA)
 	}
 	evB, err := svc.MachineEvents(ctx, b)
@@ -68,7 +69,7 @@ func TestRecordEvents(t *testing.T) {
 		t.Fatalf("B's events %+v", evB)
 	}
 	mB, _ := svc.Machine(ctx, b)
-	if mB.State != profiles.StateDiscovered {
+	if mB.State != model.StateDiscovered {
 		t.Fatalf("B state %s", mB.State)
 	}
 }
@@ -94,7 +95,7 @@ func TestServeOff(t *testing.T) {
 	if _, err := New(ctx, Config{Interfaces: []string{"lo"}}, svc); err == nil || !strings.Contains(err.Error(), "cluster") {
 		t.Fatalf("New without a cluster: %v", err)
 	}
-	if _, err := svc.ClusterInit(ctx, profiles.Cluster{Name: "c", APIServer: "10.99.0.1", Network: profiles.Network{Subnet: "10.99.0.0/24"}}); err != nil {
+	if _, err := svc.ClusterInit(ctx, model.Cluster{Name: "c", APIServer: "10.99.0.1", Network: model.Network{Subnet: "10.99.0.0/24"}}); err != nil {
 		t.Fatal(err)
 	}
 	bad, _ := ParseRange("10.98.0.10-10.98.0.20")

@@ -14,6 +14,7 @@ import (
 
 	"github.com/bootsrv/bootsrv/pkg/httpd"
 	"github.com/bootsrv/bootsrv/pkg/metrics"
+	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
 	"github.com/bootsrv/bootsrv/pkg/release/releasetest"
 	"github.com/bootsrv/bootsrv/pkg/store"
@@ -50,27 +51,27 @@ func benchFleet(b *testing.B, n int, role string) (http.Handler, *profiles.Servi
 	// Every request comes from one client address: bind no token to the
 	// machine's (what is measured is the render, not the address check).
 	svc.Configure(profiles.BootConfig{AnyAddress: true}, nil)
-	if _, err := svc.ClusterInit(ctx, profiles.Cluster{Name: "bench", APIServer: "10.100.1.1", Network: profiles.Network{Subnet: "10.100.0.0/16"}}); err != nil {
+	if _, err := svc.ClusterInit(ctx, model.Cluster{Name: "bench", APIServer: "10.100.1.1", Network: model.Network{Subnet: "10.100.0.0/16"}}); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := svc.AddProfiles(ctx, []profiles.Profile{{Name: "p", Role: role, OS: profiles.OSFlatcar,
+	if _, err := svc.AddProfiles(ctx, []model.Profile{{Name: "p", Role: role, OS: model.OSFlatcar,
 		Kernel: "/assets/f/vmlinuz", Initrds: []string{"/assets/f/initrd"}, Ignition: motdSnippet},
-		{Name: "m", Role: profiles.RoleMaster, OS: profiles.OSFlatcar, Kernel: "/assets/f/vmlinuz"}}, false); err != nil {
+		{Name: "m", Role: model.RoleMaster, OS: model.OSFlatcar, Kernel: "/assets/f/vmlinuz"}}, false); err != nil {
 		b.Fatal(err)
 	}
-	ms := make([]profiles.Machine, n)
+	ms := make([]model.Machine, n)
 	macs := make([]string, n)
 	for i := range ms {
 		macs[i] = fmt.Sprintf("52:54:01:%02x:%02x:%02x", i>>16, (i>>8)&0xff, i&0xff)
-		ms[i] = profiles.Machine{MAC: macs[i], Hostname: fmt.Sprintf("node%d", i), IP: fmt.Sprintf("10.100.%d.%d", 1+i/250, 1+i%250), Profile: "p"}
+		ms[i] = model.Machine{MAC: macs[i], Hostname: fmt.Sprintf("node%d", i), IP: fmt.Sprintf("10.100.%d.%d", 1+i/250, 1+i%250), Profile: "p"}
 	}
-	if role != profiles.RoleCustom {
+	if role != model.RoleCustom {
 		ms[0].Profile = "m" // at 10.100.1.1, the API server: Kubernetes nodes need a master
 	}
 	if _, err := svc.AddMachines(ctx, ms); err != nil {
 		b.Fatal(err)
 	}
-	if role != profiles.RoleCustom {
+	if role != model.RoleCustom {
 		// Kubernetes nodes fetch their binaries from the release catalog.
 		if _, err := svc.ImportReleases(ctx, releasetest.Write(b, b.TempDir(), releasetest.Default), b.TempDir()); err != nil {
 			b.Fatal(err)
@@ -101,7 +102,7 @@ func benchRequests(b *testing.B, n int, ignition bool, role string, warm int) (h
 	}
 	reqs := make([]*http.Request, len(macs))
 	for i, mac := range macs {
-		if ignition && role != profiles.RoleCustom {
+		if ignition && role != model.RoleCustom {
 			if _, err := svc.Render(context.Background(), profiles.RenderIgnition, mac, "http://10.100.0.1:8080"); err != nil {
 				b.Fatal(err)
 			}
@@ -139,7 +140,7 @@ func benchServe(b *testing.B, h http.Handler, reqs []*http.Request) {
 func BenchmarkIPXE(b *testing.B) {
 	for _, n := range []int{10, 10000} {
 		b.Run(fmt.Sprintf("machines=%d", n), func(b *testing.B) {
-			h, reqs := benchRequests(b, n, false, profiles.RoleCustom, 0)
+			h, reqs := benchRequests(b, n, false, model.RoleCustom, 0)
 			benchServe(b, h, reqs)
 		})
 	}
@@ -150,7 +151,7 @@ func BenchmarkIPXE(b *testing.B) {
 // custom profile (bootsrv's files and a snippet) and a Kubernetes worker
 // whose certificates are issued (500 random machines of the 10,000 warmed).
 func BenchmarkIgnition(b *testing.B) {
-	for _, role := range []string{profiles.RoleCustom, profiles.RoleWorker} {
+	for _, role := range []string{model.RoleCustom, model.RoleWorker} {
 		for _, n := range []int{10, 10000} {
 			b.Run(fmt.Sprintf("role=%s/machines=%d", role, n), func(b *testing.B) {
 				h, reqs := benchRequests(b, n, true, role, 500)
@@ -164,7 +165,7 @@ func BenchmarkIgnition(b *testing.B) {
 func BenchmarkIPXEParallel(b *testing.B) {
 	for _, n := range []int{10, 10000} {
 		b.Run(fmt.Sprintf("machines=%d", n), func(b *testing.B) {
-			h, reqs := benchRequests(b, n, false, profiles.RoleCustom, 0)
+			h, reqs := benchRequests(b, n, false, model.RoleCustom, 0)
 			b.ReportAllocs()
 			b.SetParallelism(8) // 8 x GOMAXPROCS(2) = 16 goroutines
 			var next atomic.Int64

@@ -23,6 +23,7 @@ import (
 
 	"github.com/bootsrv/bootsrv/pkg/httpd"
 	"github.com/bootsrv/bootsrv/pkg/metrics"
+	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
 	"github.com/bootsrv/bootsrv/pkg/release/releasetest"
 	"github.com/bootsrv/bootsrv/pkg/store"
@@ -125,18 +126,18 @@ func newEnv(t testing.TB, o envOpts) *testEnv {
 	assets := filepath.Join(dir, "assets")
 	o.boot.AssetsDir = assets
 	svc.Configure(o.boot, o.leases)
-	if _, err := svc.ClusterInit(ctx, profiles.Cluster{Name: "lab", APIServer: "127.0.0.10"}); err != nil {
+	if _, err := svc.ClusterInit(ctx, model.Cluster{Name: "lab", APIServer: "127.0.0.10"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := svc.AddProfiles(ctx, []profiles.Profile{
-		{Name: "plain", Role: profiles.RoleCustom, OS: profiles.OSFlatcar, Kernel: "/assets/flatcar/vmlinuz",
+	if _, err := svc.AddProfiles(ctx, []model.Profile{
+		{Name: "plain", Role: model.RoleCustom, OS: model.OSFlatcar, Kernel: "/assets/flatcar/vmlinuz",
 			Initrds: []string{"/assets/flatcar/initrd.cpio.gz"}, Args: []string{"console=ttyS0"}, Ignition: motdSnippet},
-		{Name: "nokernel", Role: profiles.RoleCustom, OS: profiles.OSCustom},
-		{Name: "broken", Role: profiles.RoleCustom, OS: profiles.OSFlatcar, Kernel: "/assets/flatcar/vmlinuz"},
+		{Name: "nokernel", Role: model.RoleCustom, OS: model.OSCustom},
+		{Name: "broken", Role: model.RoleCustom, OS: model.OSFlatcar, Kernel: "/assets/flatcar/vmlinuz"},
 	}, false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := svc.AddMachines(ctx, []profiles.Machine{
+	if _, err := svc.AddMachines(ctx, []model.Machine{
 		{MAC: macA, Hostname: "node1", IP: "127.0.0.1", Profile: "plain"},
 		{MAC: macB, Hostname: "node2", IP: "127.0.0.2", Profile: "plain"},
 		{MAC: macNoKern, Hostname: "node3", IP: "127.0.0.3", Profile: "nokernel"},
@@ -144,13 +145,13 @@ func newEnv(t testing.TB, o envOpts) *testEnv {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := svc.Observe(ctx, macDisc, profiles.Firmware{Arch: "x86_64-efi"}, profiles.Event{Type: profiles.StateDHCP}, true); err != nil {
+	if err := svc.Observe(ctx, macDisc, model.Firmware{Arch: "x86_64-efi"}, model.Event{Type: model.StateDHCP}, true); err != nil {
 		t.Fatal(err)
 	}
 	// A snippet that is not Ignition, stored behind validation's back (an
 	// older bootsrv, a hand-edited file).
 	if err := st.Update(func(tx store.Tx) error {
-		b, _ := json.Marshal(profiles.Profile{Name: "broken", Role: profiles.RoleCustom, OS: profiles.OSFlatcar,
+		b, _ := json.Marshal(model.Profile{Name: "broken", Role: model.RoleCustom, OS: model.OSFlatcar,
 			Kernel: "/assets/flatcar/vmlinuz", Ignition: brokenSnippet})
 		return tx.Put("profiles", []byte("broken"), b)
 	}); err != nil {
@@ -236,7 +237,7 @@ func (e *testEnv) do(method, pathQuery string, hdr http.Header, body io.Reader) 
 
 func (e *testEnv) get(pathQuery string) resp { return e.do(http.MethodGet, pathQuery, nil, nil) }
 
-func (e *testEnv) machine(mac string) profiles.Machine {
+func (e *testEnv) machine(mac string) model.Machine {
 	e.t.Helper()
 	e.svc.Flush()
 	m, err := e.svc.Machine(context.Background(), mac)
@@ -246,7 +247,7 @@ func (e *testEnv) machine(mac string) profiles.Machine {
 	return m
 }
 
-func (e *testEnv) events(mac string) []profiles.Event {
+func (e *testEnv) events(mac string) []model.Event {
 	e.t.Helper()
 	e.svc.Flush()
 	evs, err := e.svc.MachineEvents(context.Background(), mac)
@@ -340,13 +341,13 @@ func fileContents(t testing.TB, cfg types.Config, path string) (string, bool) {
 // reportURL returns the report URL the config tells the machine to call.
 func reportURL(t testing.TB, cfg types.Config) *url.URL {
 	t.Helper()
-	env, ok := fileContents(t, cfg, profiles.ReportEnvPath)
+	env, ok := fileContents(t, cfg, model.ReportEnvPath)
 	if !ok {
-		t.Fatalf("config writes no %s", profiles.ReportEnvPath)
+		t.Fatalf("config writes no %s", model.ReportEnvPath)
 	}
 	var raw string
 	if _, err := fmt.Sscanf(strings.TrimPrefix(strings.TrimSpace(env), "BOOTSRV_REPORT_URL="), "%q", &raw); err != nil {
-		t.Fatalf("%s: %q: %v", profiles.ReportEnvPath, env, err)
+		t.Fatalf("%s: %q: %v", model.ReportEnvPath, env, err)
 	}
 	u, err := url.Parse(raw)
 	if err != nil {

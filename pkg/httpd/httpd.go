@@ -23,6 +23,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/bootsrv/bootsrv/pkg/fault/httpcode"
 	"github.com/bootsrv/bootsrv/pkg/metrics"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
 	"github.com/bootsrv/bootsrv/pkg/render"
@@ -202,7 +203,7 @@ func (s *Server) bootIPXE(w http.ResponseWriter, r *http.Request) int {
 	return http.StatusOK
 }
 
-func statusOf(err error) int { return profiles.HTTPStatus(err) }
+func statusOf(err error) int { return httpcode.Of(err) }
 
 func (s *Server) ipxe(w http.ResponseWriter, r *http.Request) int {
 	w.Header().Set("Content-Type", "text/plain")

@@ -15,6 +15,7 @@ import (
 	ign "github.com/coreos/ignition/v2/config/v3_4"
 	"github.com/coreos/ignition/v2/config/v3_4/types"
 
+	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
 )
 
@@ -72,7 +73,7 @@ func TestIPXEScript(t *testing.T) {
 			t.Errorf("no boot command in:\n%s", r.body)
 		}
 	}
-	if got := e.machine(macA).State; got != profiles.StateIPXE {
+	if got := e.machine(macA).State; got != model.StateIPXE {
 		t.Errorf("state after /ipxe = %q, want ipxe", got)
 	}
 	// Each script carries a fresh token.
@@ -203,7 +204,7 @@ func TestAssets(t *testing.T) {
 	}
 	// The kernel and initrd fetches from 127.0.0.1 are macA's.
 	e.get("/assets/flatcar/initrd.cpio.gz")
-	if got := e.machine(macA).State; got != profiles.StateKernel {
+	if got := e.machine(macA).State; got != model.StateKernel {
 		t.Errorf("state after the kernel fetch = %q, want kernel", got)
 	}
 	if e.countEvents(macA, "initrd") == 0 {
@@ -296,14 +297,14 @@ func TestIgnition(t *testing.T) {
 	}
 	var unit bool
 	for _, un := range cfg.Systemd.Units {
-		if un.Name == profiles.ReportUnit && un.Enabled != nil && *un.Enabled && un.Contents != nil {
+		if un.Name == model.ReportUnit && un.Enabled != nil && *un.Enabled && un.Contents != nil {
 			unit = true
 		}
 	}
 	if !unit {
-		t.Errorf("no enabled %s unit", profiles.ReportUnit)
+		t.Errorf("no enabled %s unit", model.ReportUnit)
 	}
-	if got := e.machine(macA).State; got != profiles.StateIgnition {
+	if got := e.machine(macA).State; got != model.StateIgnition {
 		t.Errorf("state after /ignition = %q", got)
 	}
 	// A token is good for the TTL: fetching twice (a retry) works.
@@ -391,7 +392,7 @@ func TestIgnitionExpiredToken(t *testing.T) {
 	if e.countEvents(macA, "denied") != 1 {
 		t.Errorf("want one denied event: %+v", e.events(macA))
 	}
-	if got := e.machine(macA).State; got != profiles.StateIPXE {
+	if got := e.machine(macA).State; got != model.StateIPXE {
 		t.Errorf("state %q after a refused fetch, want ipxe", got)
 	}
 }
@@ -434,7 +435,7 @@ func TestIgnitionLeasedAddress(t *testing.T) {
 				if r := e.get("/report?mac=" + macA + "&state=booted&token=" + tok); r.code != http.StatusForbidden {
 					t.Errorf("report from an address other than the leased one: %d %s", r.code, r.body)
 				}
-				if got := e.machine(macA).State; got == profiles.StateProvisioned {
+				if got := e.machine(macA).State; got == model.StateProvisioned {
 					t.Errorf("provisioned by a report from the wrong address")
 				}
 			}
@@ -464,7 +465,7 @@ func TestIgnitionBrokenSnippet(t *testing.T) {
 	if line == "" || !strings.Contains(line, "snippet") {
 		t.Errorf("no error log line naming %s and the snippet:\n%s", macBroken, log)
 	}
-	if got := e.machine(macBroken).State; got == profiles.StateIgnition {
+	if got := e.machine(macBroken).State; got == model.StateIgnition {
 		t.Errorf("state moved to ignition although nothing was served")
 	}
 	if e.countEvents(macBroken, "error") != 1 {
@@ -515,7 +516,7 @@ func TestReportAndLocalBoot(t *testing.T) {
 			}
 		})
 	}
-	if got := e.machine(macA).State; got == profiles.StateProvisioned {
+	if got := e.machine(macA).State; got == model.StateProvisioned {
 		t.Fatal("a refused report provisioned the machine")
 	}
 	// "installed" is noted, the GET form works, and the machine is not
@@ -523,13 +524,13 @@ func TestReportAndLocalBoot(t *testing.T) {
 	if r := report(http.MethodGet, macA, rtok, "installed"); r.code != http.StatusOK {
 		t.Fatalf("installed: %d %s", r.code, r.body)
 	}
-	if got := e.machine(macA).State; got == profiles.StateProvisioned {
+	if got := e.machine(macA).State; got == model.StateProvisioned {
 		t.Errorf("installed made the machine provisioned")
 	}
 	if r := report(http.MethodPost, macA, rtok, "booted"); r.code != http.StatusOK || !strings.Contains(r.body, "provisioned") {
 		t.Fatalf("booted: %d %s", r.code, r.body)
 	}
-	if got := e.machine(macA).State; got != profiles.StateProvisioned {
+	if got := e.machine(macA).State; got != model.StateProvisioned {
 		t.Fatalf("state after booted = %q", got)
 	}
 	// A live machine reports each boot: the report token is not spent.
@@ -541,7 +542,7 @@ func TestReportAndLocalBoot(t *testing.T) {
 	if r.code != http.StatusOK || strings.Contains(r.body, "local disk") || !strings.Contains(r.body, "kernel ") || !tokenRe.MatchString(r.body) {
 		t.Fatalf("provisioned live machine's script: %d\n%s", r.code, r.body)
 	}
-	if got := e.machine(macA).State; got != profiles.StateProvisioned {
+	if got := e.machine(macA).State; got != model.StateProvisioned {
 		t.Errorf("netbooting again moved the state to %q", got)
 	}
 	again := e.fetchIgnition(macA)
@@ -571,7 +572,7 @@ func TestReportAndLocalBoot(t *testing.T) {
 		t.Fatalf("report of the new install: %d %s", r.code, r.body)
 	}
 	m := e.machine(macA)
-	if m.State != profiles.StateProvisioned || m.Reprovision {
+	if m.State != model.StateProvisioned || m.Reprovision {
 		t.Errorf("after the second install: state %q, reprovision %v", m.State, m.Reprovision)
 	}
 	if r := e.get("/ipxe?mac=" + macA); strings.Contains(r.body, "local disk") || !strings.Contains(r.body, "kernel ") {
@@ -582,7 +583,7 @@ func TestReportAndLocalBoot(t *testing.T) {
 // useDisk makes the env's "plain" profile install os to disk.
 func (e *testEnv) useDisk(osName string) {
 	e.t.Helper()
-	if _, err := e.svc.AddProfiles(context.Background(), []profiles.Profile{{Name: "plain", Role: profiles.RoleCustom, OS: osName, Install: profiles.InstallDisk,
+	if _, err := e.svc.AddProfiles(context.Background(), []model.Profile{{Name: "plain", Role: model.RoleCustom, OS: osName, Install: model.InstallDisk,
 		Kernel: "/assets/flatcar/vmlinuz", Initrds: []string{"/assets/flatcar/initrd.cpio.gz"}, Args: []string{"console=ttyS0"}, Ignition: motdSnippet}}, true); err != nil {
 		e.t.Fatal(err)
 	}
@@ -614,7 +615,7 @@ func installEnv(t *testing.T, cfg types.Config) map[string]string {
 // once, and the report token is spent.
 func TestReportAndLocalBootDisk(t *testing.T) {
 	e := newEnv(t, envOpts{})
-	e.useDisk(profiles.OSFlatcar)
+	e.useDisk(model.OSFlatcar)
 	tok := e.ignitionToken(macA)
 	r := e.get("/ignition?mac=" + macA + "&token=" + tok)
 	if r.code != http.StatusOK {
@@ -641,7 +642,7 @@ func TestReportAndLocalBootDisk(t *testing.T) {
 	if env["BOOTSRV_FINAL_URL"] != final || env["BOOTSRV_INSTALL_DEVICE"] != "/dev/sda" {
 		t.Errorf("install.env %q, want BOOTSRV_FINAL_URL=%s and BOOTSRV_INSTALL_DEVICE=/dev/sda", env, final)
 	}
-	if got := e.machine(macA).State; got != profiles.StateIgnition {
+	if got := e.machine(macA).State; got != model.StateIgnition {
 		t.Errorf("state after the installer config = %q", got)
 	}
 	// The installer fetches the final config as install.env says.
@@ -667,7 +668,7 @@ func TestReportAndLocalBootDisk(t *testing.T) {
 	if r := report(rtok, "installed"); r.code != http.StatusOK || !strings.Contains(r.body, "installed") {
 		t.Fatalf("installed: %d %s", r.code, r.body)
 	}
-	if got := e.machine(macA).State; got != profiles.StateInstalled {
+	if got := e.machine(macA).State; got != model.StateInstalled {
 		t.Fatalf("state after installed = %q, want installed", got)
 	}
 	// It reboots into the installed system.
@@ -677,7 +678,7 @@ func TestReportAndLocalBootDisk(t *testing.T) {
 	if r := report(rtok, "booted"); r.code != http.StatusOK || !strings.Contains(r.body, "provisioned") {
 		t.Fatalf("booted: %d %s", r.code, r.body)
 	}
-	if got := e.machine(macA).State; got != profiles.StateProvisioned {
+	if got := e.machine(macA).State; got != model.StateProvisioned {
 		t.Fatalf("state after booted = %q", got)
 	}
 	// The report token is spent.
@@ -688,7 +689,7 @@ func TestReportAndLocalBootDisk(t *testing.T) {
 	if r := e.get("/ipxe?mac=" + macA); r.code != http.StatusOK || !strings.Contains(r.body, "local disk") || strings.Contains(r.body, "kernel ") || strings.Contains(r.body, "token=") {
 		t.Fatalf("provisioned machine's script: %d\n%s", r.code, r.body)
 	}
-	if got := e.machine(macA).State; got != profiles.StateProvisioned {
+	if got := e.machine(macA).State; got != model.StateProvisioned {
 		t.Errorf("local boot moved the state to %q", got)
 	}
 	if e.countEvents(macA, "localboot") != 2 {
@@ -712,7 +713,7 @@ func TestReportAndLocalBootDisk(t *testing.T) {
 // (ignition.config.url) is bootsrv's installer report.
 func TestFCOSDiskOverHTTP(t *testing.T) {
 	e := newEnv(t, envOpts{})
-	e.useDisk(profiles.OSFCOS)
+	e.useDisk(model.OSFCOS)
 	r := e.get("/ipxe?mac=" + macA)
 	if r.code != http.StatusOK || !strings.Contains(r.body, "ignition.config.url="+e.ts.URL+"/ignition?mac="+macA+"&token=") || !strings.Contains(r.body, "coreos.inst.install_dev=/dev/sda ") {
 		t.Fatalf("FCOS disk script: %d\n%s", r.code, r.body)
@@ -743,12 +744,12 @@ func TestReportFailed(t *testing.T) {
 	if r := e.get("/report?" + q.Encode()); r.code != http.StatusOK {
 		t.Fatalf("failed report: %d %s", r.code, r.body)
 	}
-	if got := e.machine(macB).State; got != profiles.StateFailed {
+	if got := e.machine(macB).State; got != model.StateFailed {
 		t.Errorf("state %q, want failed", got)
 	}
 	found := false
 	for _, ev := range e.events(macB) {
-		if ev.Type == profiles.StateFailed && strings.Contains(ev.Detail, "disk not found") {
+		if ev.Type == model.StateFailed && strings.Contains(ev.Detail, "disk not found") {
 			found = true
 		}
 	}
@@ -793,14 +794,14 @@ func TestFailSilent(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("FailSilent(1ns) = %d, %v; want 1", n, err)
 	}
-	if got := e.machine(macA).State; got != profiles.StateFailed {
+	if got := e.machine(macA).State; got != model.StateFailed {
 		t.Errorf("silent machine: state %q, want failed", got)
 	}
 	evs := e.events(macA)
-	if last := evs[len(evs)-1]; last.Type != profiles.StateFailed || !strings.Contains(last.Detail, "no report") {
+	if last := evs[len(evs)-1]; last.Type != model.StateFailed || !strings.Contains(last.Detail, "no report") {
 		t.Errorf("last event %+v", last)
 	}
-	if got := e.machine(macB).State; got != profiles.StateProvisioned {
+	if got := e.machine(macB).State; got != model.StateProvisioned {
 		t.Errorf("reported machine: state %q", got)
 	}
 	if n, _ := e.svc.FailSilent(time.Nanosecond); n != 0 {
@@ -907,7 +908,7 @@ func TestAddressBinding(t *testing.T) {
 		if got := e.machine(macB).State; got != before {
 			t.Errorf("a stranger's /ipxe moved %s from %q to %q", macB, before, got)
 		}
-		if e.countEvents(macB, profiles.StateIPXE) != 0 || e.countEvents(macB, "denied") != 1 {
+		if e.countEvents(macB, model.StateIPXE) != 0 || e.countEvents(macB, "denied") != 1 {
 			t.Errorf("events of %s: %+v", macB, e.events(macB))
 		}
 		// macB's own token is refused from macA's address too.
@@ -924,14 +925,14 @@ func TestAddressBinding(t *testing.T) {
 	})
 	t.Run("refused requests do not flood the history", func(t *testing.T) {
 		e := newEnv(t, envOpts{bind: true})
-		for i := 0; i < 2*profiles.MaxEvents; i++ {
+		for i := 0; i < 2*model.MaxEvents; i++ {
 			e.get("/ignition?mac=" + macA + "&token=nope")
 		}
 		e.svc.Flush()
 		if n := e.countEvents(macA, "denied"); n != 1 {
 			t.Errorf("%d denied events after a flood, want 1 (at most one a minute)", n)
 		}
-		if e.countEvents(macA, profiles.StateRegistered) != 1 {
+		if e.countEvents(macA, model.StateRegistered) != 1 {
 			t.Errorf("the flood pushed the machine's registration out of its history: %+v", e.events(macA))
 		}
 	})

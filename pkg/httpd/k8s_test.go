@@ -12,7 +12,7 @@ import (
 
 	"github.com/coreos/ignition/v2/config/v3_4/types"
 
-	"github.com/bootsrv/bootsrv/pkg/profiles"
+	"github.com/bootsrv/bootsrv/pkg/model"
 )
 
 const (
@@ -25,13 +25,13 @@ const (
 func (e *testEnv) addKubernetes() {
 	e.t.Helper()
 	ctx := context.Background()
-	if _, err := e.svc.AddProfiles(ctx, []profiles.Profile{
-		{Name: "master", Role: profiles.RoleMaster, OS: profiles.OSLab, Kernel: "/assets/lab/vmlinuz"},
-		{Name: "worker", Role: profiles.RoleWorker, OS: profiles.OSLab, Kernel: "/assets/lab/vmlinuz"},
+	if _, err := e.svc.AddProfiles(ctx, []model.Profile{
+		{Name: "master", Role: model.RoleMaster, OS: model.OSLab, Kernel: "/assets/lab/vmlinuz"},
+		{Name: "worker", Role: model.RoleWorker, OS: model.OSLab, Kernel: "/assets/lab/vmlinuz"},
 	}, false); err != nil {
 		e.t.Fatal(err)
 	}
-	if _, err := e.svc.AddMachines(ctx, []profiles.Machine{
+	if _, err := e.svc.AddMachines(ctx, []model.Machine{
 		{MAC: macMaster, Hostname: "master1", IP: "127.0.0.10", Profile: "master"},
 		{MAC: macWorker, Hostname: "worker1", IP: "127.0.0.11", Profile: "worker"},
 	}); err != nil {
@@ -121,7 +121,7 @@ func TestKubernetesNoReleases(t *testing.T) {
 	if e.countEvents(macWorker, "error") != 1 {
 		t.Errorf("want one error event: %+v", e.events(macWorker))
 	}
-	if got := e.machine(macWorker).State; got == profiles.StateIgnition {
+	if got := e.machine(macWorker).State; got == model.StateIgnition {
 		t.Error("the state moved to ignition though nothing was served")
 	}
 }

@@ -12,7 +12,7 @@ import (
 )
 
 // Role is what a node is in the cluster; it picks its set of certificates.
-// The values match profiles.RoleMaster and profiles.RoleWorker.
+// The values match model.RoleMaster and model.RoleWorker.
 type Role string
 
 const (

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/store"
 )
 
@@ -48,11 +49,11 @@ func storeWith(b *testing.B, n int) *Service {
 	}
 	s := NewService(st)
 	ctx := context.Background()
-	if _, err := s.ClusterInit(ctx, Cluster{Name: "big", APIServer: "10.0.0.1", Network: Network{Subnet: "10.0.0.0/8"},
+	if _, err := s.ClusterInit(ctx, model.Cluster{Name: "big", APIServer: "10.0.0.1", Network: model.Network{Subnet: "10.0.0.0/8"},
 		PodNetwork: "172.16.0.0/16", ServiceRange: "172.17.0.0/24", DNSServiceIP: "172.17.0.10"}); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := s.AddProfiles(ctx, []Profile{{Name: "worker", Role: RoleWorker}}, false); err != nil {
+	if _, err := s.AddProfiles(ctx, []model.Profile{{Name: "worker", Role: model.RoleWorker}}, false); err != nil {
 		b.Fatal(err)
 	}
 	if _, err := s.AddMachines(ctx, rack(n)); err != nil {
@@ -104,11 +105,11 @@ func BenchmarkImport10000(b *testing.B) {
 			b.Fatal(err)
 		}
 		s := NewService(st)
-		if _, err := s.ClusterInit(ctx, Cluster{Name: "big", APIServer: "10.0.0.1", Network: Network{Subnet: "10.0.0.0/8"},
+		if _, err := s.ClusterInit(ctx, model.Cluster{Name: "big", APIServer: "10.0.0.1", Network: model.Network{Subnet: "10.0.0.0/8"},
 			PodNetwork: "172.16.0.0/16", ServiceRange: "172.17.0.0/24", DNSServiceIP: "172.17.0.10"}); err != nil {
 			b.Fatal(err)
 		}
-		if _, err := s.AddProfiles(ctx, []Profile{{Name: "worker", Role: RoleWorker}}, false); err != nil {
+		if _, err := s.AddProfiles(ctx, []model.Profile{{Name: "worker", Role: model.RoleWorker}}, false); err != nil {
 			b.Fatal(err)
 		}
 		ms := rack(10000)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bootsrv/bootsrv/pkg/fault"
+	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/nodeconfig"
 	"github.com/bootsrv/bootsrv/pkg/render"
 	"github.com/bootsrv/bootsrv/pkg/store"
@@ -118,7 +120,7 @@ func (s *Service) key() ([]byte, error) {
 // fromMachine says whether a request from remote may act for m: it comes
 // from the address bootsrv leased m, else from m's reservation. An invalid
 // remote is a preview (`bootsrv render`), not a request.
-func (s *Service) fromMachine(m Machine, remote netip.Addr) (netip.Addr, bool) {
+func (s *Service) fromMachine(m model.Machine, remote netip.Addr) (netip.Addr, bool) {
 	if s.boot.AnyAddress || !remote.IsValid() {
 		return netip.Addr{}, true
 	}
@@ -137,8 +139,10 @@ func (s *Service) fromMachine(m Machine, remote netip.Addr) (netip.Addr, bool) {
 
 // Tokens name the machine's install generation in their purpose, so that
 // re-provisioning kills every token of the earlier install.
-func reportPurpose(m Machine) string { return fmt.Sprintf("%s/%d", token.PurposeReport, m.Generation) }
-func ignitionPurpose(m Machine) string {
+func reportPurpose(m model.Machine) string {
+	return fmt.Sprintf("%s/%d", token.PurposeReport, m.Generation)
+}
+func ignitionPurpose(m model.Machine) string {
 	return fmt.Sprintf("%s/%d", token.PurposeIgnition, m.Generation)
 }
 
@@ -157,7 +161,7 @@ type BootRequest struct {
 const StageFinal = "final"
 
 // bootable loads the machine and its profile for a boot request.
-func (s *Service) bootable(mac string) (Machine, Profile, Cluster, error) {
+func (s *Service) bootable(mac string) (model.Machine, model.Profile, model.Cluster, error) {
 	var in ignitionInputs
 	err := s.st.View(func(tx store.Tx) (err error) {
 		in, err = s.loadBootInputs(tx, mac)
@@ -176,14 +180,14 @@ func (s *Service) IPXE(_ context.Context, req BootRequest, record bool) (string,
 		return "", err
 	}
 	if want, ok := s.fromMachine(m, req.RemoteIP); !ok {
-		s.record(m.MAC, Event{Type: "denied", Detail: fmt.Sprintf("boot script asked from %s, the machine's address is %s", req.RemoteIP, want)})
-		return "", &Error{Kind: KindDenied, Msg: fmt.Sprintf("boot script for %s refused: asked from %s, but the machine's address is %s", m.MAC, req.RemoteIP, want)}
+		s.record(m.MAC, model.Event{Type: "denied", Detail: fmt.Sprintf("boot script asked from %s, the machine's address is %s", req.RemoteIP, want)})
+		return "", &fault.Error{Kind: fault.KindDenied, Msg: fmt.Sprintf("boot script for %s refused: asked from %s, but the machine's address is %s", m.MAC, req.RemoteIP, want)}
 	}
 	// Only a machine installed to disk is sent to it; a live (diskless)
 	// one has nothing there and netboots into its config every time.
-	if p.Install == InstallDisk && (m.State == StateProvisioned || m.State == StateInstalled) && !m.Reprovision {
+	if p.Install == model.InstallDisk && (m.State == model.StateProvisioned || m.State == model.StateInstalled) && !m.Reprovision {
 		if record {
-			s.record(m.MAC, Event{Type: "localboot", Detail: m.State + ": told to boot from disk"})
+			s.record(m.MAC, model.Event{Type: "localboot", Detail: m.State + ": told to boot from disk"})
 		}
 		return render.LocalBootScript(m.MAC, m.Hostname), nil
 	}
@@ -208,7 +212,7 @@ func (s *Service) IPXE(_ context.Context, req BootRequest, record bool) (string,
 		return "", fmt.Errorf("boot script for %s: %w: give the profile a kernel (bootsrv profile add %s --replace --kernel ...)", m.MAC, err, p.Name)
 	}
 	if record {
-		s.record(m.MAC, Event{Type: StateIPXE, Detail: "boot script for profile " + p.Name})
+		s.record(m.MAC, model.Event{Type: model.StateIPXE, Detail: "boot script for profile " + p.Name})
 	}
 	return script, nil
 }
@@ -218,20 +222,20 @@ func (s *Service) IPXE(_ context.Context, req BootRequest, record bool) (string,
 // bootsrv's installer config (which fetches the final one itself); Fedora
 // CoreOS's live image installs by itself, given the device and the final
 // config's URL, and must not apply that config to the live system.
-func kernelArgs(p Profile, c Cluster, ignURL string) []string {
+func kernelArgs(p model.Profile, c model.Cluster, ignURL string) []string {
 	var a []string
 	switch {
-	case p.OS == OSFCOS && p.Install == InstallDisk:
+	case p.OS == model.OSFCOS && p.Install == model.InstallDisk:
 		// The live system runs bootsrv's installer config (which only
 		// reports "installed" once coreos-installer is done), never the
 		// final one: that is the installed system's.
 		a = []string{"ignition.firstboot", "ignition.platform.id=metal", "ignition.config.url=" + ignURL,
 			"coreos.inst.install_dev=" + p.InstallDevice, "coreos.inst.ignition_url=" + ignURL + "&stage=" + StageFinal}
-	case p.OS == OSFlatcar:
+	case p.OS == model.OSFlatcar:
 		a = []string{"flatcar.first_boot=1", "ignition.config.url=" + ignURL}
-	case p.OS == OSFCOS:
+	case p.OS == model.OSFCOS:
 		a = []string{"ignition.firstboot", "ignition.platform.id=metal", "ignition.config.url=" + ignURL}
-	case p.OS == OSLab:
+	case p.OS == model.OSLab:
 		a = []string{"console=ttyS0,115200n8", "quiet", "ignition.platform.id=metal", "ignition.config.url=" + ignURL}
 	default:
 		a = []string{"ignition.config.url=" + ignURL}
@@ -271,56 +275,56 @@ func (s *Service) Ignition(ctx context.Context, req BootRequest) ([]byte, error)
 	}
 	mac := m.MAC
 	if req.Stage != "" && req.Stage != StageFinal {
-		return nil, invalidf("stage %q: the only stage is %q (the installed system's config)", req.Stage, StageFinal)
+		return nil, fault.Invalidf("stage %q: the only stage is %q (the installed system's config)", req.Stage, StageFinal)
 	}
 	cfg, err := s.renderIgnition(mac, req.BaseURL, &m.Generation, req.Stage, req.Token)
 	if err != nil {
-		s.record(mac, Event{Type: "error", Detail: "ignition: " + err.Error()})
+		s.record(mac, model.Event{Type: "error", Detail: "ignition: " + err.Error()})
 		return nil, err
 	}
 	fields := map[string]string{"from": req.RemoteIP.String()}
 	if req.Stage != "" {
 		fields["stage"] = req.Stage
 	}
-	s.record(mac, Event{Type: StateIgnition, Fields: fields})
+	s.record(mac, model.Event{Type: model.StateIgnition, Fields: fields})
 	return cfg, nil
 }
 
 // tokenHolder is the machine a token-bearing request names, once its
 // token (for purpose) checks out. An unknown MAC is refused like a bad
 // token: whether a MAC is known is not told to a caller without one.
-func (s *Service) tokenHolder(req BootRequest, what string, purpose func(Machine) string) (Machine, error) {
-	var m Machine
-	mac, err := NormalizeMAC(req.MAC)
+func (s *Service) tokenHolder(req BootRequest, what string, purpose func(model.Machine) string) (model.Machine, error) {
+	var m model.Machine
+	mac, err := model.NormalizeMAC(req.MAC)
 	if err != nil {
 		return m, err
 	}
 	if err := s.st.View(func(tx store.Tx) error { return getMachine(tx, mac, &m) }); err != nil {
-		if KindOf(err) == KindNotFound {
-			return m, &Error{Kind: KindDenied, Msg: fmt.Sprintf("%s token for %s refused", what, mac)}
+		if fault.KindOf(err) == fault.KindNotFound {
+			return m, &fault.Error{Kind: fault.KindDenied, Msg: fmt.Sprintf("%s token for %s refused", what, mac)}
 		}
 		return m, err
 	}
 	return m, s.checkToken(m, req, purpose(m))
 }
 
-func (s *Service) checkToken(m Machine, req BootRequest, purpose string) error {
+func (s *Service) checkToken(m model.Machine, req BootRequest, purpose string) error {
 	key, err := s.key()
 	if err != nil {
 		return err
 	}
 	from := map[string]string{"from": req.RemoteIP.String()}
 	if req.Token == "" {
-		s.record(m.MAC, Event{Type: "denied", Detail: purpose + ": no token", Fields: from})
-		return &Error{Kind: KindDenied, Msg: "no token: use the URL from the machine's boot script"}
+		s.record(m.MAC, model.Event{Type: "denied", Detail: purpose + ": no token", Fields: from})
+		return &fault.Error{Kind: fault.KindDenied, Msg: "no token: use the URL from the machine's boot script"}
 	}
 	if _, err := token.Check(key, req.Token, m.MAC, purpose, s.now()); err != nil {
-		s.record(m.MAC, Event{Type: "denied", Detail: purpose + ": " + err.Error(), Fields: from})
-		return &Error{Kind: KindDenied, Msg: fmt.Sprintf("%s token for %s refused: %v", purpose, m.MAC, err)}
+		s.record(m.MAC, model.Event{Type: "denied", Detail: purpose + ": " + err.Error(), Fields: from})
+		return &fault.Error{Kind: fault.KindDenied, Msg: fmt.Sprintf("%s token for %s refused: %v", purpose, m.MAC, err)}
 	}
 	if want, ok := s.fromMachine(m, req.RemoteIP); !ok {
-		s.record(m.MAC, Event{Type: "denied", Detail: fmt.Sprintf("%s token used from %s, the machine's address is %s", purpose, req.RemoteIP, want)})
-		return &Error{Kind: KindDenied, Msg: fmt.Sprintf("%s token for %s refused: request from %s, but the machine's address is %s", purpose, m.MAC, req.RemoteIP, want)}
+		s.record(m.MAC, model.Event{Type: "denied", Detail: fmt.Sprintf("%s token used from %s, the machine's address is %s", purpose, req.RemoteIP, want)})
+		return &fault.Error{Kind: fault.KindDenied, Msg: fmt.Sprintf("%s token for %s refused: request from %s, but the machine's address is %s", purpose, m.MAC, req.RemoteIP, want)}
 	}
 	return nil
 }
@@ -359,9 +363,9 @@ func (s *Service) renderIgnition(mac, baseURL string, gen *uint64, stage, ignTok
 			return err
 		}
 		if gen != nil && in.m.Generation != *gen {
-			return &Error{Kind: KindDenied, Msg: fmt.Sprintf("ignition for %s refused: the machine was re-provisioned since its token was issued", in.m.MAC)}
+			return &fault.Error{Kind: fault.KindDenied, Msg: fmt.Sprintf("ignition for %s refused: the machine was re-provisioned since its token was issued", in.m.MAC)}
 		}
-		if in.p.Install == InstallDisk && stage != StageFinal {
+		if in.p.Install == model.InstallDisk && stage != StageFinal {
 			return nil // the installer config is never kept
 		}
 		h := in.hash(s.boot.Version, baseURL, rexp, in.certsID)
@@ -376,7 +380,7 @@ func (s *Service) renderIgnition(mac, baseURL string, gen *uint64, stage, ignTok
 	m, p, c := in.m, in.p, in.c
 	rtok := token.MintStable(key, m.MAC, reportPurpose(m), rexp)
 	reportURL := fmt.Sprintf("%s/report?mac=%s&token=%s", baseURL, m.MAC, rtok)
-	if p.Install == InstallDisk && stage != StageFinal {
+	if p.Install == model.InstallDisk && stage != StageFinal {
 		// Not kept: it carries the Ignition token, and costs nothing.
 		finalURL := fmt.Sprintf("%s/ignition?mac=%s&token=%s&stage=%s", baseURL, m.MAC, ignTok, StageFinal)
 		out, err := render.Ignition(installerConfig(p, c, baseURL, finalURL, reportURL))
@@ -388,9 +392,9 @@ func (s *Service) renderIgnition(mac, baseURL string, gen *uint64, stage, ignTok
 	cfg := render.Config{SSHKeys: c.SSHKeys, Snippet: p.Ignition}
 	cfg.Files = append(cfg.Files,
 		render.File{Path: "/etc/hostname", Mode: 0o644, Contents: []byte(m.Hostname + "\n")},
-		render.File{Path: ReportEnvPath, Mode: 0o600, Contents: []byte(fmt.Sprintf("BOOTSRV_REPORT_URL=%q\n", reportURL))},
+		render.File{Path: model.ReportEnvPath, Mode: 0o600, Contents: []byte(fmt.Sprintf("BOOTSRV_REPORT_URL=%q\n", reportURL))},
 	)
-	cfg.Units = append(cfg.Units, render.Unit{Name: ReportUnit, Enabled: true, Contents: reportUnit})
+	cfg.Units = append(cfg.Units, render.Unit{Name: model.ReportUnit, Enabled: true, Contents: reportUnit})
 	node, certs, err := s.nodeContent(in, baseURL)
 	if err != nil {
 		return nil, fmt.Errorf("render ignition for %s: %w", m.MAC, err)
@@ -405,7 +409,7 @@ func (s *Service) renderIgnition(mac, baseURL string, gen *uint64, stage, ignTok
 	if err := s.st.Batch(func(tx store.Tx) error {
 		// Kept only while the machine is still this install: a machine
 		// removed or re-provisioned meanwhile keeps nothing of it.
-		var cur Machine
+		var cur model.Machine
 		if getMachine(tx, m.MAC, &cur) != nil || cur.Generation != m.Generation {
 			return nil
 		}
@@ -418,9 +422,9 @@ func (s *Service) renderIgnition(mac, baseURL string, gen *uint64, stage, ignTok
 
 // ignitionInputs is everything a machine's Ignition is made of.
 type ignitionInputs struct {
-	m                 Machine
-	p                 Profile
-	c                 Cluster
+	m                 model.Machine
+	p                 model.Profile
+	c                 model.Cluster
 	profileRaw, clRaw []byte
 	masters           []nodeconfig.Member
 	certsID           string
@@ -437,7 +441,7 @@ func (s *Service) loadIgnitionInputs(tx store.Tx, mac string) (ignitionInputs, e
 	// computed again after it when the config is rendered anew.
 	in.profileRaw = append([]byte(nil), in.profileRaw...)
 	in.clRaw = append([]byte(nil), in.clRaw...)
-	if isKubernetes(in.p) {
+	if model.IsKubernetes(in.p) {
 		if in.masters, err = s.masters(tx); err != nil {
 			return in, err
 		}
@@ -455,7 +459,7 @@ func (s *Service) loadIgnitionInputs(tx store.Tx, mac string) (ignitionInputs, e
 // The raw bytes it returns are only valid inside tx.
 func (s *Service) loadBootInputs(tx store.Tx, mac string) (ignitionInputs, error) {
 	var in ignitionInputs
-	n, err := NormalizeMAC(mac)
+	n, err := model.NormalizeMAC(mac)
 	if err != nil {
 		return in, err
 	}
@@ -463,7 +467,7 @@ func (s *Service) loadBootInputs(tx store.Tx, mac string) (ignitionInputs, error
 		return in, err
 	}
 	if in.m.Profile == "" {
-		return in, notFoundf("machine %s was discovered but has no profile: assign one with `bootsrv machine add %s --profile NAME --hostname H --ip IP`", n, n)
+		return in, fault.NotFoundf("machine %s was discovered but has no profile: assign one with `bootsrv machine add %s --profile NAME --hostname H --ip IP`", n, n)
 	}
 	if in.profileRaw = tx.Get("profiles", []byte(in.m.Profile)); in.profileRaw == nil {
 		return in, getProfile(tx, in.m.Profile, &in.p)
@@ -500,12 +504,6 @@ func (in ignitionInputs) hash(version, baseURL string, reportExp time.Time, cert
 	return h.Sum(nil)
 }
 
-// Where the first-boot report's settings go, and the unit that sends it.
-const (
-	ReportEnvPath = "/etc/bootsrv/report.env"
-	ReportUnit    = "bootsrv-report.service"
-)
-
 // reportUnit tells bootsrv the machine came up, once, retrying until
 // bootsrv answers; the stamp file keeps it from reporting every boot.
 const reportUnit = `[Unit]
@@ -534,16 +532,16 @@ const (
 
 // Report records what a machine says about itself; "booted" makes it
 // provisioned, after which its report token is spent.
-func (s *Service) Report(_ context.Context, req BootRequest, state, detail string) (Machine, error) {
-	var m Machine
-	mac, err := NormalizeMAC(req.MAC)
+func (s *Service) Report(_ context.Context, req BootRequest, state, detail string) (model.Machine, error) {
+	var m model.Machine
+	mac, err := model.NormalizeMAC(req.MAC)
 	if err != nil {
 		return m, err
 	}
 	switch state {
 	case ReportInstalled, ReportBooted, ReportFailed:
 	default:
-		return m, invalidf("state %q is not one of installed, booted, failed", state)
+		return m, fault.Invalidf("state %q is not one of installed, booted, failed", state)
 	}
 	// A master's file list (the lab reports one) is a few KB.
 	if len(detail) > 32<<10 {
@@ -557,37 +555,37 @@ func (s *Service) Report(_ context.Context, req BootRequest, state, detail strin
 	// Events queued before the report (ignition, kernel) must land first,
 	// or a late one would move a provisioned machine back.
 	s.Flush()
-	e := Event{Time: s.now(), Type: "report", Detail: detail, Fields: map[string]string{"state": state, "from": req.RemoteIP.String()}}
+	e := model.Event{Time: s.now(), Type: "report", Detail: detail, Fields: map[string]string{"state": state, "from": req.RemoteIP.String()}}
 	err = s.st.Update(func(tx store.Tx) error {
 		if err := getMachine(tx, mac, &m); err != nil {
 			return err
 		}
 		if m.Generation != gen {
 			// Re-provisioned between the token check and now.
-			return &Error{Kind: KindDenied, Msg: fmt.Sprintf("report token for %s refused: the machine was re-provisioned", mac)}
+			return &fault.Error{Kind: fault.KindDenied, Msg: fmt.Sprintf("report token for %s refused: the machine was re-provisioned", mac)}
 		}
-		var p Profile
-		live := m.Profile != "" && getProfile(tx, m.Profile, &p) == nil && p.Install != InstallDisk
+		var p model.Profile
+		live := m.Profile != "" && getProfile(tx, m.Profile, &p) == nil && p.Install != model.InstallDisk
 		// A live machine boots its config again on every netboot and says
 		// so each time; an installed one reports its first boot once.
-		if m.State == StateProvisioned && !m.Reprovision && !live {
-			return &Error{Kind: KindDenied, Msg: fmt.Sprintf("machine %s is already provisioned: its report token is spent", mac)}
+		if m.State == model.StateProvisioned && !m.Reprovision && !live {
+			return &fault.Error{Kind: fault.KindDenied, Msg: fmt.Sprintf("machine %s is already provisioned: its report token is spent", mac)}
 		}
 		if err := appendEvent(tx, &m, e); err != nil {
 			return err
 		}
 		switch state {
 		case ReportInstalled:
-			if err := appendEvent(tx, &m, Event{Time: e.Time, Type: StateInstalled, Detail: "installed to disk: rebooting into it"}); err != nil {
+			if err := appendEvent(tx, &m, model.Event{Time: e.Time, Type: model.StateInstalled, Detail: "installed to disk: rebooting into it"}); err != nil {
 				return err
 			}
 		case ReportBooted:
 			m.Reprovision = false
-			if err := appendEvent(tx, &m, Event{Time: e.Time, Type: StateProvisioned}); err != nil {
+			if err := appendEvent(tx, &m, model.Event{Time: e.Time, Type: model.StateProvisioned}); err != nil {
 				return err
 			}
 		case ReportFailed:
-			if err := appendEvent(tx, &m, Event{Time: e.Time, Type: StateFailed, Detail: "machine reported failure: " + detail}); err != nil {
+			if err := appendEvent(tx, &m, model.Event{Time: e.Time, Type: model.StateFailed, Detail: "machine reported failure: " + detail}); err != nil {
 				return err
 			}
 		}
@@ -599,9 +597,9 @@ func (s *Service) Report(_ context.Context, req BootRequest, state, detail strin
 // Reprovision asks that the machine installs again on its next network
 // boot: it gets a boot script instead of "boot from disk", and the tokens
 // (and, with Kubernetes roles, certificates) of its earlier install die.
-func (s *Service) Reprovision(_ context.Context, mac string) (Machine, error) {
-	var m Machine
-	n, err := NormalizeMAC(mac)
+func (s *Service) Reprovision(_ context.Context, mac string) (model.Machine, error) {
+	var m model.Machine
+	n, err := model.NormalizeMAC(mac)
 	if err != nil {
 		return m, err
 	}
@@ -614,7 +612,7 @@ func (s *Service) Reprovision(_ context.Context, mac string) (Machine, error) {
 		if err := dropCerts(tx, n); err != nil {
 			return err
 		}
-		if err := appendEvent(tx, &m, Event{Time: s.now(), Type: "reprovision", Detail: "operator asked to install again"}); err != nil {
+		if err := appendEvent(tx, &m, model.Event{Time: s.now(), Type: "reprovision", Detail: "operator asked to install again"}); err != nil {
 			return err
 		}
 		return putJSON(tx, "machines", m.MAC, m)
@@ -632,7 +630,7 @@ func (s *Service) AssetFetched(ip netip.Addr, path string, status int) {
 	typ := "asset"
 	if status < 400 {
 		if path == assetPath(p.Kernel) {
-			typ = StateKernel
+			typ = model.StateKernel
 		}
 		for _, i := range p.Initrds {
 			if path == assetPath(i) {
@@ -640,7 +638,7 @@ func (s *Service) AssetFetched(ip netip.Addr, path string, status int) {
 			}
 		}
 	}
-	s.record(mac, Event{Type: typ, Detail: path, Fields: map[string]string{"status": fmt.Sprint(status)}})
+	s.record(mac, model.Event{Type: typ, Detail: path, Fields: map[string]string{"status": fmt.Sprint(status)}})
 }
 
 // FirstStageFetched records a TFTP (or HTTP Boot) fetch of a first-stage
@@ -653,7 +651,7 @@ func (s *Service) FirstStageFetched(ip netip.Addr, file string, bytes int64, fer
 	if len(file) > 128 {
 		file = file[:128] + "…" // the name comes from the network
 	}
-	e := Event{Type: StatePXE, Detail: file, Fields: map[string]string{"bytes": fmt.Sprint(bytes)}}
+	e := model.Event{Type: model.StatePXE, Detail: file, Fields: map[string]string{"bytes": fmt.Sprint(bytes)}}
 	if ferr != nil {
 		e.Type, e.Detail = "pxe-error", file+": "+ferr.Error()
 	}
@@ -662,13 +660,13 @@ func (s *Service) FirstStageFetched(ip netip.Addr, file string, bytes int64, fer
 
 // machineAt finds the machine that holds ip: its lease, else its
 // reservation.
-func (s *Service) machineAt(ip netip.Addr) (string, Profile, bool) {
+func (s *Service) machineAt(ip netip.Addr) (string, model.Profile, bool) {
 	ip = ip.Unmap()
 	var mac string
 	if s.leases != nil {
 		mac, _ = s.leases.LeasedMAC(ip)
 	}
-	var p Profile
+	var p model.Profile
 	found := false
 	_ = s.st.View(func(tx store.Tx) error {
 		if mac == "" {
@@ -678,7 +676,7 @@ func (s *Service) machineAt(ip netip.Addr) (string, Profile, bool) {
 			}
 			mac = string(v)
 		}
-		var m Machine
+		var m model.Machine
 		if err := getMachine(tx, mac, &m); err != nil {
 			return nil
 		}
@@ -704,7 +702,7 @@ func (s *Service) FailSilent(timeout time.Duration) (int, error) {
 			if !bytes.Contains(v, []byte(`"state":"ignition"`)) && !bytes.Contains(v, []byte(`"state":"installed"`)) {
 				return nil
 			}
-			var m Machine
+			var m model.Machine
 			if err := json.Unmarshal(v, &m); err != nil {
 				return err
 			}
@@ -720,7 +718,7 @@ func (s *Service) FailSilent(timeout time.Duration) (int, error) {
 	n := 0
 	err = s.st.Update(func(tx store.Tx) error {
 		for _, mac := range late {
-			var m Machine
+			var m model.Machine
 			if err := getMachine(tx, mac, &m); err != nil {
 				continue
 			}
@@ -728,10 +726,10 @@ func (s *Service) FailSilent(timeout time.Duration) (int, error) {
 				continue
 			}
 			why := fmt.Sprintf("no report within %s of fetching Ignition", timeout)
-			if m.State == StateInstalled {
+			if m.State == model.StateInstalled {
 				why = fmt.Sprintf("installed to disk, but the installed system did not report within %s", timeout)
 			}
-			if err := appendEvent(tx, &m, Event{Time: now, Type: StateFailed, Detail: why}); err != nil {
+			if err := appendEvent(tx, &m, model.Event{Time: now, Type: model.StateFailed, Detail: why}); err != nil {
 				return err
 			}
 			if err := putJSON(tx, "machines", m.MAC, m); err != nil {
@@ -745,7 +743,9 @@ func (s *Service) FailSilent(timeout time.Duration) (int, error) {
 }
 
 // waiting: the machine owes a report.
-func waiting(m Machine) bool { return m.State == StateIgnition || m.State == StateInstalled }
+func waiting(m model.Machine) bool {
+	return m.State == model.StateIgnition || m.State == model.StateInstalled
+}
 
 // Render kinds for Render.
 const (
@@ -765,14 +765,14 @@ func (s *Service) Render(ctx context.Context, kind, mac, baseURL string) (string
 	case RenderIPXE:
 		return s.IPXE(ctx, BootRequest{MAC: mac, BaseURL: baseURL}, false)
 	case RenderIgnition:
-		n, err := NormalizeMAC(mac)
+		n, err := model.NormalizeMAC(mac)
 		if err != nil {
 			return "", err
 		}
 		b, err := s.RenderIgnition(ctx, n, baseURL)
 		return string(b), err
 	}
-	return "", invalidf("nothing to render called %q: use ipxe or ignition", kind)
+	return "", fault.Invalidf("nothing to render called %q: use ipxe or ignition", kind)
 }
 
 // Installing to disk runs from the OS's live image with a small installer
@@ -840,7 +840,7 @@ EnvironmentFile=` + installEnvPath + `
 ExecStart=/usr/bin/curl -fsS --retry 5 --retry-delay 10 -X POST ${BOOTSRV_FAILED_URL}
 `
 
-func installerConfig(p Profile, c Cluster, baseURL, finalURL, reportURL string) render.Config {
+func installerConfig(p model.Profile, c model.Cluster, baseURL, finalURL, reportURL string) render.Config {
 	env := fmt.Sprintf("BOOTSRV_FINAL_URL=%q\nBOOTSRV_INSTALLED_URL=%q\nBOOTSRV_FAILED_URL=%q\nBOOTSRV_INSTALL_DEVICE=%s\nBOOTSRV_IMAGE_URL=%s/assets/flatcar\n",
 		finalURL, reportURL+"&state="+ReportInstalled, reportURL+"&state="+ReportFailed+"&detail=install+failed", p.InstallDevice, baseURL)
 	cfg := render.Config{
@@ -848,7 +848,7 @@ func installerConfig(p Profile, c Cluster, baseURL, finalURL, reportURL string) 
 		Files:   []render.File{{Path: installEnvPath, Mode: 0o600, Contents: []byte(env)}},
 		Units:   []render.Unit{{Name: installFailedKey, Contents: installFailedUnit}},
 	}
-	if p.OS == OSFCOS {
+	if p.OS == model.OSFCOS {
 		cfg.Units = append(cfg.Units, render.Unit{Name: installedName, Enabled: true, Contents: fcosInstalledUnit})
 	} else {
 		cfg.Units = append(cfg.Units, render.Unit{Name: installUnitName, Enabled: true, Contents: flatcarInstallUnit})

@@ -14,6 +14,9 @@ import (
 	ign "github.com/coreos/ignition/v2/config/v3_4"
 	"github.com/vincent-petithory/dataurl"
 
+	"github.com/bootsrv/bootsrv/pkg/fault"
+	"github.com/bootsrv/bootsrv/pkg/fault/httpcode"
+	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
 	"github.com/bootsrv/bootsrv/pkg/store"
 )
@@ -24,15 +27,15 @@ const bootMAC = "52:54:00:aa:00:01"
 // (bootMAC, 10.9.0.21) on a plain profile (live: the default).
 func newBootService(t *testing.T, cfg profiles.BootConfig) *profiles.Service {
 	t.Helper()
-	return newBootServiceOn(t, cfg, profiles.Profile{Name: "plain", Role: profiles.RoleCustom, Kernel: "/assets/k", Initrds: []string{"/assets/i"}})
+	return newBootServiceOn(t, cfg, model.Profile{Name: "plain", Role: model.RoleCustom, Kernel: "/assets/k", Initrds: []string{"/assets/i"}})
 }
 
 // diskProfile installs Flatcar to disk.
-var diskProfile = profiles.Profile{Name: "disk", Role: profiles.RoleCustom, OS: profiles.OSFlatcar, Install: profiles.InstallDisk,
+var diskProfile = model.Profile{Name: "disk", Role: model.RoleCustom, OS: model.OSFlatcar, Install: model.InstallDisk,
 	Kernel: "/assets/k", Initrds: []string{"/assets/i"}}
 
 // newBootServiceOn is newBootService with bootMAC on profile p.
-func newBootServiceOn(t *testing.T, cfg profiles.BootConfig, p profiles.Profile) *profiles.Service {
+func newBootServiceOn(t *testing.T, cfg profiles.BootConfig, p model.Profile) *profiles.Service {
 	t.Helper()
 	st, err := store.Open(t.TempDir(), 0)
 	if err != nil {
@@ -42,13 +45,13 @@ func newBootServiceOn(t *testing.T, cfg profiles.BootConfig, p profiles.Profile)
 	s := profiles.NewService(st)
 	s.Configure(cfg, nil)
 	ctx := context.Background()
-	if _, err := s.ClusterInit(ctx, profiles.Cluster{Name: "lab", APIServer: "10.9.0.10"}); err != nil {
+	if _, err := s.ClusterInit(ctx, model.Cluster{Name: "lab", APIServer: "10.9.0.10"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.AddProfiles(ctx, []profiles.Profile{p}, false); err != nil {
+	if _, err := s.AddProfiles(ctx, []model.Profile{p}, false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.AddMachines(ctx, []profiles.Machine{{MAC: bootMAC, Hostname: "n1", IP: "10.9.0.21", Profile: p.Name}}); err != nil {
+	if _, err := s.AddMachines(ctx, []model.Machine{{MAC: bootMAC, Hostname: "n1", IP: "10.9.0.21", Profile: p.Name}}); err != nil {
 		t.Fatal(err)
 	}
 	return s
@@ -69,7 +72,7 @@ func reportToken(t *testing.T, s *profiles.Service) string {
 		t.Fatal(err)
 	}
 	for _, f := range cfg.Storage.Files {
-		if f.Path == profiles.ReportEnvPath {
+		if f.Path == model.ReportEnvPath {
 			d, err := dataurl.DecodeString(*f.Contents.Source)
 			if err != nil {
 				t.Fatal(err)
@@ -86,7 +89,7 @@ func reportToken(t *testing.T, s *profiles.Service) string {
 func provision(t *testing.T, s *profiles.Service) {
 	t.Helper()
 	m, err := s.Report(context.Background(), profiles.BootRequest{MAC: bootMAC, Token: reportToken(t, s)}, profiles.ReportBooted, "")
-	if err != nil || m.State != profiles.StateProvisioned {
+	if err != nil || m.State != model.StateProvisioned {
 		t.Fatalf("report booted: %v, state %q", err, m.State)
 	}
 }
@@ -146,7 +149,7 @@ func TestProvisionedStaysProvisioned(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if got := state(t, s); got != profiles.StateProvisioned && c.bug != "" {
+					if got := state(t, s); got != model.StateProvisioned && c.bug != "" {
 						t.Skip("BUG: " + c.bug)
 					}
 					if disk && !strings.Contains(script, "local disk") {
@@ -158,7 +161,7 @@ func TestProvisionedStaysProvisioned(t *testing.T) {
 					if !disk && (strings.Contains(script, "local disk") || !strings.Contains(script, "kernel http://x/assets/k ") || !strings.Contains(script, "ignition.config.url=")) {
 						t.Fatalf("a live machine, provisioned, is not netbooted into its config again after %s:\n%s", c.name, script)
 					}
-					if got := state(t, s); got != profiles.StateProvisioned {
+					if got := state(t, s); got != model.StateProvisioned {
 						t.Errorf("state %q, want provisioned", got)
 					}
 				}
@@ -174,18 +177,18 @@ func TestAddProfileRefusesClashingSnippet(t *testing.T) {
 	s := newBootService(t, profiles.BootConfig{})
 	cases := []struct{ name, snippet, want string }{
 		{"/etc/hostname", `{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/hostname","contents":{"source":"data:,x"}}]}}`, "/etc/hostname"},
-		{"report.env", `{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"` + profiles.ReportEnvPath + `"}]}}`, profiles.ReportEnvPath},
-		{"report unit", `{"ignition":{"version":"3.4.0"},"systemd":{"units":[{"name":"` + profiles.ReportUnit + `","mask":true}]}}`, profiles.ReportUnit},
+		{"report.env", `{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"` + model.ReportEnvPath + `"}]}}`, model.ReportEnvPath},
+		{"report unit", `{"ignition":{"version":"3.4.0"},"systemd":{"units":[{"name":"` + model.ReportUnit + `","mask":true}]}}`, model.ReportUnit},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			name := fmt.Sprintf("clash%d", i)
-			_, err := s.AddProfiles(context.Background(), []profiles.Profile{{Name: name, Role: profiles.RoleCustom, Kernel: "/assets/k", Ignition: c.snippet}}, false)
+			_, err := s.AddProfiles(context.Background(), []model.Profile{{Name: name, Role: model.RoleCustom, Kernel: "/assets/k", Ignition: c.snippet}}, false)
 			if err == nil {
 				t.Skip("BUG: AddProfiles (profile add) accepts a snippet that writes " + c.name + ", which bootsrv generates; render.SnippetClashes exists but nothing calls it, so every /ignition of such a profile is a 500")
 			}
-			if profiles.KindOf(err) != profiles.KindInvalid || !strings.Contains(err.Error(), c.want) {
-				t.Errorf("error %v (kind %q)", err, profiles.KindOf(err))
+			if fault.KindOf(err) != fault.KindInvalid || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %v (kind %q)", err, fault.KindOf(err))
 			}
 		})
 	}
@@ -205,11 +208,11 @@ func TestReportTokenOutlivesIgnitionToken(t *testing.T) {
 	if m == nil {
 		t.Fatalf("no token:\n%s", script)
 	}
-	if _, err := s.Ignition(ctx, profiles.BootRequest{MAC: bootMAC, Token: m[1]}); profiles.KindOf(err) != profiles.KindDenied {
+	if _, err := s.Ignition(ctx, profiles.BootRequest{MAC: bootMAC, Token: m[1]}); fault.KindOf(err) != fault.KindDenied {
 		t.Fatalf("expired Ignition token: %v", err)
 	}
 	provision(t, s) // with the report token, whose TTL is a week
-	if _, err := s.Report(ctx, profiles.BootRequest{MAC: bootMAC, Token: reportToken(t, s)}, profiles.ReportBooted, ""); profiles.KindOf(err) != profiles.KindDenied {
+	if _, err := s.Report(ctx, profiles.BootRequest{MAC: bootMAC, Token: reportToken(t, s)}, profiles.ReportBooted, ""); fault.KindOf(err) != fault.KindDenied {
 		t.Errorf("report after provisioned: %v, want denied", err)
 	}
 }
@@ -225,19 +228,19 @@ func TestRender(t *testing.T) {
 		kind, mac string
 		base      string
 		subs      []string
-		kindErr   profiles.Kind
+		kindErr   fault.Kind
 	}{
 		{kind: profiles.RenderIPXE, mac: bootMAC, subs: []string{"kernel http://10.9.0.1:8080/assets/k ", "ignition.config.url=http://10.9.0.1:8080/ignition?mac=" + bootMAC + "&token="}},
 		{kind: profiles.RenderIPXE, mac: "52-54-00-AA-00-01", base: "http://192.0.2.1:80/", subs: []string{"kernel http://192.0.2.1:80/assets/k "}},
 		{kind: profiles.RenderIgnition, mac: bootMAC, subs: []string{`"version":"3.4.0"`, "/etc/hostname"}},
-		{kind: "grub", mac: bootMAC, kindErr: profiles.KindInvalid},
-		{kind: profiles.RenderIPXE, mac: "nope", kindErr: profiles.KindInvalid},
-		{kind: profiles.RenderIgnition, mac: "52:54:00:aa:00:99", kindErr: profiles.KindNotFound},
+		{kind: "grub", mac: bootMAC, kindErr: fault.KindInvalid},
+		{kind: profiles.RenderIPXE, mac: "nope", kindErr: fault.KindInvalid},
+		{kind: profiles.RenderIgnition, mac: "52:54:00:aa:00:99", kindErr: fault.KindNotFound},
 	}
 	for _, c := range cases {
 		out, err := s.Render(ctx, c.kind, c.mac, c.base)
 		if c.kindErr != "" {
-			if profiles.KindOf(err) != c.kindErr {
+			if fault.KindOf(err) != c.kindErr {
 				t.Errorf("render %s %s: %v, want kind %s", c.kind, c.mac, err, c.kindErr)
 			}
 			continue
@@ -273,7 +276,7 @@ func TestRender(t *testing.T) {
 	// Render recorded nothing (the Ignition calls above did).
 	after, _ := s.MachineEvents(ctx, bootMAC)
 	for _, e := range after[len(before):] {
-		if e.Type != profiles.StateIgnition {
+		if e.Type != model.StateIgnition {
 			t.Errorf("render recorded %+v", e)
 		}
 	}
@@ -286,7 +289,7 @@ func TestBootEventsBounded(t *testing.T) {
 	s.StartRecorder(nil)
 	t.Cleanup(s.Close)
 	ctx := context.Background()
-	for range profiles.MaxEvents + 25 {
+	for range model.MaxEvents + 25 {
 		if _, err := s.IPXE(ctx, profiles.BootRequest{MAC: bootMAC, BaseURL: "http://x"}, true); err != nil {
 			t.Fatal(err)
 		}
@@ -297,13 +300,13 @@ func TestBootEventsBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(evs) != profiles.MaxEvents {
-		t.Errorf("%d events kept, want %d", len(evs), profiles.MaxEvents)
+	if len(evs) != model.MaxEvents {
+		t.Errorf("%d events kept, want %d", len(evs), model.MaxEvents)
 	}
-	if last := evs[len(evs)-1]; last.Type != profiles.StateKernel || last.Detail != "/assets/k" {
+	if last := evs[len(evs)-1]; last.Type != model.StateKernel || last.Detail != "/assets/k" {
 		t.Errorf("last event %+v", last)
 	}
-	if got := state(t, s); got != profiles.StateKernel {
+	if got := state(t, s); got != model.StateKernel {
 		t.Errorf("state %q", got)
 	}
 }
@@ -330,7 +333,7 @@ func TestRetryStartsNewRun(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if m.State != profiles.StateIgnition {
+		if m.State != model.StateIgnition {
 			t.Fatalf("state %q after /ignition", m.State)
 		}
 		return m.StateAt
@@ -342,7 +345,7 @@ func TestRetryStartsNewRun(t *testing.T) {
 	afterScript := state(t, s)
 	second := fetch()
 	var bugs []string
-	if afterScript != profiles.StateIPXE {
+	if afterScript != model.StateIPXE {
 		bugs = append(bugs, fmt.Sprintf("a machine at ignition that fetches a new boot script stays %q: a boot script handed out should start a new run (advances ranks ipxe below ignition)", afterScript))
 	}
 	if !second.After(first) {
@@ -368,7 +371,7 @@ func bootScript(t *testing.T, s *profiles.Service) (script, tok string) {
 	return script, tok
 }
 
-func report(t *testing.T, s *profiles.Service, state string) (profiles.Machine, error) {
+func report(t *testing.T, s *profiles.Service, state string) (model.Machine, error) {
 	t.Helper()
 	return s.Report(context.Background(), profiles.BootRequest{MAC: bootMAC, Token: reportToken(t, s)}, state, "")
 }
@@ -380,7 +383,7 @@ func TestLiveNetbootsAgain(t *testing.T) {
 	s := newBootService(t, profiles.BootConfig{})
 	ctx := context.Background()
 	p, err := s.Profile(ctx, "plain")
-	if err != nil || p.Install != profiles.InstallLive {
+	if err != nil || p.Install != model.InstallLive {
 		t.Fatalf("plain profile install %q (%v), want live by default", p.Install, err)
 	}
 	provision(t, s)
@@ -393,11 +396,11 @@ func TestLiveNetbootsAgain(t *testing.T) {
 		if err != nil {
 			t.Fatalf("boot %d: ignition: %v", boot, err)
 		}
-		if !strings.Contains(string(cfg), profiles.ReportEnvPath) {
+		if !strings.Contains(string(cfg), model.ReportEnvPath) {
 			t.Errorf("boot %d: the config has no report.env", boot)
 		}
 		m, err := report(t, s, profiles.ReportBooted)
-		if err != nil || m.State != profiles.StateProvisioned {
+		if err != nil || m.State != model.StateProvisioned {
 			t.Fatalf("boot %d: report booted again: %v, state %q", boot, err, m.State)
 		}
 	}
@@ -410,7 +413,7 @@ func TestLiveNetbootsAgain(t *testing.T) {
 		if e.Type == "localboot" {
 			t.Errorf("a live machine was sent to its disk: %+v", e)
 		}
-		if e.Type == profiles.StateProvisioned {
+		if e.Type == model.StateProvisioned {
 			n++
 		}
 	}
@@ -473,7 +476,7 @@ func TestFlatcarDiskInstall(t *testing.T) {
 						k, v, _ := strings.Cut(l, "=")
 						env[k] = strings.Trim(v, `"`)
 					}
-				case "/etc/hostname", profiles.ReportEnvPath:
+				case "/etc/hostname", model.ReportEnvPath:
 					t.Errorf("the installer config writes %s: that is the installed system's", f.Path)
 				}
 			}
@@ -501,24 +504,24 @@ func TestFlatcarDiskInstall(t *testing.T) {
 			}
 
 			m, err := report(t, s, profiles.ReportInstalled)
-			if err != nil || m.State != profiles.StateInstalled {
+			if err != nil || m.State != model.StateInstalled {
 				t.Fatalf("report installed: %v, state %q", err, m.State)
 			}
 			// Rebooting into the installed system: sent to its disk.
 			if script, _ := bootScript(t, s); !strings.Contains(script, "local disk") {
 				t.Fatalf("an installed machine is not sent to its disk:\n%s", script)
 			}
-			if got := state(t, s); got != profiles.StateInstalled {
+			if got := state(t, s); got != model.StateInstalled {
 				t.Errorf("state %q after the local boot, want installed", got)
 			}
 			m, err = report(t, s, profiles.ReportBooted)
-			if err != nil || m.State != profiles.StateProvisioned {
+			if err != nil || m.State != model.StateProvisioned {
 				t.Fatalf("report booted: %v, state %q", err, m.State)
 			}
 			if script, _ := bootScript(t, s); !strings.Contains(script, "local disk") {
 				t.Errorf("a provisioned disk machine is not sent to its disk:\n%s", script)
 			}
-			if _, err := report(t, s, profiles.ReportBooted); profiles.KindOf(err) != profiles.KindDenied {
+			if _, err := report(t, s, profiles.ReportBooted); fault.KindOf(err) != fault.KindDenied {
 				t.Errorf("second booted report of a disk install: %v, want denied", err)
 			}
 			// Reprovision installs again.
@@ -539,7 +542,7 @@ func TestFlatcarDiskInstall(t *testing.T) {
 // the final config.
 func TestFCOSDiskInstallArgs(t *testing.T) {
 	p := diskProfile
-	p.OS = profiles.OSFCOS
+	p.OS = model.OSFCOS
 	s := newBootServiceOn(t, profiles.BootConfig{}, p)
 	ctx := context.Background()
 	const base = "http://10.9.0.1:8080"
@@ -557,7 +560,7 @@ func TestFCOSDiskInstallArgs(t *testing.T) {
 		strings.Contains(string(inst), "/etc/hostname") || strings.Contains(string(inst), "kubelet") {
 		t.Errorf("the FCOS live system's config is not the installer's report alone:\n%s", inst)
 	}
-	if m, err := report(t, s, profiles.ReportInstalled); err != nil || m.State != profiles.StateInstalled {
+	if m, err := report(t, s, profiles.ReportInstalled); err != nil || m.State != model.StateInstalled {
 		t.Fatalf("report installed: %+v %v", m, err)
 	}
 	if script, _ := bootScript(t, s); !strings.Contains(script, "local disk") {
@@ -586,14 +589,14 @@ func TestIgnitionBadStage(t *testing.T) {
 	_, tok := bootScript(t, s)
 	for _, stage := range []string{"install", "FINAL", "final "} {
 		_, err := s.Ignition(ctx, profiles.BootRequest{MAC: bootMAC, Token: tok, BaseURL: "http://x", Stage: stage})
-		if profiles.KindOf(err) != profiles.KindInvalid || !strings.Contains(err.Error(), "final") {
-			t.Errorf("stage %q: %v (kind %q), want invalid naming the stage final", stage, err, profiles.KindOf(err))
+		if fault.KindOf(err) != fault.KindInvalid || !strings.Contains(err.Error(), "final") {
+			t.Errorf("stage %q: %v (kind %q), want invalid naming the stage final", stage, err, fault.KindOf(err))
 		}
-		if c := profiles.HTTPStatus(err); c < 400 || c > 499 {
+		if c := httpcode.Of(err); c < 400 || c > 499 {
 			t.Errorf("stage %q: HTTP %d, want 4xx", stage, c)
 		}
 	}
-	if got := state(t, s); got == profiles.StateIgnition {
+	if got := state(t, s); got == model.StateIgnition {
 		t.Error("a refused stage moved the machine to ignition")
 	}
 }
@@ -603,14 +606,14 @@ func TestIgnitionBadStage(t *testing.T) {
 // that fetched Ignition and went quiet; within the timeout it is left be.
 func TestFailSilentInstalled(t *testing.T) {
 	p := diskProfile
-	p.OS = profiles.OSFCOS
+	p.OS = model.OSFCOS
 	s := newBootServiceOn(t, profiles.BootConfig{}, p)
 	ctx := context.Background()
 	_, tok := bootScript(t, s)
 	if _, err := s.Ignition(ctx, profiles.BootRequest{MAC: bootMAC, Token: tok, BaseURL: "http://10.9.0.1:8080"}); err != nil {
 		t.Fatal(err)
 	}
-	if m, err := report(t, s, profiles.ReportInstalled); err != nil || m.State != profiles.StateInstalled {
+	if m, err := report(t, s, profiles.ReportInstalled); err != nil || m.State != model.StateInstalled {
 		t.Fatalf("report installed: %+v %v", m, err)
 	}
 	if n, err := s.FailSilent(time.Hour); err != nil || n != 0 {
@@ -621,7 +624,7 @@ func TestFailSilentInstalled(t *testing.T) {
 		t.Fatalf("FailSilent(1ms) = %d, %v; want the installed machine", n, err)
 	}
 	m, err := s.Machine(ctx, bootMAC)
-	if err != nil || m.State != profiles.StateFailed {
+	if err != nil || m.State != model.StateFailed {
 		t.Fatalf("after FailSilent: %+v %v, want failed", m, err)
 	}
 	ev, _ := s.MachineEvents(ctx, bootMAC)

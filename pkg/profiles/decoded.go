@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"sync"
+
+	"github.com/bootsrv/bootsrv/pkg/model"
 )
 
 // decodeCache keeps profiles and the cluster decoded, keyed by their stored
@@ -18,26 +20,26 @@ type decodeCache struct {
 
 type rawProfile struct {
 	raw []byte
-	p   Profile
+	p   model.Profile
 }
 
 type rawCluster struct {
 	raw []byte
-	c   Cluster
+	c   model.Cluster
 }
 
 // maxCachedProfiles bounds the cache: an operator has tens of profiles,
 // not thousands; past this the cache starts over.
 const maxCachedProfiles = 1024
 
-func (d *decodeCache) profile(name string, raw []byte) (Profile, error) {
+func (d *decodeCache) profile(name string, raw []byte) (model.Profile, error) {
 	d.mu.RLock()
 	e, ok := d.profiles[name]
 	d.mu.RUnlock()
 	if ok && bytes.Equal(e.raw, raw) {
 		return e.p, nil
 	}
-	var p Profile
+	var p model.Profile
 	if err := json.Unmarshal(raw, &p); err != nil {
 		return p, err
 	}
@@ -50,14 +52,14 @@ func (d *decodeCache) profile(name string, raw []byte) (Profile, error) {
 	return p, nil
 }
 
-func (d *decodeCache) cluster(raw []byte) (Cluster, error) {
+func (d *decodeCache) cluster(raw []byte) (model.Cluster, error) {
 	d.mu.RLock()
 	e := d.cl
 	d.mu.RUnlock()
 	if e.raw != nil && bytes.Equal(e.raw, raw) {
 		return e.c, nil
 	}
-	var c Cluster
+	var c model.Cluster
 	if err := json.Unmarshal(raw, &c); err != nil {
 		return c, err
 	}

@@ -50,6 +50,8 @@ import (
 	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/bootsrv/bootsrv/pkg/fault"
+	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/nodeconfig"
 	"github.com/bootsrv/bootsrv/pkg/pki"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
@@ -87,7 +89,7 @@ const (
 // k8sExtraMachines turn the example cluster into one with three masters
 // (so that ETCD_INITIAL_CLUSTER and the etcd endpoints have something to
 // list) and a worker whose FLANNELD_IFACE is an interface name.
-var k8sExtraMachines = []profiles.Machine{
+var k8sExtraMachines = []model.Machine{
 	{MAC: k8sMaster2, Hostname: "master2", IP: "10.99.0.13", Profile: "master"},
 	{MAC: k8sMaster3, Hostname: "master3", IP: "10.99.0.14", Profile: "master"},
 	{MAC: k8sWorker3, Hostname: "worker3", IP: "10.99.0.15", Iface: "eth1", Profile: "worker", Labels: map[string]string{"rack": "r2"}},
@@ -100,13 +102,13 @@ var k8sAssets sync.Map // *profiles.Service -> string
 // k8sLab is a service over a real bbolt store loaded with
 // examples/cluster (cluster, profiles, machines) plus extra machines, its
 // release catalog seeded with releasetest's stand-ins.
-func k8sLab(tb testing.TB, extra ...profiles.Machine) *profiles.Service {
+func k8sLab(tb testing.TB, extra ...model.Machine) *profiles.Service {
 	tb.Helper()
 	return k8sLabWith(tb, nil, extra...)
 }
 
 // k8sLabWith is k8sLab with the example cluster changed by edit first.
-func k8sLabWith(tb testing.TB, edit func(*profiles.Cluster), extra ...profiles.Machine) *profiles.Service {
+func k8sLabWith(tb testing.TB, edit func(*model.Cluster), extra ...model.Machine) *profiles.Service {
 	tb.Helper()
 	s := k8sLabBare(tb, edit, extra...)
 	k8sImport(tb, s, releasetest.Write(tb, tb.TempDir(), releasetest.Default))
@@ -126,7 +128,7 @@ func k8sImport(tb testing.TB, s *profiles.Service, src string) profiles.ImportRe
 }
 
 // k8sLabBare is k8sLabWith with nothing imported.
-func k8sLabBare(tb testing.TB, edit func(*profiles.Cluster), extra ...profiles.Machine) *profiles.Service {
+func k8sLabBare(tb testing.TB, edit func(*model.Cluster), extra ...model.Machine) *profiles.Service {
 	tb.Helper()
 	st, err := store.Open(tb.TempDir(), time.Second)
 	if err != nil {
@@ -136,7 +138,7 @@ func k8sLabBare(tb testing.TB, edit func(*profiles.Cluster), extra ...profiles.M
 	s := profiles.NewService(st)
 	tb.Cleanup(func() { k8sAssets.Delete(s) })
 	ctx := context.Background()
-	c, err := profiles.ParseClusterFile("cluster.yaml", k8sExample(tb, "cluster.yaml"))
+	c, err := model.ParseClusterFile("cluster.yaml", k8sExample(tb, "cluster.yaml"))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -150,14 +152,14 @@ func k8sLabBare(tb testing.TB, edit func(*profiles.Cluster), extra ...profiles.M
 	if _, err := s.ClusterInit(ctx, c); err != nil {
 		tb.Fatal(err)
 	}
-	ps, err := profiles.ParseProfilesFile("profiles.yaml", k8sExample(tb, "profiles.yaml"))
+	ps, err := model.ParseProfilesFile("profiles.yaml", k8sExample(tb, "profiles.yaml"))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	if _, err := s.AddProfiles(ctx, ps, false); err != nil {
 		tb.Fatal(err)
 	}
-	ms, err := profiles.ParseMachinesFile("machines.yaml", k8sExample(tb, "machines.yaml"))
+	ms, err := model.ParseMachinesFile("machines.yaml", k8sExample(tb, "machines.yaml"))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -180,16 +182,16 @@ func k8sExample(tb testing.TB, name string) []byte {
 // booting os (flatcar: examples/cluster/profiles-flatcar.yaml).
 func k8sUseOS(tb testing.TB, s *profiles.Service, osName string) {
 	tb.Helper()
-	var ps []profiles.Profile
+	var ps []model.Profile
 	switch osName {
-	case profiles.OSFlatcar:
+	case model.OSFlatcar:
 		var err error
-		if ps, err = profiles.ParseProfilesFile("profiles-flatcar.yaml", k8sExample(tb, "profiles-flatcar.yaml")); err != nil {
+		if ps, err = model.ParseProfilesFile("profiles-flatcar.yaml", k8sExample(tb, "profiles-flatcar.yaml")); err != nil {
 			tb.Fatal(err)
 		}
 	default:
-		for _, role := range []string{profiles.RoleMaster, profiles.RoleWorker} {
-			ps = append(ps, profiles.Profile{Name: role, Role: role, OS: osName, Kernel: "/assets/" + osName + "/vmlinuz", Initrds: []string{"/assets/" + osName + "/initrd.img"}})
+		for _, role := range []string{model.RoleMaster, model.RoleWorker} {
+			ps = append(ps, model.Profile{Name: role, Role: role, OS: osName, Kernel: "/assets/" + osName + "/vmlinuz", Initrds: []string{"/assets/" + osName + "/initrd.img"}})
 		}
 	}
 	if _, err := s.AddProfiles(context.Background(), ps, true); err != nil {
@@ -200,7 +202,7 @@ func k8sUseOS(tb testing.TB, s *profiles.Service, osName string) {
 // k8sBinDir is where a node's programs go on os (issue 10): Flatcar's /usr
 // is read-only, Fedora CoreOS keeps local programs in /usr/local/bin.
 func k8sBinDir(osName string) string {
-	if osName == profiles.OSFCOS {
+	if osName == model.OSFCOS {
 		return "/usr/local/bin"
 	}
 	return "/opt/bin"
@@ -351,7 +353,7 @@ func TestK8sIgnitionContent(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := append([]string{"/etc/hostname", profiles.ReportEnvPath}, paths...)
+			want := append([]string{"/etc/hostname", model.ReportEnvPath}, paths...)
 			want = append(want, nodeconfig.RenewalPaths()...)
 			sort.Strings(want)
 			got := make([]string, 0, len(n.files))
@@ -376,7 +378,7 @@ func TestK8sIgnitionContent(t *testing.T) {
 			}
 
 			units, _ := nodeconfig.UnitsForRole(n.role)
-			wantUnits := append([]string{profiles.ReportUnit}, units...)
+			wantUnits := append([]string{model.ReportUnit}, units...)
 			wantUnits = append(wantUnits, nodeconfig.RenewalUnits()...)
 			sort.Strings(wantUnits)
 			var gotUnits []string
@@ -420,7 +422,7 @@ func TestK8sIgnitionContent(t *testing.T) {
 				t.Errorf("passwd.users %+v, want core with the cluster's key", users)
 			}
 			marker, absent := "/etc/sysconfig/kubernetes-minions", "/etc/sysconfig/kubernetes-masters"
-			if n.role == profiles.RoleMaster {
+			if n.role == model.RoleMaster {
 				marker, absent = absent, marker
 			}
 			if _, ok := n.files[absent]; ok {
@@ -431,12 +433,12 @@ func TestK8sIgnitionContent(t *testing.T) {
 				t.Errorf("%s: KUBERNETES_ROLE=%q, want %q", marker, env["KUBERNETES_ROLE"], n.role)
 			}
 			// The booted report goes to this server, for this machine.
-			report := k8sEnv(t, n.file(t, profiles.ReportEnvPath).data)["BOOTSRV_REPORT_URL"]
+			report := k8sEnv(t, n.file(t, model.ReportEnvPath).data)["BOOTSRV_REPORT_URL"]
 			if want := `"` + k8sBaseURL + "/report?mac=" + n.mac + "&token="; !strings.HasPrefix(report, want) || len(report) <= len(want)+1 {
 				t.Errorf("BOOTSRV_REPORT_URL=%s, want %s...", report, want)
 			}
-			if m := n.file(t, profiles.ReportEnvPath).mode; m != 0o600 {
-				t.Errorf("%s: mode %#o, want 0600 (it holds a token)", profiles.ReportEnvPath, m)
+			if m := n.file(t, model.ReportEnvPath).mode; m != 0o600 {
+				t.Errorf("%s: mode %#o, want 0600 (it holds a token)", model.ReportEnvPath, m)
 			}
 		})
 	}
@@ -501,10 +503,10 @@ func k8sStripComments(b []byte) string {
 // binary from the OS's bin dir; a worker gets no control-plane binary.
 func TestK8sBinaries(t *testing.T) {
 	ctx := context.Background()
-	for _, osName := range []string{profiles.OSLab, profiles.OSFlatcar, profiles.OSFCOS} {
+	for _, osName := range []string{model.OSLab, model.OSFlatcar, model.OSFCOS} {
 		t.Run(osName, func(t *testing.T) {
 			s := k8sLab(t)
-			if osName != profiles.OSLab {
+			if osName != model.OSLab {
 				k8sUseOS(t, s, osName)
 			}
 			dir, _ := k8sAssets.Load(s)
@@ -569,7 +571,7 @@ func TestK8sBinaries(t *testing.T) {
 					}
 					// Each unit runs its program from the bin dir.
 					units := map[string]string{"kubelet.service": "kubelet", "kube-proxy.service": "kube-proxy", "flanneld.service": "flanneld"}
-					if n.role == profiles.RoleMaster {
+					if n.role == model.RoleMaster {
 						for u, b := range map[string]string{"etcd.service": "etcd", "kube-apiserver.service": "kube-apiserver",
 							"kube-controller-manager.service": "kube-controller-manager", "kube-scheduler.service": "kube-scheduler",
 							"coredns.service": "coredns", "kube-addons.service": "kubectl"} {
@@ -581,7 +583,7 @@ func TestK8sBinaries(t *testing.T) {
 							t.Errorf("%s runs %s, want %s", u, args[0], path.Join(n.binDir(), b))
 						}
 					}
-					if n.role == profiles.RoleWorker {
+					if n.role == model.RoleWorker {
 						for _, b := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "etcd", "etcdctl", "coredns"} {
 							for p := range n.files {
 								if path.Base(p) == b {
@@ -648,8 +650,8 @@ func TestK8sReleasesMissing(t *testing.T) {
 		if err == nil {
 			t.Fatalf("%s renders with no releases imported", c.mac)
 		}
-		if profiles.KindOf(err) != profiles.KindNotFound {
-			t.Errorf("%s: error kind %q, want not-found: %v", c.mac, profiles.KindOf(err), err)
+		if fault.KindOf(err) != fault.KindNotFound {
+			t.Errorf("%s: error kind %q, want not-found: %v", c.mac, fault.KindOf(err), err)
 		}
 		for _, w := range c.want {
 			if !strings.Contains(err.Error(), w) {
@@ -675,11 +677,11 @@ func TestK8sReleasesMissing(t *testing.T) {
 
 	// Another Kubernetes version than the one imported: only its files
 	// are missing.
-	other := k8sLabWith(t, func(c *profiles.Cluster) { c.KubernetesVersion = "v1.37.3" })
+	other := k8sLabWith(t, func(c *model.Cluster) { c.KubernetesVersion = "v1.37.3" })
 	_, err = other.RenderIgnition(ctx, k8sWorker1, k8sBaseURL)
-	if profiles.KindOf(err) != profiles.KindNotFound || !strings.Contains(err.Error(), "v1.37.3/bin/linux/amd64/kubelet") ||
+	if fault.KindOf(err) != fault.KindNotFound || !strings.Contains(err.Error(), "v1.37.3/bin/linux/amd64/kubelet") ||
 		strings.Contains(err.Error(), "cni-plugins") || strings.Contains(err.Error(), "flanneld") {
-		t.Errorf("v1.37.3 with v1.37.2 imported: %v (kind %q), want not-found naming only the v1.37.3 files", err, profiles.KindOf(err))
+		t.Errorf("v1.37.3 with v1.37.2 imported: %v (kind %q), want not-found naming only the v1.37.3 files", err, fault.KindOf(err))
 	}
 }
 
@@ -713,8 +715,8 @@ func TestK8sReimport(t *testing.T) {
 	// the rest with it: refused, naming them, and nothing changes.
 	dir, _ := k8sAssets.Load(s)
 	_, err := s.ImportReleases(ctx, src, dir.(string))
-	if profiles.KindOf(err) != profiles.KindInvalid || !strings.Contains(err.Error(), "would remove kube-apiserver, kube-controller-manager, kube-proxy") {
-		t.Fatalf("partial re-import = %v (kind %q), want invalid naming what it would remove", err, profiles.KindOf(err))
+	if fault.KindOf(err) != fault.KindInvalid || !strings.Contains(err.Error(), "would remove kube-apiserver, kube-controller-manager, kube-proxy") {
+		t.Fatalf("partial re-import = %v (kind %q), want invalid naming what it would remove", err, fault.KindOf(err))
 	}
 	k8sCheckCatalogOnDisk(t, s)
 	if same := k8sRender(t, s, k8sWorker1); same.file(t, kubelet).hash != oldHash {
@@ -893,7 +895,7 @@ func k8sWantCerts(role, host, ip string) []k8sCertWant {
 	kubelet := k8sCertWant{name: "kubelet", ca: "ca.pem", cn: "system:node:" + host, orgs: []string{"system:nodes"},
 		server: true, client: true, dns: []string{host}, ips: []string{ip}}
 	proxy := k8sCertWant{name: "kube-proxy", ca: "ca.pem", cn: "system:kube-proxy", client: true}
-	if role == profiles.RoleWorker {
+	if role == model.RoleWorker {
 		return []k8sCertWant{kubelet, proxy}
 	}
 	return []k8sCertWant{
@@ -920,7 +922,7 @@ func k8sWantCerts(role, host, ip string) []k8sCertWant {
 // k8sCAFiles are the CAs a node of role gets, by file name, with the name
 // `bootsrv ca show` gives each.
 func k8sCAFiles(role string) map[string]string {
-	if role == profiles.RoleWorker {
+	if role == model.RoleWorker {
 		return map[string]string{"ca.pem": "kubernetes-ca"}
 	}
 	return map[string]string{"ca.pem": "kubernetes-ca", "etcd-ca.pem": "etcd-ca", "front-proxy-ca.pem": "front-proxy-ca"}
@@ -941,7 +943,7 @@ func TestK8sCertificates(t *testing.T) {
 	ecdsaLab := k8sLab(t, k8sExtraMachines...)
 	// --key-algorithm rsa2048 and a shorter validity reach node certs too
 	// (a worker only: RSA keys are slow to make).
-	rsaLab := k8sLabWith(t, func(c *profiles.Cluster) { c.KeyAlgorithm, c.CertValidityDays = "rsa2048", 90 })
+	rsaLab := k8sLabWith(t, func(c *model.Cluster) { c.KeyAlgorithm, c.CertValidityDays = "rsa2048", 90 })
 	now := time.Now()
 	for _, tc := range []struct {
 		name string
@@ -1078,7 +1080,7 @@ func TestK8sCertificates(t *testing.T) {
 				})
 			}
 
-			if n.role == profiles.RoleMaster {
+			if n.role == model.RoleMaster {
 				// The service-account pair is its own: not the
 				// apiserver's key, and sa.key matches sa.pub.
 				if m := n.file(t, pki.ServiceAccountKeyPath).mode; m != 0o600 {
@@ -1551,7 +1553,7 @@ func TestK8sKubeletConfiguration(t *testing.T) {
 				taints = append(taints, tn.Key+":"+string(tn.Effect))
 			}
 			var want []string
-			if n.role == profiles.RoleMaster {
+			if n.role == model.RoleMaster {
 				want = []string{"node-role.kubernetes.io/control-plane:NoSchedule"}
 			}
 			if !slices.Equal(taints, want) {
@@ -1581,7 +1583,7 @@ func TestK8sControlPlaneUnits(t *testing.T) {
 			}
 			controlPlane := []string{"etcd.service", "kube-apiserver.service", "kube-controller-manager.service", "kube-scheduler.service", "coredns.service", "kube-addons.service"}
 			want := []string{"flanneld.service", "kube-proxy.service", "kubelet.service"}
-			if n.role == profiles.RoleMaster {
+			if n.role == model.RoleMaster {
 				want = append(want, controlPlane...)
 			} else {
 				for _, u := range controlPlane {
@@ -1963,7 +1965,7 @@ func TestK8sCertsIssuedOnce(t *testing.T) {
 			// master).
 			certs, _ := nodeconfig.CertsForRole(first.role)
 			want := 2*len(certs) + 1
-			if first.role == profiles.RoleMaster {
+			if first.role == model.RoleMaster {
 				want = 2*len(certs) + 5
 			}
 			if len(before) != want {
@@ -2021,47 +2023,47 @@ func TestK8sProfileSnippet(t *testing.T) {
 		// the case skips with it instead of failing.
 		bug string
 	}{
-		{name: "worker options.env", role: profiles.RoleWorker, snippet: file("/etc/flannel/options.env"), want: "/etc/flannel/options.env"},
-		{name: "master options.env", role: profiles.RoleMaster, snippet: file("/etc/flannel/options.env"), want: "/etc/flannel/options.env"},
-		{name: "worker kubelet cert", role: profiles.RoleWorker, snippet: file("/etc/kubernetes/ssl/kubelet.pem"), want: "/etc/kubernetes/ssl/kubelet.pem"},
-		{name: "master etcd.env", role: profiles.RoleMaster, snippet: file("/etc/etcd/etcd.env"), want: "/etc/etcd/etcd.env"},
+		{name: "worker options.env", role: model.RoleWorker, snippet: file("/etc/flannel/options.env"), want: "/etc/flannel/options.env"},
+		{name: "master options.env", role: model.RoleMaster, snippet: file("/etc/flannel/options.env"), want: "/etc/flannel/options.env"},
+		{name: "worker kubelet cert", role: model.RoleWorker, snippet: file("/etc/kubernetes/ssl/kubelet.pem"), want: "/etc/kubernetes/ssl/kubelet.pem"},
+		{name: "master etcd.env", role: model.RoleMaster, snippet: file("/etc/etcd/etcd.env"), want: "/etc/etcd/etcd.env"},
 		// The control plane are units now, with their config beside them.
-		{name: "master apiserver unit", role: profiles.RoleMaster,
+		{name: "master apiserver unit", role: model.RoleMaster,
 			snippet: `{"ignition":{"version":"3.4.0"},"systemd":{"units":[{"name":"kube-apiserver.service","enabled":false}]}}`, want: "kube-apiserver.service"},
-		{name: "master addon", role: profiles.RoleMaster, snippet: file("/etc/kubernetes/addons/20-kube-dns-service.yaml"), want: "/etc/kubernetes/addons/20-kube-dns-service.yaml"},
-		{name: "master Corefile", role: profiles.RoleMaster, snippet: file("/etc/coredns/Corefile"), want: "/etc/coredns/Corefile"},
-		{name: "worker containerd config", role: profiles.RoleWorker, snippet: file("/etc/containerd/config.toml"), want: "/etc/containerd/config.toml"},
+		{name: "master addon", role: model.RoleMaster, snippet: file("/etc/kubernetes/addons/20-kube-dns-service.yaml"), want: "/etc/kubernetes/addons/20-kube-dns-service.yaml"},
+		{name: "master Corefile", role: model.RoleMaster, snippet: file("/etc/coredns/Corefile"), want: "/etc/coredns/Corefile"},
+		{name: "worker containerd config", role: model.RoleWorker, snippet: file("/etc/containerd/config.toml"), want: "/etc/containerd/config.toml"},
 		// The binaries, where each OS puts them.
-		{name: "worker kubelet binary", role: profiles.RoleWorker, snippet: file("/opt/bin/kubelet"), want: "/opt/bin/kubelet"},
-		{name: "worker CNI plugin", role: profiles.RoleWorker, snippet: file("/opt/cni/bin/bridge"), want: "/opt/cni/bin/bridge"},
-		{name: "flatcar master etcd binary", role: profiles.RoleMaster, os: profiles.OSFlatcar, snippet: file("/opt/bin/etcd"), want: "/opt/bin/etcd"},
-		{name: "fcos worker kubelet binary", role: profiles.RoleWorker, os: profiles.OSFCOS, snippet: file("/usr/local/bin/kubelet"), want: "/usr/local/bin/kubelet"},
-		{name: "worker kubelet config, spec 3.0", role: profiles.RoleWorker,
+		{name: "worker kubelet binary", role: model.RoleWorker, snippet: file("/opt/bin/kubelet"), want: "/opt/bin/kubelet"},
+		{name: "worker CNI plugin", role: model.RoleWorker, snippet: file("/opt/cni/bin/bridge"), want: "/opt/cni/bin/bridge"},
+		{name: "flatcar master etcd binary", role: model.RoleMaster, os: model.OSFlatcar, snippet: file("/opt/bin/etcd"), want: "/opt/bin/etcd"},
+		{name: "fcos worker kubelet binary", role: model.RoleWorker, os: model.OSFCOS, snippet: file("/usr/local/bin/kubelet"), want: "/usr/local/bin/kubelet"},
+		{name: "worker kubelet config, spec 3.0", role: model.RoleWorker,
 			snippet: `{"ignition":{"version":"3.0.0"},"storage":{"files":[{"path":"/etc/kubernetes/kubelet-config.yaml","contents":{"source":"data:,x"}}]}}`,
 			want:    "/etc/kubernetes/kubelet-config.yaml"},
-		{name: "worker kubelet unit dropin", role: profiles.RoleWorker,
+		{name: "worker kubelet unit dropin", role: model.RoleWorker,
 			snippet: `{"ignition":{"version":"3.4.0"},"systemd":{"units":[{"name":"kubelet.service","dropins":[{"name":"x.conf","contents":"[Service]\n"}]}]}}`,
 			want:    "kubelet.service"},
-		{name: "master etcd unit", role: profiles.RoleMaster,
+		{name: "master etcd unit", role: model.RoleMaster,
 			snippet: `{"ignition":{"version":"3.4.0"},"systemd":{"units":[{"name":"etcd.service","enabled":false}]}}`, want: "etcd.service"},
 		// Ignition keys files, directories and links by one path: merged,
 		// a link or a directory at a generated path replaces the file.
-		{name: "worker options.env as a link", role: profiles.RoleWorker,
+		{name: "worker options.env as a link", role: model.RoleWorker,
 			snippet: `{"ignition":{"version":"3.4.0"},"storage":{"links":[{"path":"/etc/flannel/options.env","target":"/tmp/mine.env"}]}}`,
 			want:    "/etc/flannel/options.env",
 			bug:     "render.Clashes compares only storage.files; a snippet's storage.links entry at a generated path passes `profile add` and, merged, silently replaces the generated file"},
-		{name: "worker kubelet key as a directory", role: profiles.RoleWorker,
+		{name: "worker kubelet key as a directory", role: model.RoleWorker,
 			snippet: `{"ignition":{"version":"3.4.0"},"storage":{"directories":[{"path":"/etc/kubernetes/ssl/kubelet-key.pem"}]}}`,
 			want:    "/etc/kubernetes/ssl/kubelet-key.pem",
 			bug:     "render.Clashes compares only storage.files; a snippet's storage.directories entry at a generated path passes `profile add` and, merged, silently replaces the generated file"},
 		// Paths that are not the same string but collide all the same.
-		{name: "worker link over /etc/flannel", role: profiles.RoleWorker,
+		{name: "worker link over /etc/flannel", role: model.RoleWorker,
 			snippet: `{"ignition":{"version":"3.4.0"},"storage":{"links":[{"path":"/etc/flannel","target":"/tmp"}]}}`,
 			want:    "/etc/flannel",
 			bug:     "a snippet link at a parent of generated files passes `profile add`; every render of the profile then fails (Ignition: file path includes link in config)"},
-		{name: "worker file over /etc/kubernetes", role: profiles.RoleWorker, snippet: file("/etc/kubernetes"), want: "/etc/kubernetes",
+		{name: "worker file over /etc/kubernetes", role: model.RoleWorker, snippet: file("/etc/kubernetes"), want: "/etc/kubernetes",
 			bug: "a snippet file at a parent directory of generated files passes `profile add` and ignition-validate; Ignition can then write neither it nor the files below it on the node"},
-		{name: "worker file at the kubelet unit's path", role: profiles.RoleWorker, snippet: file("/etc/systemd/system/kubelet.service"),
+		{name: "worker file at the kubelet unit's path", role: model.RoleWorker, snippet: file("/etc/systemd/system/kubelet.service"),
 			want: "kubelet.service",
 			bug:  "a snippet file at /etc/systemd/system/<generated unit> passes `profile add`; every render of the profile then fails (Ignition: path conflicts with systemd unit or dropin)"},
 	}
@@ -2069,10 +2071,10 @@ func TestK8sProfileSnippet(t *testing.T) {
 		t.Run("refused/"+c.name, func(t *testing.T) {
 			osName := c.os
 			if osName == "" {
-				osName = profiles.OSLab
+				osName = model.OSLab
 			}
-			p := profiles.Profile{Name: fmt.Sprintf("clash%d", i), Role: c.role, OS: osName, Kernel: "/assets/lab/vmlinuz", Ignition: c.snippet}
-			_, err := s.AddProfiles(ctx, []profiles.Profile{p}, false)
+			p := model.Profile{Name: fmt.Sprintf("clash%d", i), Role: c.role, OS: osName, Kernel: "/assets/lab/vmlinuz", Ignition: c.snippet}
+			_, err := s.AddProfiles(ctx, []model.Profile{p}, false)
 			if err == nil {
 				what := k8sSnippetOutcome(t, s, p.Name, fmt.Sprintf("52:54:00:00:01:%02x", i), fmt.Sprintf("10.99.0.%d", 100+i))
 				if c.bug != "" {
@@ -2083,10 +2085,10 @@ func TestK8sProfileSnippet(t *testing.T) {
 			if c.bug != "" {
 				t.Logf("fixed now, drop the bug note: %s", c.bug)
 			}
-			if profiles.KindOf(err) != profiles.KindInvalid || !strings.Contains(err.Error(), c.want) {
-				t.Errorf("error %q (kind %q), want an invalid-input error naming %s", err, profiles.KindOf(err), c.want)
+			if fault.KindOf(err) != fault.KindInvalid || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %q (kind %q), want an invalid-input error naming %s", err, fault.KindOf(err), c.want)
 			}
-			if _, err := s.Profile(ctx, p.Name); profiles.KindOf(err) != profiles.KindNotFound {
+			if _, err := s.Profile(ctx, p.Name); fault.KindOf(err) != fault.KindNotFound {
 				t.Errorf("the refused profile was stored: %v", err)
 			}
 		})
@@ -2098,11 +2100,11 @@ func TestK8sProfileSnippet(t *testing.T) {
 			`"directories":[{"path":"/etc/kubernetes/addons","mode":493}],` +
 			`"files":[{"path":"/etc/motd","mode":420,"contents":{"source":"data:;base64,` + k8sB64(motd) + `"}}]},` +
 			`"systemd":{"units":[{"name":"hello.service","enabled":true,"contents":"[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n"}]}}`
-		if _, err := s.AddProfiles(ctx, []profiles.Profile{{Name: "worker-motd", Role: profiles.RoleWorker, OS: profiles.OSLab,
+		if _, err := s.AddProfiles(ctx, []model.Profile{{Name: "worker-motd", Role: model.RoleWorker, OS: model.OSLab,
 			Kernel: "/assets/lab/vmlinuz", Ignition: snippet}}, false); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.AddMachines(ctx, []profiles.Machine{{MAC: "52:54:00:00:00:09", Hostname: "worker9", IP: "10.99.0.19", Profile: "worker-motd"}}); err != nil {
+		if _, err := s.AddMachines(ctx, []model.Machine{{MAC: "52:54:00:00:00:09", Hostname: "worker9", IP: "10.99.0.19", Profile: "worker-motd"}}); err != nil {
 			t.Fatal(err)
 		}
 		n := k8sRender(t, s, "52:54:00:00:00:09")
@@ -2121,7 +2123,7 @@ func TestK8sProfileSnippet(t *testing.T) {
 		// Everything generated is still there, as generated.
 		plain := k8sRender(t, s, k8sWorker1)
 		for p, f := range plain.files {
-			if p == "/etc/hostname" || p == profiles.ReportEnvPath {
+			if p == "/etc/hostname" || p == model.ReportEnvPath {
 				continue
 			}
 			g, ok := n.files[p]
@@ -2149,7 +2151,7 @@ func k8sSnippetOutcome(t *testing.T, s *profiles.Service, profile, mac, ip strin
 	t.Helper()
 	ctx := context.Background()
 	host := "snip" + strings.ReplaceAll(ip, ".", "-")
-	if _, err := s.AddMachines(ctx, []profiles.Machine{{MAC: mac, Hostname: host, IP: ip, Profile: profile}}); err != nil {
+	if _, err := s.AddMachines(ctx, []model.Machine{{MAC: mac, Hostname: host, IP: ip, Profile: profile}}); err != nil {
 		return "machine add: " + err.Error()
 	}
 	raw, err := s.RenderIgnition(ctx, mac, k8sBaseURL)
@@ -2256,10 +2258,10 @@ func TestK8sConcurrentFirstRender(t *testing.T) {
 func TestK8sCustomProfileNoKubernetes(t *testing.T) {
 	s := k8sLab(t)
 	ctx := context.Background()
-	if _, err := s.AddProfiles(ctx, []profiles.Profile{{Name: "custom", Role: profiles.RoleCustom, OS: profiles.OSLab, Kernel: "/assets/lab/vmlinuz"}}, false); err != nil {
+	if _, err := s.AddProfiles(ctx, []model.Profile{{Name: "custom", Role: model.RoleCustom, OS: model.OSLab, Kernel: "/assets/lab/vmlinuz"}}, false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.AddMachines(ctx, []profiles.Machine{{MAC: "52:54:00:00:00:20", Hostname: "custom1", IP: "10.99.0.20", Profile: "custom"}}); err != nil {
+	if _, err := s.AddMachines(ctx, []model.Machine{{MAC: "52:54:00:00:00:20", Hostname: "custom1", IP: "10.99.0.20", Profile: "custom"}}); err != nil {
 		t.Fatal(err)
 	}
 	n := k8sRender(t, s, "52:54:00:00:00:20")
@@ -2271,8 +2273,8 @@ func TestK8sCustomProfileNoKubernetes(t *testing.T) {
 		units = append(units, u)
 	}
 	sort.Strings(paths)
-	if want := []string{profiles.ReportEnvPath, "/etc/hostname"}; !slices.Equal(paths, want) || !slices.Equal(units, []string{profiles.ReportUnit}) {
-		t.Errorf("custom config writes %q and units %q, want %q and %s", paths, units, want, profiles.ReportUnit)
+	if want := []string{model.ReportEnvPath, "/etc/hostname"}; !slices.Equal(paths, want) || !slices.Equal(units, []string{model.ReportUnit}) {
+		t.Errorf("custom config writes %q and units %q, want %q and %s", paths, units, want, model.ReportUnit)
 	}
 	certs, err := s.Certs(ctx)
 	if err != nil {
@@ -2287,7 +2289,7 @@ func TestK8sCustomProfileNoKubernetes(t *testing.T) {
 // SANs, the kubelet and the service-account issuer; the defaults do not
 // leak in.
 func TestK8sClusterDomain(t *testing.T) {
-	s := k8sLabWith(t, func(c *profiles.Cluster) { c.Domain = "k8s.corp.example" })
+	s := k8sLabWith(t, func(c *model.Cluster) { c.Domain = "k8s.corp.example" })
 	m := k8sRender(t, s, k8sMaster1)
 	api := k8sParseCert(t, m.file(t, pki.CertPath("apiserver")).data)
 	if !slices.Contains(api.DNSNames, "kubernetes.default.svc.k8s.corp.example") || slices.Contains(api.DNSNames, "kubernetes.default.svc.cluster.local") {
@@ -2322,10 +2324,10 @@ func BenchmarkRenderIgnition(b *testing.B) {
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			s := k8sLab(b)
-			if _, err := s.AddProfiles(ctx, []profiles.Profile{{Name: "custom", Role: profiles.RoleCustom, OS: profiles.OSLab, Kernel: "/assets/lab/vmlinuz"}}, false); err != nil {
+			if _, err := s.AddProfiles(ctx, []model.Profile{{Name: "custom", Role: model.RoleCustom, OS: model.OSLab, Kernel: "/assets/lab/vmlinuz"}}, false); err != nil {
 				b.Fatal(err)
 			}
-			if _, err := s.AddMachines(ctx, []profiles.Machine{{MAC: "52:54:00:00:00:20", Hostname: "custom1", IP: "10.99.0.20", Profile: "custom"}}); err != nil {
+			if _, err := s.AddMachines(ctx, []model.Machine{{MAC: "52:54:00:00:00:20", Hostname: "custom1", IP: "10.99.0.20", Profile: "custom"}}); err != nil {
 				b.Fatal(err)
 			}
 			// The first render issues the certificates; the loop measures
@@ -2355,8 +2357,8 @@ func TestK8sHostPerOS(t *testing.T) {
 		os, binDir string
 		dropin     bool
 	}{
-		{profiles.OSFlatcar, "/opt/bin", true},
-		{profiles.OSFCOS, "/usr/local/bin", false},
+		{model.OSFlatcar, "/opt/bin", true},
+		{model.OSFCOS, "/usr/local/bin", false},
 	} {
 		t.Run(c.os, func(t *testing.T) {
 			s := k8sLab(t)
@@ -2417,7 +2419,7 @@ func TestK8sRegistryMirror(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := k8sLabWith(t, func(c *profiles.Cluster) {
+	s := k8sLabWith(t, func(c *model.Cluster) {
 		c.RegistryMirror = "https://mirror.example:5000/"
 		c.RegistryCA = string(ca.CertPEM)
 		c.SandboxImage = "registry.k8s.io/pause:3.10.1"

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bootsrv/bootsrv/pkg/fault"
+	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/nodeconfig"
 	"github.com/bootsrv/bootsrv/pkg/pki"
 	"github.com/bootsrv/bootsrv/pkg/render"
@@ -34,10 +36,10 @@ const pkiKey = "pki"
 
 // newClusterPKI makes the cluster CA, the separate etcd CA and the
 // service-account key pair.
-func newClusterPKI(c Cluster, now time.Time) (clusterPKI, error) {
+func newClusterPKI(c model.Cluster, now time.Time) (clusterPKI, error) {
 	alg, err := pki.ParseKeyAlgorithm(c.KeyAlgorithm)
 	if err != nil {
-		return clusterPKI{}, invalidf("--key-algorithm: %v", err)
+		return clusterPKI{}, fault.Invalidf("--key-algorithm: %v", err)
 	}
 	ca, err := pki.NewCA("kubernetes-ca "+c.Name, alg, 10*365*24*time.Hour, now)
 	if err != nil {
@@ -97,7 +99,7 @@ type nodeCerts struct {
 // renewBefore re-issues a set this long before its first certificate expires.
 const renewBefore = 30 * 24 * time.Hour
 
-func nodeFacts(m Machine, p Profile, c Cluster) pki.NodeFacts {
+func nodeFacts(m model.Machine, p model.Profile, c model.Cluster) pki.NodeFacts {
 	return pki.NodeFacts{Hostname: m.Hostname, IP: net.ParseIP(m.IP), Role: pki.Role(p.Role), ClusterDomain: c.Domain,
 		KubernetesServiceIP: net.ParseIP(c.KubernetesServiceIP), APIEndpoints: []string{c.APIServer}}
 }
@@ -119,7 +121,7 @@ func factsKey(f pki.NodeFacts, ca pki.Pair) string {
 //
 // force issues a new set even when the stored one is current (`bootsrv
 // certs renew`).
-func (s *Service) certsFor(m Machine, p Profile, c Cluster, force bool) (map[string]pki.Pair, clusterPKI, string, error) {
+func (s *Service) certsFor(m model.Machine, p model.Profile, c model.Cluster, force bool) (map[string]pki.Pair, clusterPKI, string, error) {
 	var cp clusterPKI
 	var nc nodeCerts
 	var id string
@@ -151,12 +153,12 @@ func (s *Service) certsFor(m Machine, p Profile, c Cluster, force bool) (map[str
 		// The render started from a snapshot; issue only for the machine as
 		// it still is (not removed, not re-provisioned, same name and
 		// address), or a late render would leave keys for the wrong install.
-		var cur Machine
+		var cur model.Machine
 		if err := getMachine(tx, m.MAC, &cur); err != nil {
 			return err
 		}
 		if cur.Generation != m.Generation || cur.Hostname != m.Hostname || cur.IP != m.IP || cur.Profile != m.Profile {
-			return conflictf("machine %s changed while its certificates were being issued: ask again", m.MAC)
+			return fault.Conflictf("machine %s changed while its certificates were being issued: ask again", m.MAC)
 		}
 		if len(cp.FrontProxyCA.CertPEM) == 0 {
 			fp, err := newFrontProxyCA(c.Name, pki.KeyAlgorithm(cp.KeyAlg), now)
@@ -220,7 +222,7 @@ func (s *Service) masters(tx store.Tx) ([]nodeconfig.Member, error) {
 		if err != nil {
 			return err
 		}
-		if p.Role == RoleMaster {
+		if p.Role == model.RoleMaster {
 			roles = append(roles, p.Name)
 		}
 		return nil
@@ -230,7 +232,7 @@ func (s *Service) masters(tx store.Tx) ([]nodeconfig.Member, error) {
 	var out []nodeconfig.Member
 	for _, name := range roles {
 		err := tx.Scan("idx_profile", []byte(name+"\x00"), func(k, _ []byte) error {
-			var m Machine
+			var m model.Machine
 			if err := getMachine(tx, string(k[len(name)+1:]), &m); err != nil {
 				return err
 			}
@@ -248,7 +250,7 @@ func (s *Service) masters(tx store.Tx) ([]nodeconfig.Member, error) {
 // nodeContent is what a machine's role adds to its Ignition: for master
 // and worker, everything that makes it a Kubernetes node.
 func (s *Service) nodeContent(in0 ignitionInputs, baseURL string) (render.Config, string, error) {
-	if !isKubernetes(in0.p) {
+	if !model.IsKubernetes(in0.p) {
 		return render.Config{}, "", nil
 	}
 	in, id, err := s.nodeInput(in0, baseURL)
@@ -290,7 +292,7 @@ func (s *Service) nodeInput(in0 ignitionInputs, baseURL string) (nodeconfig.Inpu
 			DNSServiceIP: c.DNSServiceIP, Domain: c.Domain, KubernetesVersion: c.KubernetesVersion,
 			RegistryMirror: c.RegistryMirror, RegistryCA: []byte(c.RegistryCA), SandboxImage: c.SandboxImage, UpstreamDNS: c.Network.DNS},
 		Machine:        nodeconfig.Machine{Hostname: m.Hostname, IP: m.IP, Iface: m.Iface, Role: p.Role, Labels: m.Labels},
-		Host:           hostFor(p.OS),
+		Host:           model.HostFor(p.OS),
 		Masters:        ms,
 		CA:             cp.CA.CertPEM,
 		EtcdCA:         cp.EtcdCA.CertPEM,
@@ -307,41 +309,6 @@ func (s *Service) nodeInput(in0 ignitionInputs, baseURL string) (nodeconfig.Inpu
 		in.Binaries[name] = b
 	}
 	return in, id, nil
-}
-
-func isKubernetes(p Profile) bool { return p.Role == RoleMaster || p.Role == RoleWorker }
-
-// hostFor says where a node's files go on each OS: Flatcar's /usr is
-// read-only (programs in /opt/bin) and its containerd needs a drop-in to
-// read /etc/containerd/config.toml; Fedora CoreOS keeps local programs in
-// /usr/local/bin; both resolve through systemd-resolved. The lab OS and
-// custom images get the plain defaults.
-func hostFor(os string) nodeconfig.Host {
-	switch os {
-	case OSFlatcar:
-		return nodeconfig.Host{BinDir: "/opt/bin", ResolvConf: "/run/systemd/resolve/resolv.conf", ContainerdConfigDropin: true}
-	case OSFCOS:
-		return nodeconfig.Host{BinDir: "/usr/local/bin", ResolvConf: "/run/systemd/resolve/resolv.conf"}
-	}
-	return nodeconfig.Host{}
-}
-
-// generatedFor lists the paths and units bootsrv writes for every machine
-// of a role on os, so that a profile's snippet can be checked up front.
-func generatedFor(role, os string) (paths, units []string) {
-	paths = []string{"/etc/hostname", ReportEnvPath}
-	units = []string{ReportUnit}
-	if role == RoleMaster || role == RoleWorker {
-		ps, _ := nodeconfig.PathsForRole(role, hostFor(os).BinDir)
-		ps = append(ps, nodeconfig.RenewalPaths()...)
-		units = append(units, nodeconfig.RenewalUnits()...)
-		if hostFor(os).ContainerdConfigDropin {
-			units = append(units, "containerd.service") // bootsrv's drop-in
-		}
-		us, _ := nodeconfig.UnitsForRole(role)
-		paths, units = append(paths, ps...), append(units, us...)
-	}
-	return paths, units
 }
 
 // dropCerts forgets a machine's issued certificates, so the next render
@@ -409,7 +376,7 @@ func (s *Service) Certs(_ context.Context) ([]CertInfo, error) {
 			if err := json.Unmarshal(v, &nc); err != nil {
 				return err
 			}
-			var m Machine
+			var m model.Machine
 			_ = getMachine(tx, string(k), &m)
 			names := make([]string, 0, len(nc.Certs))
 			for n := range nc.Certs {
@@ -438,7 +405,7 @@ func (s *Service) AdminKubeconfig(_ context.Context, user string) (string, error
 		user = "admin"
 	}
 	var cp clusterPKI
-	var c Cluster
+	var c model.Cluster
 	err := s.st.View(func(tx store.Tx) error {
 		if err := getCluster(tx, &c); err != nil {
 			return err
@@ -450,7 +417,7 @@ func (s *Service) AdminKubeconfig(_ context.Context, user string) (string, error
 	}
 	cert, err := pki.IssueSpec(cp.cas(), pki.AdminSpec(user), cp.options(), s.now())
 	if err != nil {
-		return "", invalidf("issue admin certificate: %v", err)
+		return "", fault.Invalidf("issue admin certificate: %v", err)
 	}
 	server := "https://" + net.JoinHostPort(c.APIServer, "6443")
 	return string(pki.Kubeconfig(c.Name, server, cp.CA.CertPEM, user, cert.Pair)), nil

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/bootsrv/bootsrv/pkg/fault"
+	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
 )
 
@@ -41,8 +43,8 @@ func TestRenderRacingReprovision(t *testing.T) {
 			continue // the render saw the machine change and refused
 		}
 		r, f := raceDecode(t, raw), raceDecode(t, final)
-		rTok := raceReportTokRe.FindSubmatch(r.files[profiles.ReportEnvPath].data)
-		fTok := raceReportTokRe.FindSubmatch(f.files[profiles.ReportEnvPath].data)
+		rTok := raceReportTokRe.FindSubmatch(r.files[model.ReportEnvPath].data)
+		fTok := raceReportTokRe.FindSubmatch(f.files[model.ReportEnvPath].data)
 		if rTok == nil || fTok == nil {
 			t.Fatal("no report URL in a rendered config")
 		}
@@ -94,7 +96,7 @@ func TestReaddKeepsTokensDead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok := raceReportTokRe.FindSubmatch(raceDecode(t, cfg).files[profiles.ReportEnvPath].data)
+	tok := raceReportTokRe.FindSubmatch(raceDecode(t, cfg).files[model.ReportEnvPath].data)
 	m, err := s.Machine(ctx, k8sWorker1)
 	if err != nil {
 		t.Fatal(err)
@@ -103,11 +105,11 @@ func TestReaddKeepsTokensDead(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.Generation, m.State = 0, ""
-	if _, err := s.AddMachines(ctx, []profiles.Machine{m}); err != nil {
+	if _, err := s.AddMachines(ctx, []model.Machine{m}); err != nil {
 		t.Fatal(err)
 	}
 	_, err = s.Report(ctx, profiles.BootRequest{MAC: k8sWorker1, Token: string(tok[1])}, profiles.ReportBooted, "")
-	if profiles.KindOf(err) != profiles.KindDenied {
+	if fault.KindOf(err) != fault.KindDenied {
 		t.Fatalf("the earlier install's report token on the re-added machine: %v, want denied", err)
 	}
 }
@@ -129,14 +131,14 @@ func TestObserveQueued(t *testing.T) {
 	s.StartRecorder(nil)
 	t.Cleanup(s.Close)
 	ctx := context.Background()
-	fw := profiles.Firmware{Arch: "efi-x86_64", UUID: "44332211-6655-8847-99aa-bbccddeeff00", VendorClass: "PXEClient:Arch:00007"}
-	if err := s.Observe(ctx, "52-54-00-00-09-01", fw, profiles.Event{Type: profiles.StateDHCP}, true); err != nil {
+	fw := model.Firmware{Arch: "efi-x86_64", UUID: "44332211-6655-8847-99aa-bbccddeeff00", VendorClass: "PXEClient:Arch:00007"}
+	if err := s.Observe(ctx, "52-54-00-00-09-01", fw, model.Event{Type: model.StateDHCP}, true); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Observe(ctx, "52:54:00:00:09:02", fw, profiles.Event{Type: profiles.StateDHCP}, false); err != nil {
+	if err := s.Observe(ctx, "52:54:00:00:09:02", fw, model.Event{Type: model.StateDHCP}, false); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Observe(ctx, k8sWorker1, fw, profiles.Event{Type: profiles.StateDHCP}, false); err != nil {
+	if err := s.Observe(ctx, k8sWorker1, fw, model.Event{Type: model.StateDHCP}, false); err != nil {
 		t.Fatal(err)
 	}
 	s.Flush()
@@ -145,20 +147,20 @@ func TestObserveQueued(t *testing.T) {
 		t.Fatal(err)
 	}
 	// discovered, then its DHCP step: the state moves on to dhcp.
-	if m.State != profiles.StateDHCP || m.Profile != "" || m.Arch != fw.Arch || m.UUID != fw.UUID || m.EventNext != 2 {
+	if m.State != model.StateDHCP || m.Profile != "" || m.Arch != fw.Arch || m.UUID != fw.UUID || m.EventNext != 2 {
 		t.Errorf("discovered machine = %+v", m)
 	}
-	if evs, _ := s.MachineEvents(ctx, m.MAC); len(evs) != 2 || evs[0].Type != profiles.StateDiscovered {
+	if evs, _ := s.MachineEvents(ctx, m.MAC); len(evs) != 2 || evs[0].Type != model.StateDiscovered {
 		t.Errorf("discovered machine's history = %+v", evs)
 	}
-	if _, err := s.Machine(ctx, "52:54:00:00:09:02"); profiles.KindOf(err) != profiles.KindNotFound {
+	if _, err := s.Machine(ctx, "52:54:00:00:09:02"); fault.KindOf(err) != fault.KindNotFound {
 		t.Errorf("an unknown MAC without discover was stored: %v", err)
 	}
 	w, err := s.Machine(ctx, k8sWorker1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w.State != profiles.StateDHCP || w.VendorClass != fw.VendorClass {
+	if w.State != model.StateDHCP || w.VendorClass != fw.VendorClass {
 		t.Errorf("known machine after a queued observation = %+v", w)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/store"
 )
 
@@ -29,10 +30,10 @@ type recorder struct {
 
 type pending struct {
 	mac string
-	e   Event
+	e   model.Event
 	// fw is set for what a booting machine said (Observe); with discover
 	// an unknown MAC becomes a discovered record.
-	fw       *Firmware
+	fw       *model.Firmware
 	discover bool
 	flush    chan struct{} // non-nil: a Flush marker, closed once all before it are committed
 }
@@ -81,7 +82,7 @@ func (s *Service) Flush() {
 
 // record stores an event for a known machine: queued when the recorder
 // runs, else at once.
-func (s *Service) record(mac string, e Event) {
+func (s *Service) record(mac string, e model.Event) {
 	if e.Time.IsZero() {
 		e.Time = s.now()
 	}
@@ -128,7 +129,7 @@ func (r *recorder) run() {
 
 func (r *recorder) commit(batch []pending) {
 	err := r.st.Update(func(tx store.Tx) error {
-		machines := map[string]*Machine{}
+		machines := map[string]*model.Machine{}
 		for _, p := range batch {
 			if p.flush != nil {
 				continue
@@ -136,7 +137,7 @@ func (r *recorder) commit(batch []pending) {
 			m := machines[p.mac]
 			found := m != nil
 			if m == nil {
-				m = &Machine{}
+				m = &model.Machine{}
 				if err := getMachine(tx, p.mac, m); err == nil {
 					found = true
 				} else if p.fw == nil || !p.discover {

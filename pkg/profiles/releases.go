@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/bootsrv/bootsrv/pkg/fault"
+	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/nodeconfig"
 	"github.com/bootsrv/bootsrv/pkg/release"
 	"github.com/bootsrv/bootsrv/pkg/store"
@@ -39,13 +41,13 @@ func (s *Service) ImportReleases(_ context.Context, src, assetsDir string) (Impo
 	// A running server serves its own assets dir: binaries imported
 	// elsewhere would be in the catalog and 404 for every node.
 	if served := s.bootConfig().AssetsDir; served != "" && assetsDir != "" && filepath.Clean(assetsDir) != filepath.Clean(served) {
-		return ImportResult{}, invalidf("this server serves %s: importing into %s would record binaries it cannot serve; drop --assets-dir (or stop the server and import into the dir you will serve)", served, assetsDir)
+		return ImportResult{}, fault.Invalidf("this server serves %s: importing into %s would record binaries it cannot serve; drop --assets-dir (or stop the server and import into the dir you will serve)", served, assetsDir)
 	}
 	if assetsDir == "" {
 		assetsDir = s.bootConfig().AssetsDir
 	}
 	if assetsDir == "" {
-		return ImportResult{}, invalidf("no assets dir to import into: give --assets-dir")
+		return ImportResult{}, fault.Invalidf("no assets dir to import into: give --assets-dir")
 	}
 	// One import at a time: two would each move directories into place.
 	s.importMu.Lock()
@@ -53,7 +55,7 @@ func (s *Service) ImportReleases(_ context.Context, src, assetsDir string) (Impo
 	staged, err := release.Stage(src, assetsDir)
 	if err != nil {
 		// The refusal names every bad file and its fix: pass it on as is.
-		return ImportResult{}, &Error{Kind: KindInvalid, Msg: err.Error()}
+		return ImportResult{}, &fault.Error{Kind: fault.KindInvalid, Msg: err.Error()}
 	}
 	defer staged.Abort()
 	err = s.st.Update(func(tx store.Tx) error {
@@ -81,7 +83,7 @@ func (s *Service) ImportReleases(_ context.Context, src, assetsDir string) (Impo
 				return err
 			}
 			if len(dropped) > 0 {
-				return invalidf("import %s: it holds only part of %s, which replaces the imported one whole and would remove %s: import the whole release", src, strings.TrimSuffix(u, "/"), strings.Join(dropped, ", "))
+				return fault.Invalidf("import %s: it holds only part of %s, which replaces the imported one whole and would remove %s: import the whole release", src, strings.TrimSuffix(u, "/"), strings.Join(dropped, ", "))
 			}
 			for _, k := range old {
 				if err := tx.Delete(releasesBucket, k); err != nil {
@@ -142,7 +144,7 @@ func (s *Service) Releases(_ context.Context) ([]release.Asset, error) {
 }
 
 // releaseVersion is the version of a component the cluster names.
-func releaseVersion(c Cluster, component string) string {
+func releaseVersion(c model.Cluster, component string) string {
 	switch component {
 	case nodeconfig.ComponentKubernetes:
 		return c.KubernetesVersion
@@ -165,7 +167,7 @@ func releaseVersion(c Cluster, component string) string {
 // was never imported is an error naming the file to import.
 // URLs are paths on this server (/assets/...): the caller puts the base URL
 // the machine asked on in front.
-func binariesFor(tx store.Tx, c Cluster, role string) (map[string]nodeconfig.Binary, error) {
+func binariesFor(tx store.Tx, c model.Cluster, role string) (map[string]nodeconfig.Binary, error) {
 	needs, err := nodeconfig.BinariesForRole(role)
 	if err != nil {
 		return nil, err
@@ -187,8 +189,8 @@ func binariesFor(tx store.Tx, c Cluster, role string) (map[string]nodeconfig.Bin
 	}
 	if len(missing) > 0 {
 		sort.Strings(missing)
-		missing = dedupe(missing)
-		return nil, notFoundf("a %s needs release files that are not imported: %s; download them and run `bootsrv assets import DIR`", role, strings.Join(missing, "; "))
+		missing = model.Dedupe(missing)
+		return nil, fault.NotFoundf("a %s needs release files that are not imported: %s; download them and run `bootsrv assets import DIR`", role, strings.Join(missing, "; "))
 	}
 	return out, nil
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bootsrv/bootsrv/pkg/fault"
 	"github.com/bootsrv/bootsrv/pkg/nodeconfig"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
 	"github.com/bootsrv/bootsrv/pkg/release"
@@ -32,7 +33,7 @@ func TestImportIntoServedDir(t *testing.T) {
 	ctx := context.Background()
 	src := releasetest.Write(t, t.TempDir(), releasetest.Default)
 
-	if _, err := s.ImportReleases(ctx, src, other); profiles.KindOf(err) != profiles.KindInvalid || !strings.Contains(err.Error(), "this server serves "+served) {
+	if _, err := s.ImportReleases(ctx, src, other); fault.KindOf(err) != fault.KindInvalid || !strings.Contains(err.Error(), "this server serves "+served) {
 		t.Fatalf("import into another dir = %v, want invalid naming the served dir", err)
 	}
 	if as, _ := s.Releases(ctx); len(as) != 0 {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bootsrv/bootsrv/pkg/fault"
+	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/nodeconfig"
 	"github.com/bootsrv/bootsrv/pkg/store"
 	"github.com/bootsrv/bootsrv/pkg/token"
@@ -25,13 +27,13 @@ import (
 // node's timer fetches its set from /certs with a token of its own and
 // installs it when it changed (nodeconfig's renewal unit).
 
-func renewPurpose(m Machine) string { return fmt.Sprintf("renew/%d", m.Generation) }
+func renewPurpose(m model.Machine) string { return fmt.Sprintf("renew/%d", m.Generation) }
 
 // renewURL is the node's own /certs URL. Its token lives as long as the
 // cluster CA, derived (not random) so that kept configs stay valid; it
 // dies with the install (the generation is in its purpose) and works only
 // from the machine's address.
-func (s *Service) renewURL(m Machine, baseURL string, caPEM []byte) (string, error) {
+func (s *Service) renewURL(m model.Machine, baseURL string, caPEM []byte) (string, error) {
 	key, err := s.key()
 	if err != nil {
 		return "", err
@@ -63,9 +65,9 @@ func (s *Service) NodeCertificates(_ context.Context, req BootRequest, have stri
 		return nil, fmt.Errorf("certificates for %s: %w", mac, err)
 	}
 	if in.m.Generation != m.Generation {
-		return nil, &Error{Kind: KindDenied, Msg: fmt.Sprintf("certificates token for %s refused: the machine was re-provisioned", mac)}
+		return nil, &fault.Error{Kind: fault.KindDenied, Msg: fmt.Sprintf("certificates token for %s refused: the machine was re-provisioned", mac)}
 	}
-	if !isKubernetes(in.p) {
+	if !model.IsKubernetes(in.p) {
 		return nil, notKubernetes(in.m, in.p)
 	}
 	certs, cp, _, err := s.certsFor(in.m, in.p, in.c, false)
@@ -102,12 +104,12 @@ func (s *Service) NodeCertificates(_ context.Context, req BootRequest, have stri
 	if err := tw.Close(); err != nil {
 		return nil, err
 	}
-	s.record(mac, Event{Type: "certs", Detail: "renewed certificates served"})
+	s.record(mac, model.Event{Type: "certs", Detail: "renewed certificates served"})
 	return buf.Bytes(), nil
 }
 
-func notKubernetes(m Machine, p Profile) error {
-	return invalidf("machine %s (profile %s) is no Kubernetes node: it has no certificates", m.MAC, p.Name)
+func notKubernetes(m model.Machine, p model.Profile) error {
+	return fault.Invalidf("machine %s (profile %s) is no Kubernetes node: it has no certificates", m.MAC, p.Name)
 }
 
 // RenewCerts issues new certificates now for the named machines (every
@@ -120,7 +122,7 @@ func (s *Service) RenewCerts(ctx context.Context, macs []string) ([]CertInfo, er
 		if len(macs) == 0 {
 			return tx.Scan("certs", nil, func(k, _ []byte) error {
 				in, err := s.loadBootInputs(tx, string(k))
-				if err == nil && isKubernetes(in.p) {
+				if err == nil && model.IsKubernetes(in.p) {
 					targets = append(targets, in)
 				}
 				return nil
@@ -131,7 +133,7 @@ func (s *Service) RenewCerts(ctx context.Context, macs []string) ([]CertInfo, er
 			if err != nil {
 				return err
 			}
-			if !isKubernetes(in.p) {
+			if !model.IsKubernetes(in.p) {
 				return notKubernetes(in.m, in.p)
 			}
 			targets = append(targets, in)
@@ -148,7 +150,7 @@ func (s *Service) RenewCerts(ctx context.Context, macs []string) ([]CertInfo, er
 		if _, _, _, err := s.certsFor(in.m, in.p, in.c, true); err != nil {
 			return nil, fmt.Errorf("renew certificates of %s: %w", in.m.MAC, err)
 		}
-		s.record(in.m.MAC, Event{Type: "certs", Detail: "operator asked to renew the certificates"})
+		s.record(in.m.MAC, model.Event{Type: "certs", Detail: "operator asked to renew the certificates"})
 		renewed[in.m.MAC] = true
 	}
 	s.Flush()

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bootsrv/bootsrv/pkg/fault"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
 )
 
@@ -96,7 +97,7 @@ func TestNodeCertificatesRenewal(t *testing.T) {
 	for _, b := range bad {
 		r := req
 		b.edit(&r)
-		if _, err := s.NodeCertificates(ctx, r, ""); profiles.KindOf(err) != profiles.KindDenied {
+		if _, err := s.NodeCertificates(ctx, r, ""); fault.KindOf(err) != fault.KindDenied {
 			t.Errorf("%s: %v, want denied", b.name, err)
 		}
 	}
@@ -136,11 +137,11 @@ func TestNodeCertificatesRenewal(t *testing.T) {
 	if _, err := s.Reprovision(ctx, k8sWorker1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.NodeCertificates(ctx, req, ""); profiles.KindOf(err) != profiles.KindDenied {
+	if _, err := s.NodeCertificates(ctx, req, ""); fault.KindOf(err) != fault.KindDenied {
 		t.Errorf("after reprovision the old install's renewal token: %v, want denied", err)
 	}
 	// A custom profile's machine, or an unknown one, has nothing to renew.
-	if _, err := s.RenewCerts(ctx, []string{"52:54:00:99:99:99"}); profiles.KindOf(err) != profiles.KindNotFound {
+	if _, err := s.RenewCerts(ctx, []string{"52:54:00:99:99:99"}); fault.KindOf(err) != fault.KindNotFound {
 		t.Errorf("renew an unknown machine: %v, want not found", err)
 	}
 }

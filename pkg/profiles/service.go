@@ -1,3 +1,7 @@
+// Package profiles is the core behind every door (CLI, admin API, DHCP,
+// TFTP, HTTP): the inventory use cases, the boot chain and the Ignition
+// assembly over the state store. It is being split into packages with one
+// job each (see docs/architecture.md).
 package profiles
 
 import (
@@ -11,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bootsrv/bootsrv/pkg/fault"
+	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/store"
 )
 
@@ -49,11 +55,11 @@ const clusterKey = "cluster"
 // removed machine's MAC.
 const genKeyPrefix = "gen/"
 
-var errNoCluster = &Error{Kind: KindNotFound, Msg: "no cluster yet: create it with `bootsrv cluster init --name NAME --api-server IP`"}
+var errNoCluster = &fault.Error{Kind: fault.KindNotFound, Msg: "no cluster yet: create it with `bootsrv cluster init --name NAME --api-server IP`"}
 
 // ClusterInit creates the cluster. It refuses to replace an existing one.
-func (s *Service) ClusterInit(_ context.Context, c Cluster) (Cluster, error) {
-	c, err := NormalizeCluster(c)
+func (s *Service) ClusterInit(_ context.Context, c model.Cluster) (model.Cluster, error) {
+	c, err := model.NormalizeCluster(c)
 	if err != nil {
 		return c, err
 	}
@@ -66,9 +72,9 @@ func (s *Service) ClusterInit(_ context.Context, c Cluster) (Cluster, error) {
 	}
 	err = s.st.Update(func(tx store.Tx) error {
 		if old := tx.Get("cluster", []byte(clusterKey)); old != nil {
-			var o Cluster
+			var o model.Cluster
 			_ = json.Unmarshal(old, &o)
-			return conflictf("cluster %q already exists; bootsrv provisions one cluster per data dir (use another --data-dir for another cluster)", o.Name)
+			return fault.Conflictf("cluster %q already exists; bootsrv provisions one cluster per data dir (use another --data-dir for another cluster)", o.Name)
 		}
 		if err := putJSON(tx, "cluster", pkiKey, cp); err != nil {
 			return err
@@ -79,13 +85,13 @@ func (s *Service) ClusterInit(_ context.Context, c Cluster) (Cluster, error) {
 }
 
 // Cluster returns the cluster, or a not-found error that says how to make one.
-func (s *Service) Cluster(_ context.Context) (Cluster, error) {
-	var c Cluster
+func (s *Service) Cluster(_ context.Context) (model.Cluster, error) {
+	var c model.Cluster
 	err := s.st.View(func(tx store.Tx) error { return getCluster(tx, &c) })
 	return c, err
 }
 
-func getCluster(tx store.Tx, c *Cluster) error {
+func getCluster(tx store.Tx, c *model.Cluster) error {
 	v := tx.Get("cluster", []byte(clusterKey))
 	if v == nil {
 		return errNoCluster
@@ -95,18 +101,18 @@ func getCluster(tx store.Tx, c *Cluster) error {
 
 // AddProfiles stores profiles, all or none. A name already stored is a
 // conflict unless replace is set.
-func (s *Service) AddProfiles(_ context.Context, ps []Profile, replace bool) ([]Profile, error) {
+func (s *Service) AddProfiles(_ context.Context, ps []model.Profile, replace bool) ([]model.Profile, error) {
 	if len(ps) == 0 {
-		return nil, invalidf("no profiles given")
+		return nil, fault.Invalidf("no profiles given")
 	}
 	seen := map[string]string{}
 	for i := range ps {
-		p, err := NormalizeProfile(ps[i])
+		p, err := model.NormalizeProfile(ps[i])
 		if err != nil {
 			return nil, err
 		}
 		if prev, dup := seen[p.Name]; dup {
-			return nil, at(p.Source, invalidf("profile %s is given twice (first at %s)", p.Name, prev))
+			return nil, fault.At(p.Source, fault.Invalidf("profile %s is given twice (first at %s)", p.Name, prev))
 		}
 		seen[p.Name] = p.Source
 		ps[i] = p
@@ -114,7 +120,7 @@ func (s *Service) AddProfiles(_ context.Context, ps []Profile, replace bool) ([]
 	err := s.st.Update(func(tx store.Tx) error {
 		for _, p := range ps {
 			if !replace && tx.Get("profiles", []byte(p.Name)) != nil {
-				return at(p.Source, conflictf("profile %s already exists: remove it first, or use --replace", p.Name))
+				return fault.At(p.Source, fault.Conflictf("profile %s already exists: remove it first, or use --replace", p.Name))
 			}
 			p.Source = ""
 			if err := putJSON(tx, "profiles", p.Name, p); err != nil {
@@ -133,11 +139,11 @@ func (s *Service) AddProfiles(_ context.Context, ps []Profile, replace bool) ([]
 }
 
 // Profiles lists every profile by name.
-func (s *Service) Profiles(_ context.Context) ([]Profile, error) {
-	var out []Profile
+func (s *Service) Profiles(_ context.Context) ([]model.Profile, error) {
+	var out []model.Profile
 	err := s.st.View(func(tx store.Tx) error {
 		return tx.Scan("profiles", nil, func(_, v []byte) error {
-			var p Profile
+			var p model.Profile
 			if err := json.Unmarshal(v, &p); err != nil {
 				return err
 			}
@@ -149,16 +155,16 @@ func (s *Service) Profiles(_ context.Context) ([]Profile, error) {
 }
 
 // Profile returns one profile.
-func (s *Service) Profile(_ context.Context, name string) (Profile, error) {
-	var p Profile
+func (s *Service) Profile(_ context.Context, name string) (model.Profile, error) {
+	var p model.Profile
 	err := s.st.View(func(tx store.Tx) error { return getProfile(tx, name, &p) })
 	return p, err
 }
 
-func getProfile(tx store.Tx, name string, p *Profile) error {
+func getProfile(tx store.Tx, name string, p *model.Profile) error {
 	v := tx.Get("profiles", []byte(name))
 	if v == nil {
-		return notFoundf("profile %q does not exist: list them with `bootsrv profile list`, add one with `bootsrv profile add`", name)
+		return fault.NotFoundf("profile %q does not exist: list them with `bootsrv profile list`, add one with `bootsrv profile add`", name)
 	}
 	return json.Unmarshal(v, p)
 }
@@ -166,7 +172,7 @@ func getProfile(tx store.Tx, name string, p *Profile) error {
 // RemoveProfile deletes a profile no machine uses.
 func (s *Service) RemoveProfile(_ context.Context, name string) error {
 	return s.st.Update(func(tx store.Tx) error {
-		var p Profile
+		var p model.Profile
 		if err := getProfile(tx, name, &p); err != nil {
 			return err
 		}
@@ -186,7 +192,7 @@ func (s *Service) RemoveProfile(_ context.Context, name string) error {
 			if len(users) == 3 {
 				more = " and maybe more"
 			}
-			return conflictf("profile %s is in use by machine(s) %s%s: remove them first (bootsrv machine rm MAC)", name, strings.Join(users, ", "), more)
+			return fault.Conflictf("profile %s is in use by machine(s) %s%s: remove them first (bootsrv machine rm MAC)", name, strings.Join(users, ", "), more)
 		}
 		return tx.Delete("profiles", []byte(name))
 	})
@@ -195,13 +201,13 @@ func (s *Service) RemoveProfile(_ context.Context, name string) error {
 // AddMachines stores machines, all or none: a whole rack in one
 // transaction. Each is checked against the cluster subnet, the profiles,
 // every stored machine and every other machine of the batch.
-func (s *Service) AddMachines(_ context.Context, ms []Machine) ([]Machine, error) {
+func (s *Service) AddMachines(_ context.Context, ms []model.Machine) ([]model.Machine, error) {
 	if len(ms) == 0 {
-		return nil, invalidf("no machines given")
+		return nil, fault.Invalidf("no machines given")
 	}
 	now := s.now()
 	err := s.st.Update(func(tx store.Tx) error {
-		var c Cluster
+		var c model.Cluster
 		if err := getCluster(tx, &c); err != nil {
 			return err
 		}
@@ -212,14 +218,14 @@ func (s *Service) AddMachines(_ context.Context, ms []Machine) ([]Machine, error
 		profileOK := map[string]bool{}
 		batch := map[string]string{} // "mac:…", "ip:…", "host:…" -> source
 		for i := range ms {
-			m, err := NormalizeMachine(ms[i], subnet)
+			m, err := model.NormalizeMachine(ms[i], subnet)
 			if err != nil {
 				return err
 			}
-			var adopted Machine
+			var adopted model.Machine
 			if !profileOK[m.Profile] {
 				if tx.Get("profiles", []byte(m.Profile)) == nil {
-					return at(m.Source, notFoundf("field profile: profile %q does not exist: add it with `bootsrv profile add %s --role ...` first", m.Profile, m.Profile))
+					return fault.At(m.Source, fault.NotFoundf("field profile: profile %q does not exist: add it with `bootsrv profile add %s --role ...` first", m.Profile, m.Profile))
 				}
 				profileOK[m.Profile] = true
 			}
@@ -227,7 +233,7 @@ func (s *Service) AddMachines(_ context.Context, ms []Machine) ([]Machine, error
 				{"mac", m.MAC, "machines"}, {"ip", m.IP, "idx_ip"}, {"hostname", m.Hostname, "idx_hostname"},
 			} {
 				if prev, dup := batch[key.kind+":"+key.val]; dup {
-					return at(m.Source, invalidf("field %s: %s is given twice (first at %s)", key.kind, key.val, orHere(prev)))
+					return fault.At(m.Source, fault.Invalidf("field %s: %s is given twice (first at %s)", key.kind, key.val, orHere(prev)))
 				}
 				batch[key.kind+":"+key.val] = m.Source
 				owner := tx.Get(key.bucket, []byte(key.val))
@@ -235,17 +241,17 @@ func (s *Service) AddMachines(_ context.Context, ms []Machine) ([]Machine, error
 					continue
 				}
 				if key.kind != "mac" {
-					return at(m.Source, conflictf("field %s: %s is already used by machine %s", key.kind, key.val, owner))
+					return fault.At(m.Source, fault.Conflictf("field %s: %s is already used by machine %s", key.kind, key.val, owner))
 				}
 				if err := json.Unmarshal(owner, &adopted); err != nil {
 					return fmt.Errorf("decode machine %s: %w", m.MAC, err)
 				}
 				if adopted.Profile != "" {
-					return at(m.Source, conflictf("field mac: machine %s already exists: remove it first with `bootsrv machine rm %s`", m.MAC, m.MAC))
+					return fault.At(m.Source, fault.Conflictf("field mac: machine %s already exists: remove it first with `bootsrv machine rm %s`", m.MAC, m.MAC))
 				}
 			}
 			// Runtime fields are bootsrv's, never the caller's.
-			m.State, m.CreatedAt, m.UpdatedAt, m.StateAt = StateRegistered, now, now, now
+			m.State, m.CreatedAt, m.UpdatedAt, m.StateAt = model.StateRegistered, now, now, now
 			m.EventFirst, m.EventNext, m.LastEvent, m.Reprovision = 0, 0, "", false
 			m.Arch, m.UUID, m.VendorClass = "", "", ""
 			// A MAC removed and added again continues its generations, so
@@ -260,7 +266,7 @@ func (s *Service) AddMachines(_ context.Context, ms []Machine) ([]Machine, error
 				m.CreatedAt, m.EventFirst, m.EventNext = adopted.CreatedAt, adopted.EventFirst, adopted.EventNext
 				m.Arch, m.UUID, m.VendorClass = adopted.Arch, adopted.UUID, adopted.VendorClass
 			}
-			if err := appendEvent(tx, &m, Event{Time: now, Type: StateRegistered, Detail: "profile " + m.Profile}); err != nil {
+			if err := appendEvent(tx, &m, model.Event{Time: now, Type: model.StateRegistered, Detail: "profile " + m.Profile}); err != nil {
 				return err
 			}
 			m.Source = ""
@@ -286,7 +292,7 @@ func orHere(src string) string {
 
 // putMachine writes m and keeps the index buckets in step with it; old is
 // the stored record it replaces (nil for a new machine).
-func putMachine(tx store.Tx, m Machine, old *Machine) error {
+func putMachine(tx store.Tx, m model.Machine, old *model.Machine) error {
 	if old != nil {
 		for _, d := range []struct{ bucket, oldKey, newKey string }{
 			{"idx_ip", old.IP, m.IP}, {"idx_hostname", old.Hostname, m.Hostname},
@@ -318,11 +324,11 @@ func putMachine(tx store.Tx, m Machine, old *Machine) error {
 }
 
 // Machines lists every machine by MAC.
-func (s *Service) Machines(_ context.Context) ([]Machine, error) {
-	var out []Machine
+func (s *Service) Machines(_ context.Context) ([]model.Machine, error) {
+	var out []model.Machine
 	err := s.st.View(func(tx store.Tx) error {
 		return tx.Scan("machines", nil, func(_, v []byte) error {
-			var m Machine
+			var m model.Machine
 			if err := json.Unmarshal(v, &m); err != nil {
 				return err
 			}
@@ -334,9 +340,9 @@ func (s *Service) Machines(_ context.Context) ([]Machine, error) {
 }
 
 // Machine returns one machine by MAC, in any spelling.
-func (s *Service) Machine(_ context.Context, mac string) (Machine, error) {
-	var m Machine
-	n, err := NormalizeMAC(mac)
+func (s *Service) Machine(_ context.Context, mac string) (model.Machine, error) {
+	var m model.Machine
+	n, err := model.NormalizeMAC(mac)
 	if err != nil {
 		return m, err
 	}
@@ -345,34 +351,34 @@ func (s *Service) Machine(_ context.Context, mac string) (Machine, error) {
 }
 
 // MachineByIP returns the machine whose reserved IP is ip.
-func (s *Service) MachineByIP(_ context.Context, ip string) (Machine, error) {
-	var m Machine
+func (s *Service) MachineByIP(_ context.Context, ip string) (model.Machine, error) {
+	var m model.Machine
 	err := s.st.View(func(tx store.Tx) error {
 		mac := tx.Get("idx_ip", []byte(ip))
 		if mac == nil {
-			return notFoundf("no machine has IP %s", ip)
+			return fault.NotFoundf("no machine has IP %s", ip)
 		}
 		return getMachine(tx, string(mac), &m)
 	})
 	return m, err
 }
 
-func getMachine(tx store.Tx, mac string, m *Machine) error {
+func getMachine(tx store.Tx, mac string, m *model.Machine) error {
 	v := tx.Get("machines", []byte(mac))
 	if v == nil {
-		return notFoundf("machine %s does not exist: list them with `bootsrv machine list`", mac)
+		return fault.NotFoundf("machine %s does not exist: list them with `bootsrv machine list`", mac)
 	}
 	return json.Unmarshal(v, m)
 }
 
 // RemoveMachine deletes a machine, its index entries and its events.
 func (s *Service) RemoveMachine(_ context.Context, mac string) error {
-	n, err := NormalizeMAC(mac)
+	n, err := model.NormalizeMAC(mac)
 	if err != nil {
 		return err
 	}
 	return s.st.Update(func(tx store.Tx) error {
-		var m Machine
+		var m model.Machine
 		if err := getMachine(tx, n, &m); err != nil {
 			return err
 		}
@@ -406,19 +412,19 @@ func (s *Service) RemoveMachine(_ context.Context, mac string) error {
 }
 
 // MachineEvents returns a machine's kept history, oldest first.
-func (s *Service) MachineEvents(_ context.Context, mac string) ([]Event, error) {
-	n, err := NormalizeMAC(mac)
+func (s *Service) MachineEvents(_ context.Context, mac string) ([]model.Event, error) {
+	n, err := model.NormalizeMAC(mac)
 	if err != nil {
 		return nil, err
 	}
-	var out []Event
+	var out []model.Event
 	err = s.st.View(func(tx store.Tx) error {
-		var m Machine
+		var m model.Machine
 		if err := getMachine(tx, n, &m); err != nil {
 			return err
 		}
 		return tx.Scan("events", []byte(n+"\x00"), func(_, v []byte) error {
-			var e Event
+			var e model.Event
 			if err := json.Unmarshal(v, &e); err != nil {
 				return err
 			}
@@ -433,6 +439,9 @@ func (s *Service) MachineEvents(_ context.Context, mac string) ([]Event, error) 
 	return out, err
 }
 
+// deniedEvery is how often a refused request may be recorded per machine.
+const deniedEvery = time.Minute
+
 func eventKey(mac string, seq uint64) []byte {
 	k := make([]byte, len(mac)+1+8)
 	copy(k, mac)
@@ -442,7 +451,7 @@ func eventKey(mac string, seq uint64) []byte {
 
 // appendEvent adds e to m's history in tx, dropping the oldest past
 // MaxEvents, and moves m's state when e is a state. The caller writes m.
-func appendEvent(tx store.Tx, m *Machine, e Event) error {
+func appendEvent(tx store.Tx, m *model.Machine, e model.Event) error {
 	if e.Type == "denied" && m.LastEvent == "denied" && e.Time.Sub(m.UpdatedAt) < deniedEvery {
 		// Refused requests are anyone's to send: at most one a minute goes
 		// into the bounded history, so a flood cannot push the real
@@ -453,7 +462,7 @@ func appendEvent(tx store.Tx, m *Machine, e Event) error {
 		return err
 	}
 	m.EventNext++
-	for m.EventNext-m.EventFirst > MaxEvents {
+	for m.EventNext-m.EventFirst > model.MaxEvents {
 		if err := tx.Delete("events", eventKey(m.MAC, m.EventFirst)); err != nil {
 			return err
 		}
@@ -468,16 +477,16 @@ func appendEvent(tx store.Tx, m *Machine, e Event) error {
 }
 
 var states = map[string]bool{
-	StateDiscovered: true, StateDHCP: true, StatePXE: true, StateIPXE: true,
-	StateKernel: true, StateIgnition: true, StateInstalled: true, StateProvisioned: true, StateFailed: true,
+	model.StateDiscovered: true, model.StateDHCP: true, model.StatePXE: true, model.StateIPXE: true,
+	model.StateKernel: true, model.StateIgnition: true, model.StateInstalled: true, model.StateProvisioned: true, model.StateFailed: true,
 }
 
 func isState(t string) bool { return states[t] }
 
 // journey ranks the states of one provisioning run.
 var journey = map[string]int{
-	StateRegistered: 0, StateDiscovered: 0, StateDHCP: 1, StatePXE: 2, StateIPXE: 3,
-	StateKernel: 4, StateIgnition: 5, StateInstalled: 6, StateProvisioned: 7,
+	model.StateRegistered: 0, model.StateDiscovered: 0, model.StateDHCP: 1, model.StatePXE: 2, model.StateIPXE: 3,
+	model.StateKernel: 4, model.StateIgnition: 5, model.StateInstalled: 6, model.StateProvisioned: 7,
 }
 
 // advances says whether a step moves the machine's state. Within a run the
@@ -485,15 +494,15 @@ var journey = map[string]int{
 // machine's DHCP renewals and local boots, are events but not regressions.
 // failed always applies; after failed, or once re-provisioning is asked, a
 // new run starts from whatever step comes first.
-func advances(m Machine, next string) bool {
+func advances(m model.Machine, next string) bool {
 	switch {
-	case next == StateFailed:
-		return m.State != StateFailed
-	case m.State == StateFailed:
+	case next == model.StateFailed:
+		return m.State != model.StateFailed
+	case m.State == model.StateFailed:
 		return true
-	case m.State == StateProvisioned:
-		return m.Reprovision && next != StateProvisioned
-	case next == StateIPXE:
+	case m.State == model.StateProvisioned:
+		return m.Reprovision && next != model.StateProvisioned
+	case next == model.StateIPXE:
 		// A boot script handed out is a new network boot: a machine that
 		// retries its install starts its run again there.
 		return true
@@ -504,25 +513,25 @@ func advances(m Machine, next string) bool {
 // RecordEvent appends an event to a known machine's history and, when the
 // event names a state, moves the machine to it, in one transaction shared
 // with other concurrent recorders (group commit).
-func (s *Service) RecordEvent(_ context.Context, mac string, e Event) error {
-	mac, err := NormalizeMAC(mac)
+func (s *Service) RecordEvent(_ context.Context, mac string, e model.Event) error {
+	mac, err := model.NormalizeMAC(mac)
 	if err != nil {
 		return err
 	}
 	if e.Time.IsZero() {
 		e.Time = s.now()
 	}
-	return s.recordNow(mac, Firmware{}, e, false)
+	return s.recordNow(mac, model.Firmware{}, e, false)
 }
 
 // recordNow writes event e, and what the firmware said, for mac in one
 // transaction shared with concurrent writers (group commit); with discover
 // an unknown MAC becomes a discovered record, otherwise it is not found.
-func (s *Service) recordNow(mac string, fw Firmware, e Event, discover bool) error {
+func (s *Service) recordNow(mac string, fw model.Firmware, e model.Event, discover bool) error {
 	return s.st.Batch(func(tx store.Tx) error {
-		var m Machine
+		var m model.Machine
 		err := getMachine(tx, mac, &m)
-		if err != nil && (KindOf(err) != KindNotFound || !discover) {
+		if err != nil && (fault.KindOf(err) != fault.KindNotFound || !discover) {
 			return err
 		}
 		if err := observed(tx, &m, err == nil, mac, fw, e); err != nil {
@@ -544,32 +553,14 @@ func putJSONKey(tx store.Tx, bucket string, key []byte, v any) error {
 	return tx.Put(bucket, key, b)
 }
 
-// SortMachines orders machines by hostname, then MAC, for display.
-func SortMachines(ms []Machine) {
-	sort.Slice(ms, func(i, j int) bool {
-		if ms[i].Hostname != ms[j].Hostname {
-			return ms[i].Hostname < ms[j].Hostname
-		}
-		return ms[i].MAC < ms[j].MAC
-	})
-}
-
-// Firmware is what a booting machine said about itself (DHCP options 93,
-// 97 and 60).
-type Firmware struct {
-	Arch        string `json:"arch,omitempty"`
-	UUID        string `json:"uuid,omitempty"`
-	VendorClass string `json:"vendor_class,omitempty"`
-}
-
 // Observe records event e for the machine with this MAC together with what
 // its firmware said. An unknown MAC is recorded as a discovered machine
 // (no profile, no address) when discover is set, so an operator can see it
 // and assign it; otherwise nothing is stored (and, without the recorder,
 // Observe returns a not-found error). With the recorder running the write
 // is queued: the DHCP reply never waits for its event.
-func (s *Service) Observe(_ context.Context, mac string, fw Firmware, e Event, discover bool) error {
-	mac, err := NormalizeMAC(mac)
+func (s *Service) Observe(_ context.Context, mac string, fw model.Firmware, e model.Event, discover bool) error {
+	mac, err := model.NormalizeMAC(mac)
 	if err != nil {
 		return err
 	}
@@ -584,11 +575,11 @@ func (s *Service) Observe(_ context.Context, mac string, fw Firmware, e Event, d
 
 // observed applies event e and what the firmware said to m; a machine not
 // stored yet (found false) becomes a discovered record. The caller writes m.
-func observed(tx store.Tx, m *Machine, found bool, mac string, fw Firmware, e Event) error {
+func observed(tx store.Tx, m *model.Machine, found bool, mac string, fw model.Firmware, e model.Event) error {
 	if !found {
-		*m = Machine{MAC: mac, State: StateDiscovered, StateAt: e.Time, CreatedAt: e.Time}
-		if e.Type != StateDiscovered {
-			if err := appendEvent(tx, m, Event{Time: e.Time, Type: StateDiscovered}); err != nil {
+		*m = model.Machine{MAC: mac, State: model.StateDiscovered, StateAt: e.Time, CreatedAt: e.Time}
+		if e.Type != model.StateDiscovered {
+			if err := appendEvent(tx, m, model.Event{Time: e.Time, Type: model.StateDiscovered}); err != nil {
 				return err
 			}
 		}

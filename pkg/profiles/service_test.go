@@ -8,6 +8,9 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/bootsrv/bootsrv/pkg/fault"
+	"github.com/bootsrv/bootsrv/pkg/fault/faulttest"
+	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/store"
 )
 
@@ -42,17 +45,17 @@ func newTestService(t testing.TB) (*Service, *countingStore) {
 	cs := &countingStore{Store: st}
 	s := NewService(cs)
 	ctx := context.Background()
-	if _, err := s.ClusterInit(ctx, Cluster{Name: "lab", APIServer: "192.168.1.10"}); err != nil {
+	if _, err := s.ClusterInit(ctx, model.Cluster{Name: "lab", APIServer: "192.168.1.10"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.AddProfiles(ctx, []Profile{{Name: "master", Role: RoleMaster}, {Name: "worker", Role: RoleWorker}}, false); err != nil {
+	if _, err := s.AddProfiles(ctx, []model.Profile{{Name: "master", Role: model.RoleMaster}, {Name: "worker", Role: model.RoleWorker}}, false); err != nil {
 		t.Fatal(err)
 	}
 	return s, cs
 }
 
-func mach(i int) Machine {
-	return Machine{MAC: fmt.Sprintf("52:54:00:00:%02x:%02x", i>>8, i&0xff), Hostname: fmt.Sprintf("node%d", i),
+func mach(i int) model.Machine {
+	return model.Machine{MAC: fmt.Sprintf("52:54:00:00:%02x:%02x", i>>8, i&0xff), Hostname: fmt.Sprintf("node%d", i),
 		IP: fmt.Sprintf("192.168.1.%d", 10+i), Profile: "worker"}
 }
 
@@ -72,67 +75,67 @@ func TestAddMachinesBad(t *testing.T) {
 	ctx := context.Background()
 	cases := []struct {
 		name  string
-		batch func() []Machine
-		kind  Kind
+		batch func() []model.Machine
+		kind  fault.Kind
 		subs  []string
 	}{
-		{"duplicate MAC against stored, other spelling", func() []Machine {
+		{"duplicate MAC against stored, other spelling", func() []model.Machine {
 			m := mach(2)
 			m.MAC = "52-54-00-00-00-01"
-			return []Machine{m}
-		}, KindConflict, []string{"field mac: machine 52:54:00:00:00:01 already exists", "bootsrv machine rm"}},
-		{"duplicate IP against stored", func() []Machine {
+			return []model.Machine{m}
+		}, fault.KindConflict, []string{"field mac: machine 52:54:00:00:00:01 already exists", "bootsrv machine rm"}},
+		{"duplicate IP against stored", func() []model.Machine {
 			m := mach(2)
 			m.IP = "192.168.1.11"
-			return []Machine{m}
-		}, KindConflict, []string{"field ip: 192.168.1.11 is already used by machine 52:54:00:00:00:01"}},
-		{"duplicate hostname against stored, other case", func() []Machine {
+			return []model.Machine{m}
+		}, fault.KindConflict, []string{"field ip: 192.168.1.11 is already used by machine 52:54:00:00:00:01"}},
+		{"duplicate hostname against stored, other case", func() []model.Machine {
 			m := mach(2)
 			m.Hostname = "NODE1"
-			return []Machine{m}
-		}, KindConflict, []string{"field hostname: node1 is already used by machine 52:54:00:00:00:01"}},
-		{"duplicate MAC within the batch", func() []Machine {
+			return []model.Machine{m}
+		}, fault.KindConflict, []string{"field hostname: node1 is already used by machine 52:54:00:00:00:01"}},
+		{"duplicate MAC within the batch", func() []model.Machine {
 			a, b := mach(2), mach(3)
 			a.Source, b.Source = "rack.csv:2", "rack.csv:3"
 			b.MAC = "5254.0000.0002"
-			return []Machine{a, b}
-		}, KindInvalid, []string{"rack.csv:3: field mac: 52:54:00:00:00:02 is given twice (first at rack.csv:2)"}},
-		{"duplicate IP within the batch", func() []Machine {
+			return []model.Machine{a, b}
+		}, fault.KindInvalid, []string{"rack.csv:3: field mac: 52:54:00:00:00:02 is given twice (first at rack.csv:2)"}},
+		{"duplicate IP within the batch", func() []model.Machine {
 			a, b := mach(2), mach(3)
 			b.IP = a.IP
-			return []Machine{a, b}
-		}, KindInvalid, []string{"field ip: 192.168.1.12 is given twice (first at an earlier entry)"}},
-		{"duplicate hostname within the batch", func() []Machine {
+			return []model.Machine{a, b}
+		}, fault.KindInvalid, []string{"field ip: 192.168.1.12 is given twice (first at an earlier entry)"}},
+		{"duplicate hostname within the batch", func() []model.Machine {
 			a, b := mach(2), mach(3)
 			b.Hostname = "Node2"
-			return []Machine{a, b}
-		}, KindInvalid, []string{"field hostname: node2 is given twice"}},
-		{"unknown profile", func() []Machine {
+			return []model.Machine{a, b}
+		}, fault.KindInvalid, []string{"field hostname: node2 is given twice"}},
+		{"unknown profile", func() []model.Machine {
 			m := mach(2)
 			m.Profile = "gpu"
-			return []Machine{m}
-		}, KindNotFound, []string{`field profile: profile "gpu" does not exist`, "bootsrv profile add gpu"}},
-		{"IP outside the subnet", func() []Machine {
+			return []model.Machine{m}
+		}, fault.KindNotFound, []string{`field profile: profile "gpu" does not exist`, "bootsrv profile add gpu"}},
+		{"IP outside the subnet", func() []model.Machine {
 			m := mach(2)
 			m.IP = "10.0.0.2"
-			return []Machine{m}
-		}, KindInvalid, []string{"field ip: 10.0.0.2 is outside the provisioning subnet 192.168.1.0/24"}},
-		{"unparseable MAC", func() []Machine {
+			return []model.Machine{m}
+		}, fault.KindInvalid, []string{"field ip: 10.0.0.2 is outside the provisioning subnet 192.168.1.0/24"}},
+		{"unparseable MAC", func() []model.Machine {
 			m := mach(2)
 			m.MAC = "52:54:00:zz:00:02"
-			return []Machine{m}
-		}, KindInvalid, []string{"field mac:", `"52:54:00:zz:00:02" is not a MAC address`}},
-		{"empty batch", func() []Machine { return nil }, KindInvalid, []string{"no machines given"}},
+			return []model.Machine{m}
+		}, fault.KindInvalid, []string{"field mac:", `"52:54:00:zz:00:02" is not a MAC address`}},
+		{"empty batch", func() []model.Machine { return nil }, fault.KindInvalid, []string{"no machines given"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			s, cs := newTestService(t)
-			if _, err := s.AddMachines(ctx, []Machine{mach(1)}); err != nil {
+			if _, err := s.AddMachines(ctx, []model.Machine{mach(1)}); err != nil {
 				t.Fatal(err)
 			}
 			before, writes := snapshot(t, s), cs.writes()
 			_, err := s.AddMachines(ctx, tc.batch())
-			wantErr(t, err, tc.kind, tc.subs...)
+			faulttest.Want(t, err, tc.kind, tc.subs...)
 			if after := snapshot(t, s); after != before {
 				t.Errorf("state changed by a failed AddMachines:\nbefore %s\nafter  %s", before, after)
 			}
@@ -149,8 +152,8 @@ func TestAddMachinesNoCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	_, err = NewService(st).AddMachines(context.Background(), []Machine{mach(1)})
-	wantErr(t, err, KindNotFound, "no cluster yet", "bootsrv cluster init")
+	_, err = NewService(st).AddMachines(context.Background(), []model.Machine{mach(1)})
+	faulttest.Want(t, err, fault.KindNotFound, "no cluster yet", "bootsrv cluster init")
 }
 
 // TestImportAllOrNothing: a rack whose 3rd machine is bad stores nothing,
@@ -159,7 +162,7 @@ func TestAddMachinesNoCluster(t *testing.T) {
 func TestImportAllOrNothing(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newTestService(t)
-	if _, err := s.AddMachines(ctx, []Machine{mach(100)}); err != nil {
+	if _, err := s.AddMachines(ctx, []model.Machine{mach(100)}); err != nil {
 		t.Fatal(err)
 	}
 	before := snapshot(t, s)
@@ -168,12 +171,12 @@ func TestImportAllOrNothing(t *testing.T) {
 		"52:54:00:00:00:02,node2,192.168.1.12,worker\n" +
 		"52:54:00:00:00:03,node3,192.168.7.13,worker\n" +
 		"52:54:00:00:00:04,node4,192.168.1.14,worker\n"
-	ms, err := ParseMachinesFile("rack.csv", []byte(data))
+	ms, err := model.ParseMachinesFile("rack.csv", []byte(data))
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = s.AddMachines(ctx, ms)
-	wantErr(t, err, KindInvalid, "rack.csv:4: field ip: 192.168.7.13 is outside the provisioning subnet 192.168.1.0/24")
+	faulttest.Want(t, err, fault.KindInvalid, "rack.csv:4: field ip: 192.168.7.13 is outside the provisioning subnet 192.168.1.0/24")
 	if after := snapshot(t, s); after != before {
 		t.Fatalf("a failed import changed the state:\nbefore %s\nafter  %s", before, after)
 	}
@@ -194,7 +197,7 @@ func TestImportAllOrNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 4 || got[0].MAC != "52:54:00:00:00:01" || got[0].State != StateRegistered || got[0].Source != "" {
+	if len(got) != 4 || got[0].MAC != "52:54:00:00:00:01" || got[0].State != model.StateRegistered || got[0].Source != "" {
 		t.Errorf("got %+v", got)
 	}
 }
@@ -202,17 +205,17 @@ func TestImportAllOrNothing(t *testing.T) {
 func TestRemoveProfileInUse(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newTestService(t)
-	if _, err := s.AddMachines(ctx, []Machine{mach(1), mach(2)}); err != nil {
+	if _, err := s.AddMachines(ctx, []model.Machine{mach(1), mach(2)}); err != nil {
 		t.Fatal(err)
 	}
 	err := s.RemoveProfile(ctx, "worker")
-	wantErr(t, err, KindConflict, "profile worker is in use by machine(s) 52:54:00:00:00:01, 52:54:00:00:00:02", "bootsrv machine rm")
+	faulttest.Want(t, err, fault.KindConflict, "profile worker is in use by machine(s) 52:54:00:00:00:01, 52:54:00:00:00:02", "bootsrv machine rm")
 	if _, err := s.Profile(ctx, "worker"); err != nil {
 		t.Fatalf("profile gone after a refused rm: %v", err)
 	}
-	wantErr(t, s.RemoveProfile(ctx, "gpu"), KindNotFound, `profile "gpu" does not exist`)
+	faulttest.Want(t, s.RemoveProfile(ctx, "gpu"), fault.KindNotFound, `profile "gpu" does not exist`)
 	// A profile whose name is a prefix of the used one is free.
-	if _, err := s.AddProfiles(ctx, []Profile{{Name: "work", Role: RoleWorker}}, false); err != nil {
+	if _, err := s.AddProfiles(ctx, []model.Profile{{Name: "work", Role: model.RoleWorker}}, false); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.RemoveProfile(ctx, "work"); err != nil {
@@ -226,23 +229,23 @@ func TestRemoveProfileInUse(t *testing.T) {
 	if err := s.RemoveProfile(ctx, "worker"); err != nil {
 		t.Errorf("rm of a profile no machine uses any more: %v", err)
 	}
-	wantErr(t, func() error { _, err := s.Profile(ctx, "worker"); return err }(), KindNotFound, `profile "worker" does not exist`)
+	faulttest.Want(t, func() error { _, err := s.Profile(ctx, "worker"); return err }(), fault.KindNotFound, `profile "worker" does not exist`)
 }
 
 func TestRemoveMachineFreesIndexes(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newTestService(t)
-	if _, err := s.AddMachines(ctx, []Machine{mach(1)}); err != nil {
+	if _, err := s.AddMachines(ctx, []model.Machine{mach(1)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RecordEvent(ctx, "52:54:00:00:00:01", Event{Type: StateDHCP}); err != nil {
+	if err := s.RecordEvent(ctx, "52:54:00:00:00:01", model.Event{Type: model.StateDHCP}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.RemoveMachine(ctx, "52:54:00:00:00:01"); err != nil {
 		t.Fatal(err)
 	}
-	wantErr(t, s.RemoveMachine(ctx, "52:54:00:00:00:01"), KindNotFound, "machine 52:54:00:00:00:01 does not exist")
-	wantErr(t, s.RemoveMachine(ctx, "nope"), KindInvalid, `"nope" is not a MAC address`)
+	faulttest.Want(t, s.RemoveMachine(ctx, "52:54:00:00:00:01"), fault.KindNotFound, "machine 52:54:00:00:00:01 does not exist")
+	faulttest.Want(t, s.RemoveMachine(ctx, "nope"), fault.KindInvalid, `"nope" is not a MAC address`)
 	err := s.Store().View(func(tx store.Tx) error {
 		for _, b := range []string{"machines", "idx_ip", "idx_hostname", "idx_profile", "events"} {
 			if n := tx.Count(b); n != 0 {
@@ -257,7 +260,7 @@ func TestRemoveMachineFreesIndexes(t *testing.T) {
 	// Its IP and hostname are free for another machine.
 	m := mach(1)
 	m.MAC = "52:54:00:00:00:99"
-	if _, err := s.AddMachines(ctx, []Machine{m}); err != nil {
+	if _, err := s.AddMachines(ctx, []model.Machine{m}); err != nil {
 		t.Fatalf("IP and hostname of a removed machine not reusable: %v", err)
 	}
 	got, err := s.MachineByIP(ctx, "192.168.1.11")
@@ -265,7 +268,7 @@ func TestRemoveMachineFreesIndexes(t *testing.T) {
 		t.Errorf("MachineByIP = %+v, %v", got, err)
 	}
 	evs, err := s.MachineEvents(ctx, m.MAC)
-	if err != nil || len(evs) != 1 || evs[0].Type != StateRegistered {
+	if err != nil || len(evs) != 1 || evs[0].Type != model.StateRegistered {
 		t.Errorf("new machine's history = %+v, %v; want only its own registered event", evs, err)
 	}
 }
@@ -273,29 +276,29 @@ func TestRemoveMachineFreesIndexes(t *testing.T) {
 func TestMachineLookup(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newTestService(t)
-	if _, err := s.AddMachines(ctx, []Machine{mach(1)}); err != nil {
+	if _, err := s.AddMachines(ctx, []model.Machine{mach(1)}); err != nil {
 		t.Fatal(err)
 	}
 	for _, mac := range []string{"52:54:00:00:00:01", "52-54-00-00-00-01", "5254.0000.0001", "525400000001"} {
 		m, err := s.Machine(ctx, mac)
-		if err != nil || m.MAC != "52:54:00:00:00:01" || m.Hostname != "node1" || m.Iface != "192.168.1.11" || m.State != StateRegistered {
+		if err != nil || m.MAC != "52:54:00:00:00:01" || m.Hostname != "node1" || m.Iface != "192.168.1.11" || m.State != model.StateRegistered {
 			t.Errorf("Machine(%q) = %+v, %v", mac, m, err)
 		}
 	}
 	_, err := s.Machine(ctx, "52:54:00:00:00:02")
-	wantErr(t, err, KindNotFound, "machine 52:54:00:00:00:02 does not exist", "bootsrv machine list")
+	faulttest.Want(t, err, fault.KindNotFound, "machine 52:54:00:00:00:02 does not exist", "bootsrv machine list")
 	_, err = s.Machine(ctx, "x")
-	wantErr(t, err, KindInvalid, `"x" is not a MAC address`)
+	faulttest.Want(t, err, fault.KindInvalid, `"x" is not a MAC address`)
 	_, err = s.MachineByIP(ctx, "192.168.1.99")
-	wantErr(t, err, KindNotFound, "no machine has IP 192.168.1.99")
+	faulttest.Want(t, err, fault.KindNotFound, "no machine has IP 192.168.1.99")
 }
 
 func TestClusterInitTwice(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newTestService(t)
 	before, _ := s.Cluster(ctx)
-	_, err := s.ClusterInit(ctx, Cluster{Name: "other", APIServer: "10.0.0.1"})
-	wantErr(t, err, KindConflict, `cluster "lab" already exists`)
+	_, err := s.ClusterInit(ctx, model.Cluster{Name: "other", APIServer: "10.0.0.1"})
+	faulttest.Want(t, err, fault.KindConflict, `cluster "lab" already exists`)
 	after, _ := s.Cluster(ctx)
 	if !reflect.DeepEqual(before, after) {
 		t.Errorf("cluster changed: %+v -> %+v", before, after)
@@ -316,30 +319,30 @@ func TestAddProfilesBad(t *testing.T) {
 	before := profs()
 	cases := []struct {
 		name string
-		ps   []Profile
-		kind Kind
+		ps   []model.Profile
+		kind fault.Kind
 		sub  string
 	}{
-		{"exists", []Profile{{Name: "gpu", Role: RoleWorker}, {Name: "worker", Role: RoleWorker, Source: "p.yaml:5"}}, KindConflict,
+		{"exists", []model.Profile{{Name: "gpu", Role: model.RoleWorker}, {Name: "worker", Role: model.RoleWorker, Source: "p.yaml:5"}}, fault.KindConflict,
 			"p.yaml:5: profile worker already exists: remove it first, or use --replace"},
-		{"twice in one file", []Profile{{Name: "gpu", Role: RoleWorker, Source: "p.yaml:1"}, {Name: "gpu", Role: RoleCustom, Source: "p.yaml:4"}}, KindInvalid,
+		{"twice in one file", []model.Profile{{Name: "gpu", Role: model.RoleWorker, Source: "p.yaml:1"}, {Name: "gpu", Role: model.RoleCustom, Source: "p.yaml:4"}}, fault.KindInvalid,
 			"p.yaml:4: profile gpu is given twice (first at p.yaml:1)"},
-		{"second is bad", []Profile{{Name: "gpu", Role: RoleWorker}, {Name: "edge", Role: "boss"}}, KindInvalid, `role "boss"`},
-		{"none", nil, KindInvalid, "no profiles given"},
+		{"second is bad", []model.Profile{{Name: "gpu", Role: model.RoleWorker}, {Name: "edge", Role: "boss"}}, fault.KindInvalid, `role "boss"`},
+		{"none", nil, fault.KindInvalid, "no profiles given"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := s.AddProfiles(ctx, tc.ps, false)
-			wantErr(t, err, tc.kind, tc.sub)
+			faulttest.Want(t, err, tc.kind, tc.sub)
 			if after := profs(); after != before {
 				t.Errorf("profiles changed:\nbefore %s\nafter  %s", before, after)
 			}
 		})
 	}
-	if _, err := s.AddProfiles(ctx, []Profile{{Name: "worker", Role: RoleWorker, OS: OSFCOS}}, true); err != nil {
+	if _, err := s.AddProfiles(ctx, []model.Profile{{Name: "worker", Role: model.RoleWorker, OS: model.OSFCOS}}, true); err != nil {
 		t.Fatalf("replace: %v", err)
 	}
-	if p, _ := s.Profile(ctx, "worker"); p.OS != OSFCOS || p.Source != "" {
+	if p, _ := s.Profile(ctx, "worker"); p.OS != model.OSFCOS || p.Source != "" {
 		t.Errorf("replaced profile = %+v", p)
 	}
 }
@@ -348,8 +351,8 @@ func TestAddProfilesBad(t *testing.T) {
 func TestObserveUnknown(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newTestService(t)
-	err := s.Observe(ctx, "52:54:00:00:00:07", Firmware{Arch: "x86-64 UEFI"}, Event{Type: StateDHCP}, false)
-	wantErr(t, err, KindNotFound, "52:54:00:00:00:07")
+	err := s.Observe(ctx, "52:54:00:00:00:07", model.Firmware{Arch: "x86-64 UEFI"}, model.Event{Type: model.StateDHCP}, false)
+	faulttest.Want(t, err, fault.KindNotFound, "52:54:00:00:00:07")
 	if got := snapshot(t, s); got != "null" {
 		t.Errorf("machines = %s, want none", got)
 	}
@@ -364,10 +367,10 @@ func TestAdoptDiscovered(t *testing.T) {
 		events []string // observed before the operator adds it
 		bug    string
 	}{
-		{"discovered", []string{StateDiscovered}, ""},
-		{"discovered then dhcp", []string{StateDHCP},
+		{"discovered", []string{model.StateDiscovered}, ""},
+		{"discovered then dhcp", []string{model.StateDHCP},
 			"a discovered machine that went on to state dhcp (what pkg/dhcp records for an unknown machine's REQUEST) cannot be adopted"},
-		{"discovered then pxe", []string{StateDiscovered, StateDHCP, StatePXE},
+		{"discovered then pxe", []string{model.StateDiscovered, model.StateDHCP, model.StatePXE},
 			"a discovered machine that went on to a later state cannot be adopted"},
 	}
 	for _, tc := range cases {
@@ -376,7 +379,7 @@ func TestAdoptDiscovered(t *testing.T) {
 			s, _ := newTestService(t)
 			const mac = "52:54:00:00:00:01"
 			for _, e := range tc.events {
-				if err := s.Observe(ctx, mac, Firmware{Arch: "x86-64 UEFI", UUID: "u-1"}, Event{Type: e}, true); err != nil {
+				if err := s.Observe(ctx, mac, model.Firmware{Arch: "x86-64 UEFI", UUID: "u-1"}, model.Event{Type: e}, true); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -388,13 +391,13 @@ func TestAdoptDiscovered(t *testing.T) {
 				t.Fatalf("discovered machine = %+v", disc)
 			}
 			evBefore, _ := s.MachineEvents(ctx, mac)
-			if len(evBefore) == 0 || evBefore[0].Type != StateDiscovered {
+			if len(evBefore) == 0 || evBefore[0].Type != model.StateDiscovered {
 				t.Fatalf("discovered machine's events = %+v, want discovered first", evBefore)
 			}
 
 			m := mach(1)
 			m.MAC = "52-54-00-00-00-01"
-			_, err = s.AddMachines(ctx, []Machine{m})
+			_, err = s.AddMachines(ctx, []model.Machine{m})
 			if err != nil && tc.bug != "" {
 				t.Skipf("BUG: %s: %v", tc.bug, err)
 			}
@@ -412,15 +415,15 @@ func TestAdoptDiscovered(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(evs) != len(evBefore)+1 || !reflect.DeepEqual(evs[:len(evBefore)], evBefore) || evs[len(evs)-1].Type != StateRegistered {
+			if len(evs) != len(evBefore)+1 || !reflect.DeepEqual(evs[:len(evBefore)], evBefore) || evs[len(evs)-1].Type != model.StateRegistered {
 				t.Errorf("events after adoption = %+v, want %+v and a registered event", evs, evBefore)
 			}
 			if byIP, err := s.MachineByIP(ctx, "192.168.1.11"); err != nil || byIP.MAC != mac {
 				t.Errorf("adopted machine not indexed by IP: %+v, %v", byIP, err)
 			}
 			// Adopted once: adding it again is a conflict.
-			_, err = s.AddMachines(ctx, []Machine{mach(1)})
-			wantErr(t, err, KindConflict, "machine 52:54:00:00:00:01 already exists")
+			_, err = s.AddMachines(ctx, []model.Machine{mach(1)})
+			faulttest.Want(t, err, fault.KindConflict, "machine 52:54:00:00:00:01 already exists")
 		})
 	}
 }
@@ -429,12 +432,12 @@ func TestEventsBounded(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newTestService(t)
 	const mac = "52:54:00:00:00:01"
-	if _, err := s.AddMachines(ctx, []Machine{mach(1)}); err != nil {
+	if _, err := s.AddMachines(ctx, []model.Machine{mach(1)}); err != nil {
 		t.Fatal(err)
 	}
 	const extra = 15
-	for i := 0; i < MaxEvents+extra; i++ {
-		if err := s.RecordEvent(ctx, mac, Event{Type: "note", Detail: fmt.Sprint(i)}); err != nil {
+	for i := 0; i < model.MaxEvents+extra; i++ {
+		if err := s.RecordEvent(ctx, mac, model.Event{Type: "note", Detail: fmt.Sprint(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -442,19 +445,19 @@ func TestEventsBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(evs) != MaxEvents {
-		t.Fatalf("kept %d events, want MaxEvents=%d", len(evs), MaxEvents)
+	if len(evs) != model.MaxEvents {
+		t.Fatalf("kept %d events, want model.MaxEvents=%d", len(evs), model.MaxEvents)
 	}
-	if evs[0].Detail != fmt.Sprint(extra) || evs[len(evs)-1].Detail != fmt.Sprint(MaxEvents+extra-1) {
-		t.Errorf("kept events %s..%s, want the newest %d..%d", evs[0].Detail, evs[len(evs)-1].Detail, extra, MaxEvents+extra-1)
+	if evs[0].Detail != fmt.Sprint(extra) || evs[len(evs)-1].Detail != fmt.Sprint(model.MaxEvents+extra-1) {
+		t.Errorf("kept events %s..%s, want the newest %d..%d", evs[0].Detail, evs[len(evs)-1].Detail, extra, model.MaxEvents+extra-1)
 	}
 	var n int
 	err = s.Store().View(func(tx store.Tx) error {
 		n = tx.Count("events")
 		return nil
 	})
-	if err != nil || n != MaxEvents {
-		t.Errorf("events bucket holds %d keys, want %d (%v)", n, MaxEvents, err)
+	if err != nil || n != model.MaxEvents {
+		t.Errorf("events bucket holds %d keys, want %d (%v)", n, model.MaxEvents, err)
 	}
 }
 
@@ -462,19 +465,19 @@ func TestRecordEventMovesState(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newTestService(t)
 	const mac = "52:54:00:00:00:01"
-	if _, err := s.AddMachines(ctx, []Machine{mach(1)}); err != nil {
+	if _, err := s.AddMachines(ctx, []model.Machine{mach(1)}); err != nil {
 		t.Fatal(err)
 	}
 	steps := []struct{ event, state string }{
-		{StateDHCP, StateDHCP},
-		{StatePXE, StatePXE},
-		{"token-issued", StatePXE}, // not a state: the state stays
-		{StateIPXE, StateIPXE},
-		{StateFailed, StateFailed},
-		{StateProvisioned, StateProvisioned},
+		{model.StateDHCP, model.StateDHCP},
+		{model.StatePXE, model.StatePXE},
+		{"token-issued", model.StatePXE}, // not a state: the state stays
+		{model.StateIPXE, model.StateIPXE},
+		{model.StateFailed, model.StateFailed},
+		{model.StateProvisioned, model.StateProvisioned},
 	}
 	for _, st := range steps {
-		if err := s.RecordEvent(ctx, mac, Event{Type: st.event, Detail: "d"}); err != nil {
+		if err := s.RecordEvent(ctx, mac, model.Event{Type: st.event, Detail: "d"}); err != nil {
 			t.Fatal(err)
 		}
 		m, err := s.Machine(ctx, mac)
@@ -487,11 +490,11 @@ func TestRecordEventMovesState(t *testing.T) {
 	}
 	evs, _ := s.MachineEvents(ctx, mac)
 	// The first event is the machine's registration.
-	if len(evs) != len(steps)+1 || evs[0].Type != StateRegistered || evs[1].Time.IsZero() {
+	if len(evs) != len(steps)+1 || evs[0].Type != model.StateRegistered || evs[1].Time.IsZero() {
 		t.Errorf("events = %+v", evs)
 	}
-	err := s.RecordEvent(ctx, "52:54:00:00:00:02", Event{Type: StateDHCP})
-	wantErr(t, err, KindNotFound, "machine 52:54:00:00:00:02 does not exist")
+	err := s.RecordEvent(ctx, "52:54:00:00:00:02", model.Event{Type: model.StateDHCP})
+	faulttest.Want(t, err, fault.KindNotFound, "machine 52:54:00:00:00:02 does not exist")
 }
 
 // TestImport10000OneTransaction: a rack of 10,000 machines is stored with
@@ -538,23 +541,23 @@ func newBigClusterService(t testing.TB) (*Service, *countingStore) {
 	cs := &countingStore{Store: st}
 	s := NewService(cs)
 	ctx := context.Background()
-	if _, err := s.ClusterInit(ctx, Cluster{Name: "big", APIServer: "10.0.0.1", Network: Network{Subnet: "10.0.0.0/8"},
+	if _, err := s.ClusterInit(ctx, model.Cluster{Name: "big", APIServer: "10.0.0.1", Network: model.Network{Subnet: "10.0.0.0/8"},
 		PodNetwork: "172.16.0.0/16", ServiceRange: "172.17.0.0/24", DNSServiceIP: "172.17.0.10"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.AddProfiles(ctx, []Profile{{Name: "worker", Role: RoleWorker}}, false); err != nil {
+	if _, err := s.AddProfiles(ctx, []model.Profile{{Name: "worker", Role: model.RoleWorker}}, false); err != nil {
 		t.Fatal(err)
 	}
 	return s, cs
 }
 
 // rack returns n distinct machines in 10.0.0.0/8.
-func rack(n int) []Machine {
-	ms := make([]Machine, n)
+func rack(n int) []model.Machine {
+	ms := make([]model.Machine, n)
 	for i := range ms {
 		// 254 hosts per /24, never .0 or .255, starting at 10.0.1.1.
 		j := (i/254+1)<<8 | (i%254 + 1)
-		ms[i] = Machine{
+		ms[i] = model.Machine{
 			MAC:      fmt.Sprintf("52:54:%02x:%02x:%02x:%02x", byte(i>>24), byte(i>>16), byte(i>>8), byte(i)),
 			Hostname: fmt.Sprintf("node%06d", i),
 			IP:       fmt.Sprintf("10.%d.%d.%d", byte(j>>16), byte(j>>8), byte(j)),
@@ -571,12 +574,12 @@ func rack(n int) []Machine {
 func TestObserveSpelling(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newTestService(t)
-	err := s.Observe(ctx, "52-54-00-00-00-07", Firmware{}, Event{Type: StateDiscovered}, true)
+	err := s.Observe(ctx, "52-54-00-00-00-07", model.Firmware{}, model.Event{Type: model.StateDiscovered}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Machine(ctx, "52:54:00:00:00:07"); err != nil {
-		t.Skipf("BUG: Observe stores the MAC as given (\"52-54-00-00-00-07\"), not normalized, so the machine is unreachable by Machine(): %v; snapshot %s", err, snapshot(t, s))
+		t.Skipf("BUG: Observe stores the MAC as given (\"52-54-00-00-00-07\"), not normalized, so the machine is unreachable by model.Machine(): %v; snapshot %s", err, snapshot(t, s))
 	}
 }
 
@@ -585,7 +588,7 @@ func TestObserveSpelling(t *testing.T) {
 // `profile add -o json`).
 func TestAddProfilesReturnsNoSource(t *testing.T) {
 	s, _ := newTestService(t)
-	ps, err := s.AddProfiles(context.Background(), []Profile{{Name: "gpu", Role: RoleCustom, Source: "p.yaml:1"}}, false)
+	ps, err := s.AddProfiles(context.Background(), []model.Profile{{Name: "gpu", Role: model.RoleCustom, Source: "p.yaml:1"}}, false)
 	if err != nil {
 		t.Fatal(err)
 	}

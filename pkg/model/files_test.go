@@ -1,10 +1,13 @@
-package profiles
+package model
 
 import (
 	"encoding/json"
 	"net/netip"
 	"reflect"
 	"testing"
+
+	"github.com/bootsrv/bootsrv/pkg/fault"
+	"github.com/bootsrv/bootsrv/pkg/fault/faulttest"
 )
 
 func TestParseMachinesFileGood(t *testing.T) {
@@ -126,7 +129,7 @@ func TestParseMachinesFileBad(t *testing.T) {
 			if ms != nil {
 				t.Errorf("got machines %+v with the error", ms)
 			}
-			wantErr(t, err, KindInvalid, tc.subs...)
+			faulttest.Want(t, err, fault.KindInvalid, tc.subs...)
 		})
 	}
 }
@@ -162,7 +165,7 @@ func TestParseMachinesFileBadValue(t *testing.T) {
 					break
 				}
 			}
-			wantErr(t, firstErr, KindInvalid, tc.subs...)
+			faulttest.Want(t, firstErr, fault.KindInvalid, tc.subs...)
 		})
 	}
 }
@@ -175,7 +178,7 @@ func TestParseMachinesFileDuplicateKey(t *testing.T) {
 	if err == nil {
 		t.Fatalf("a YAML entry with ip given twice is accepted (ip=%s); want an error naming rack.yaml:4 and field ip", ms[0].IP)
 	}
-	wantErr(t, err, KindInvalid, "rack.yaml:4", "ip")
+	faulttest.Want(t, err, fault.KindInvalid, "rack.yaml:4", "ip")
 }
 
 func TestParseProfilesFile(t *testing.T) {
@@ -272,7 +275,7 @@ ignition:
 		t.Fatal(err)
 	}
 	_, err = NormalizeProfile(ps[0])
-	wantErr(t, err, KindInvalid, "p.yaml:1: profile worker: ignition snippet has warnings", "colour")
+	faulttest.Want(t, err, fault.KindInvalid, "p.yaml:1: profile worker: ignition snippet has warnings", "colour")
 }
 
 func TestParseProfilesFileBad(t *testing.T) {
@@ -286,7 +289,7 @@ func TestParseProfilesFileBad(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseProfilesFile("p.yaml", []byte(tc.data))
-			wantErr(t, err, KindInvalid, tc.sub)
+			faulttest.Want(t, err, fault.KindInvalid, tc.sub)
 		})
 	}
 }

@@ -1,10 +1,14 @@
-// Package profiles holds bootsrv's model (the cluster, its profiles and its
-// machines), validates every write, and offers the service methods that the
-// CLI, the admin API and the boot servers all call. It is the one core behind
-// every door.
-package profiles
+// Package model is bootsrv's vocabulary: the cluster, its profiles and its
+// machines, their events and states, and the rules every write of them must
+// pass (normalization, validation, the machines and profiles file formats).
+// It is pure: no state, no sockets. Everything above it (the state store,
+// the inventory, the boot chain, the doors) speaks these types.
+package model
 
-import "time"
+import (
+	"sort"
+	"time"
+)
 
 // Roles a profile can have.
 const (
@@ -157,5 +161,20 @@ type Event struct {
 // MaxEvents is how many events a machine keeps; older ones are dropped.
 const MaxEvents = 200
 
-// deniedEvery is how often a refused request may be recorded per machine.
-const deniedEvery = time.Minute
+// SortMachines orders machines by hostname, then MAC, for display.
+func SortMachines(ms []Machine) {
+	sort.Slice(ms, func(i, j int) bool {
+		if ms[i].Hostname != ms[j].Hostname {
+			return ms[i].Hostname < ms[j].Hostname
+		}
+		return ms[i].MAC < ms[j].MAC
+	})
+}
+
+// Firmware is what a booting machine said about itself (DHCP options 93,
+// 97 and 60).
+type Firmware struct {
+	Arch        string `json:"arch,omitempty"`
+	UUID        string `json:"uuid,omitempty"`
+	VendorClass string `json:"vendor_class,omitempty"`
+}

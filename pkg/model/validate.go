@@ -1,4 +1,4 @@
-package profiles
+package model
 
 import (
 	"encoding/hex"
@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	ign "github.com/coreos/ignition/v2/config/v3_4"
+
+	"github.com/bootsrv/bootsrv/pkg/fault"
 )
 
 // NormalizeMAC turns any common spelling of an Ethernet MAC
@@ -26,11 +28,11 @@ func NormalizeMAC(s string) (string, error) {
 		var err error
 		hw, err = net.ParseMAC(t)
 		if err != nil {
-			return "", invalidf("%q is not a MAC address: use six hex pairs such as 52:54:00:12:34:56 (dashes, dots or no separators work too)", s)
+			return "", fault.Invalidf("%q is not a MAC address: use six hex pairs such as 52:54:00:12:34:56 (dashes, dots or no separators work too)", s)
 		}
 	}
 	if len(hw) != 6 {
-		return "", invalidf("%q is not a 6-byte Ethernet MAC address", s)
+		return "", fault.Invalidf("%q is not a 6-byte Ethernet MAC address", s)
 	}
 	return hw.String(), nil
 }
@@ -43,14 +45,14 @@ var dns1123Label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 func NormalizeHostname(s string) (string, error) {
 	h := strings.ToLower(strings.TrimSpace(s))
 	if h == "" {
-		return "", invalidf("hostname is empty: give one with --hostname")
+		return "", fault.Invalidf("hostname is empty: give one with --hostname")
 	}
 	if len(h) > 253 {
-		return "", invalidf("hostname %q is longer than 253 characters", s)
+		return "", fault.Invalidf("hostname %q is longer than 253 characters", s)
 	}
 	for _, l := range strings.Split(h, ".") {
 		if !dns1123Label.MatchString(l) {
-			return "", invalidf("hostname %q is not a valid DNS name: use letters, digits and '-' in dot-separated labels of at most 63 characters", s)
+			return "", fault.Invalidf("hostname %q is not a valid DNS name: use letters, digits and '-' in dot-separated labels of at most 63 characters", s)
 		}
 	}
 	return h, nil
@@ -61,7 +63,7 @@ var nameRe = regexp.MustCompile(`^[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?$`)
 // ValidName checks a cluster or profile name.
 func ValidName(what, s string) error {
 	if !nameRe.MatchString(s) {
-		return invalidf("%s name %q is not valid: use lower-case letters, digits, '-', '_' and '.', starting and ending with a letter or digit, at most 63 characters", what, s)
+		return fault.Invalidf("%s name %q is not valid: use lower-case letters, digits, '-', '_' and '.', starting and ending with a letter or digit, at most 63 characters", what, s)
 	}
 	return nil
 }
@@ -69,7 +71,7 @@ func ValidName(what, s string) error {
 func parseIPv4(field, s string) (netip.Addr, error) {
 	a, err := netip.ParseAddr(strings.TrimSpace(s))
 	if err != nil || !a.Is4() {
-		return netip.Addr{}, invalidf("%s %q is not an IPv4 address", field, s)
+		return netip.Addr{}, fault.Invalidf("%s %q is not an IPv4 address", field, s)
 	}
 	return a, nil
 }
@@ -77,10 +79,10 @@ func parseIPv4(field, s string) (netip.Addr, error) {
 func parsePrefix(field, s string) (netip.Prefix, error) {
 	p, err := netip.ParsePrefix(strings.TrimSpace(s))
 	if err != nil || !p.Addr().Is4() {
-		return netip.Prefix{}, invalidf("%s %q is not an IPv4 network in CIDR form (such as 10.2.0.0/16)", field, s)
+		return netip.Prefix{}, fault.Invalidf("%s %q is not an IPv4 network in CIDR form (such as 10.2.0.0/16)", field, s)
 	}
 	if p.Masked() != p {
-		return netip.Prefix{}, invalidf("%s %q has host bits set: did you mean %s?", field, s, p.Masked())
+		return netip.Prefix{}, fault.Invalidf("%s %q has host bits set: did you mean %s?", field, s, p.Masked())
 	}
 	return p, nil
 }
@@ -97,7 +99,7 @@ func validIface(s string) error {
 		return nil
 	}
 	if !ifaceRe.MatchString(s) || strings.Contains(s, "/") {
-		return invalidf("iface %q is neither an interface name (such as eth0, at most 15 characters) nor an IPv4 address", s)
+		return fault.Invalidf("iface %q is neither an interface name (such as eth0, at most 15 characters) nor an IPv4 address", s)
 	}
 	return nil
 }
@@ -115,23 +117,23 @@ func ValidLabel(k, v string) error {
 		prefix := k[:i]
 		name = k[i+1:]
 		if !labelPrefixRe.MatchString(prefix) {
-			return invalidf("label key %q: prefix %q is not a DNS subdomain", k, prefix)
+			return fault.Invalidf("label key %q: prefix %q is not a DNS subdomain", k, prefix)
 		}
 		if isKubernetesLabel(k) && !isKubeletLabel(k) {
 			fix := "use a key under a domain of your own (such as example.com/" + name + ") or under node.kubernetes.io"
 			if prefix == "node-role.kubernetes.io" {
 				fix = "bootsrv sets the node's role from its profile; for a label of your own use a key under a domain of your own (such as example.com/" + name + ")"
 			}
-			return invalidf("label key %q: the kubelet refuses --node-labels under %s and would exit without registering the node "+
+			return fault.Invalidf("label key %q: the kubelet refuses --node-labels under %s and would exit without registering the node "+
 				"(in the kubernetes.io and k8s.io namespaces it takes only kubelet.kubernetes.io, node.kubernetes.io, their subdomains, "+
 				"and the well-known labels it sets itself such as kubernetes.io/hostname and topology.kubernetes.io/zone); %s", k, prefix, fix)
 		}
 	}
 	if !labelNameRe.MatchString(name) {
-		return invalidf("label key %q is not valid: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit", k)
+		return fault.Invalidf("label key %q is not valid: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit", k)
 	}
 	if v != "" && !labelNameRe.MatchString(v) {
-		return invalidf("label %s value %q is not valid: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit", k, v)
+		return fault.Invalidf("label %s value %q is not valid: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit", k, v)
 	}
 	return nil
 }
@@ -196,7 +198,7 @@ func isKubeletLabel(key string) bool {
 func ParseLabel(s string) (string, string, error) {
 	k, v, ok := strings.Cut(s, "=")
 	if !ok || k == "" {
-		return "", "", invalidf("label %q is not key=value", s)
+		return "", "", fault.Invalidf("label %q is not key=value", s)
 	}
 	if err := ValidLabel(k, v); err != nil {
 		return "", "", err
@@ -216,10 +218,10 @@ func ValidateIgnitionSnippet(s string) error {
 		if r := strings.TrimSpace(rpt.String()); r != "" {
 			msg += ": " + r
 		}
-		return invalidf("ignition snippet is not a valid Ignition config (spec 3.0-3.4): %s", msg)
+		return fault.Invalidf("ignition snippet is not a valid Ignition config (spec 3.0-3.4): %s", msg)
 	}
 	if len(rpt.Entries) > 0 {
-		return invalidf("ignition snippet has warnings (bootsrv treats them as errors): %s", strings.TrimSpace(rpt.String()))
+		return fault.Invalidf("ignition snippet has warnings (bootsrv treats them as errors): %s", strings.TrimSpace(rpt.String()))
 	}
 	return nil
 }
@@ -227,7 +229,8 @@ func ValidateIgnitionSnippet(s string) error {
 // firstHost is the first usable address of a network (network address + 1).
 func firstHost(p netip.Prefix) netip.Addr { return p.Masked().Addr().Next() }
 
-func dedupe(ss []string) []string {
+// Dedupe drops repeated strings, keeping the first of each in order.
+func Dedupe(ss []string) []string {
 	seen := map[string]bool{}
 	out := ss[:0:0]
 	for _, s := range ss {

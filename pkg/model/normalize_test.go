@@ -1,27 +1,13 @@
-package profiles
+package model
 
 import (
 	"net/netip"
 	"strings"
 	"testing"
-)
 
-// wantErr checks that err is a *Error of kind with every substring in its
-// message, so a test names what the user would read.
-func wantErr(t *testing.T, err error, kind Kind, subs ...string) {
-	t.Helper()
-	if err == nil {
-		t.Fatalf("got no error, want a %s error containing %q", kind, subs)
-	}
-	if k := KindOf(err); k != kind {
-		t.Errorf("kind of %q = %q, want %q", err, k, kind)
-	}
-	for _, s := range subs {
-		if !strings.Contains(err.Error(), s) {
-			t.Errorf("error %q does not contain %q", err, s)
-		}
-	}
-}
+	"github.com/bootsrv/bootsrv/pkg/fault"
+	"github.com/bootsrv/bootsrv/pkg/fault/faulttest"
+)
 
 func TestNormalizeMAC(t *testing.T) {
 	good := []struct{ in, want string }{
@@ -58,7 +44,7 @@ func TestNormalizeMAC(t *testing.T) {
 		if got != "" {
 			t.Errorf("NormalizeMAC(%q) = %q, want empty on error", tc.in, got)
 		}
-		wantErr(t, err, KindInvalid, tc.sub)
+		faulttest.Want(t, err, fault.KindInvalid, tc.sub)
 	}
 }
 
@@ -90,7 +76,7 @@ func TestNormalizeHostname(t *testing.T) {
 	}
 	for _, tc := range bad {
 		_, err := NormalizeHostname(tc.in)
-		wantErr(t, err, KindInvalid, tc.sub)
+		faulttest.Want(t, err, fault.KindInvalid, tc.sub)
 	}
 }
 
@@ -122,7 +108,7 @@ func TestParseLabel(t *testing.T) {
 	}
 	for _, tc := range bad {
 		_, _, err := ParseLabel(tc.in)
-		wantErr(t, err, KindInvalid, tc.sub)
+		faulttest.Want(t, err, fault.KindInvalid, tc.sub)
 	}
 }
 
@@ -267,7 +253,7 @@ func TestNormalizeClusterBad(t *testing.T) {
 			c := base()
 			tc.mod(&c)
 			_, err := NormalizeCluster(c)
-			wantErr(t, err, KindInvalid, tc.subs...)
+			faulttest.Want(t, err, fault.KindInvalid, tc.subs...)
 		})
 	}
 }
@@ -348,7 +334,7 @@ func TestNormalizeProfile(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := NormalizeProfile(tc.p)
-			wantErr(t, err, KindInvalid, tc.subs...)
+			faulttest.Want(t, err, fault.KindInvalid, tc.subs...)
 		})
 	}
 }
@@ -401,7 +387,7 @@ func TestNormalizeMachine(t *testing.T) {
 			m := ok()
 			tc.mod(&m)
 			_, err := NormalizeMachine(m, subnet)
-			wantErr(t, err, KindInvalid, tc.subs...)
+			faulttest.Want(t, err, fault.KindInvalid, tc.subs...)
 		})
 	}
 
@@ -409,7 +395,7 @@ func TestNormalizeMachine(t *testing.T) {
 	small := netip.MustParsePrefix("10.0.0.8/29")
 	for _, ip := range []string{"10.0.0.8", "10.0.0.15"} {
 		_, err := NormalizeMachine(Machine{MAC: "52:54:00:aa:00:01", Hostname: "n", IP: ip, Profile: "w"}, small)
-		wantErr(t, err, KindInvalid, "network or broadcast")
+		faulttest.Want(t, err, fault.KindInvalid, "network or broadcast")
 	}
 	if _, err := NormalizeMachine(Machine{MAC: "52:54:00:aa:00:01", Hostname: "n", IP: "10.0.0.14", Profile: "w"}, small); err != nil {
 		t.Errorf("last host of /29 refused: %v", err)

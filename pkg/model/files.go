@@ -1,4 +1,4 @@
-package profiles
+package model
 
 import (
 	"bytes"
@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/bootsrv/bootsrv/pkg/fault"
 )
 
 // ParseMachinesFile reads a rack description, YAML or CSV (chosen by the
@@ -40,7 +42,7 @@ func parseMachinesCSV(name string, data []byte) ([]Machine, error) {
 	r.FieldsPerRecord = -1
 	header, err := r.Read()
 	if err == io.EOF {
-		return nil, invalidf("%s is empty: it needs a header line such as mac,hostname,ip,profile,iface,labels", name)
+		return nil, fault.Invalidf("%s is empty: it needs a header line such as mac,hostname,ip,profile,iface,labels", name)
 	}
 	if err != nil {
 		return nil, csvErr(name, err)
@@ -49,16 +51,16 @@ func parseMachinesCSV(name string, data []byte) ([]Machine, error) {
 	for i, h := range header {
 		h = strings.ToLower(strings.TrimSpace(h))
 		if !machineFields[h] {
-			return nil, invalidf("%s:1: unknown column %q: the columns are mac, hostname, ip, profile, iface, labels, boot_file", name, header[i])
+			return nil, fault.Invalidf("%s:1: unknown column %q: the columns are mac, hostname, ip, profile, iface, labels, boot_file", name, header[i])
 		}
 		if _, dup := col[h]; dup {
-			return nil, invalidf("%s:1: column %q appears twice", name, h)
+			return nil, fault.Invalidf("%s:1: column %q appears twice", name, h)
 		}
 		col[h] = i
 	}
 	for _, need := range []string{"mac", "hostname", "ip", "profile"} {
 		if _, ok := col[need]; !ok {
-			return nil, invalidf("%s:1: the header has no %q column (needed: mac, hostname, ip, profile)", name, need)
+			return nil, fault.Invalidf("%s:1: the header has no %q column (needed: mac, hostname, ip, profile)", name, need)
 		}
 	}
 	var out []Machine
@@ -73,7 +75,7 @@ func parseMachinesCSV(name string, data []byte) ([]Machine, error) {
 		line, _ := r.FieldPos(0)
 		src := fmt.Sprintf("%s:%d", name, line)
 		if len(rec) != len(header) {
-			return nil, invalidf("%s: has %d fields, the header has %d", src, len(rec), len(header))
+			return nil, fault.Invalidf("%s: has %d fields, the header has %d", src, len(rec), len(header))
 		}
 		get := func(f string) string {
 			if i, ok := col[f]; ok {
@@ -88,10 +90,10 @@ func parseMachinesCSV(name string, data []byte) ([]Machine, error) {
 			for _, kv := range strings.Split(ls, ";") {
 				k, v, err := ParseLabel(strings.TrimSpace(kv))
 				if err != nil {
-					return nil, at(src, fieldErr("labels", err))
+					return nil, fault.At(src, fault.InField("labels", err))
 				}
 				if _, dup := m.Labels[k]; dup {
-					return nil, invalidf("%s: field labels: label %s is given twice", src, k)
+					return nil, fault.Invalidf("%s: field labels: label %s is given twice", src, k)
 				}
 				m.Labels[k] = v
 			}
@@ -99,7 +101,7 @@ func parseMachinesCSV(name string, data []byte) ([]Machine, error) {
 		out = append(out, m)
 	}
 	if len(out) == 0 {
-		return nil, invalidf("%s has a header but no machines", name)
+		return nil, fault.Invalidf("%s has a header but no machines", name)
 	}
 	return out, nil
 }
@@ -107,9 +109,9 @@ func parseMachinesCSV(name string, data []byte) ([]Machine, error) {
 func csvErr(name string, err error) error {
 	var pe *csv.ParseError
 	if errors.As(err, &pe) {
-		return invalidf("%s:%d: %v", name, pe.Line, pe.Err)
+		return fault.Invalidf("%s:%d: %v", name, pe.Line, pe.Err)
 	}
-	return invalidf("%s: %v", name, err)
+	return fault.Invalidf("%s: %v", name, err)
 }
 
 // yamlItems returns the mapping nodes of a file that holds one mapping, a
@@ -125,7 +127,7 @@ func yamlItems(name, key string, data []byte) ([]*yaml.Node, error) {
 			break
 		}
 		if err != nil {
-			return nil, invalidf("%s: not valid YAML: %v", name, err)
+			return nil, fault.Invalidf("%s: not valid YAML: %v", name, err)
 		}
 		if len(doc.Content) == 0 {
 			continue
@@ -133,7 +135,7 @@ func yamlItems(name, key string, data []byte) ([]*yaml.Node, error) {
 		n := doc.Content[0]
 		if n.Kind == yaml.MappingNode && len(n.Content) >= 2 && n.Content[0].Value == key {
 			if len(n.Content) > 2 {
-				return nil, invalidf("%s:%d: a %q file holds only the %q list", name, n.Content[2].Line, key, key)
+				return nil, fault.Invalidf("%s:%d: a %q file holds only the %q list", name, n.Content[2].Line, key, key)
 			}
 			n = n.Content[1]
 		}
@@ -143,16 +145,16 @@ func yamlItems(name, key string, data []byte) ([]*yaml.Node, error) {
 		case yaml.SequenceNode:
 			for _, it := range n.Content {
 				if it.Kind != yaml.MappingNode {
-					return nil, invalidf("%s:%d: each entry must be a mapping of fields", name, it.Line)
+					return nil, fault.Invalidf("%s:%d: each entry must be a mapping of fields", name, it.Line)
 				}
 				items = append(items, it)
 			}
 		default:
-			return nil, invalidf("%s:%d: expected a mapping or a list of mappings", name, n.Line)
+			return nil, fault.Invalidf("%s:%d: expected a mapping or a list of mappings", name, n.Line)
 		}
 	}
 	if len(items) == 0 {
-		return nil, invalidf("%s holds no %s", name, key)
+		return nil, fault.Invalidf("%s holds no %s", name, key)
 	}
 	return items, nil
 }
@@ -174,9 +176,9 @@ func noDuplicateKeys(name, what string, n *yaml.Node) error {
 		}
 		if f, dup := first[key]; dup {
 			if f.Value != k.Value {
-				return invalidf("%s:%d: %s %s is given twice (first at line %d, as %s)", name, k.Line, what, k.Value, f.Line, f.Value)
+				return fault.Invalidf("%s:%d: %s %s is given twice (first at line %d, as %s)", name, k.Line, what, k.Value, f.Line, f.Value)
 			}
-			return invalidf("%s:%d: %s %s is given twice (first at line %d)", name, k.Line, what, k.Value, f.Line)
+			return fault.Invalidf("%s:%d: %s %s is given twice (first at line %d)", name, k.Line, what, k.Value, f.Line)
 		}
 		first[key] = k
 	}
@@ -199,7 +201,7 @@ func eachField(name string, entry *yaml.Node, set func(k, v *yaml.Node) error) e
 
 func scalar(src, field string, n *yaml.Node) (string, error) {
 	if n.Kind != yaml.ScalarNode {
-		return "", invalidf("%s:%d: field %s: expected a single value", src, n.Line, field)
+		return "", fault.Invalidf("%s:%d: field %s: expected a single value", src, n.Line, field)
 	}
 	return n.Value, nil
 }
@@ -209,7 +211,7 @@ func scalarList(src, field string, n *yaml.Node) ([]string, error) {
 		return []string{n.Value}, nil
 	}
 	if n.Kind != yaml.SequenceNode {
-		return nil, invalidf("%s:%d: field %s: expected a list", src, n.Line, field)
+		return nil, fault.Invalidf("%s:%d: field %s: expected a list", src, n.Line, field)
 	}
 	var out []string
 	for _, it := range n.Content {
@@ -246,7 +248,7 @@ func parseMachinesYAML(name string, data []byte) ([]Machine, error) {
 				m.BootFile, err = scalar(name, k.Value, v)
 			case "labels":
 				if v.Kind != yaml.MappingNode {
-					return invalidf("%s:%d: field labels: expected a mapping of key: value", name, v.Line)
+					return fault.Invalidf("%s:%d: field labels: expected a mapping of key: value", name, v.Line)
 				}
 				if err := noDuplicateKeys(name, "field labels: label", v); err != nil {
 					return err
@@ -255,12 +257,12 @@ func parseMachinesYAML(name string, data []byte) ([]Machine, error) {
 				for j := 0; j+1 < len(v.Content); j += 2 {
 					lk, lv := v.Content[j].Value, v.Content[j+1].Value
 					if err := ValidLabel(lk, lv); err != nil {
-						return at(fmt.Sprintf("%s:%d", name, v.Content[j].Line), fieldErr("labels", err))
+						return fault.At(fmt.Sprintf("%s:%d", name, v.Content[j].Line), fault.InField("labels", err))
 					}
 					m.Labels[lk] = lv
 				}
 			default:
-				return invalidf("%s:%d: unknown field %q: machine fields are mac, hostname, ip, profile, iface, labels, boot_file", name, k.Line, k.Value)
+				return fault.Invalidf("%s:%d: unknown field %q: machine fields are mac, hostname, ip, profile, iface, labels, boot_file", name, k.Line, k.Value)
 			}
 			return err
 		})
@@ -308,15 +310,15 @@ func ParseProfilesFile(name string, data []byte) ([]Profile, error) {
 				}
 				var obj any
 				if err := v.Decode(&obj); err != nil {
-					return invalidf("%s:%d: field ignition: %v", name, v.Line, err)
+					return fault.Invalidf("%s:%d: field ignition: %v", name, v.Line, err)
 				}
 				b, err := json.Marshal(obj)
 				if err != nil {
-					return invalidf("%s:%d: field ignition cannot be written as JSON: %v", name, v.Line, err)
+					return fault.Invalidf("%s:%d: field ignition cannot be written as JSON: %v", name, v.Line, err)
 				}
 				p.Ignition = string(b)
 			default:
-				return invalidf("%s:%d: unknown field %q: profile fields are name, role, os, kernel, initrds, args, install, install_device, ignition", name, k.Line, k.Value)
+				return fault.Invalidf("%s:%d: unknown field %q: profile fields are name, role, os, kernel, initrds, args, install, install_device, ignition", name, k.Line, k.Value)
 			}
 			return err
 		})
@@ -335,7 +337,7 @@ func ParseClusterFile(name string, data []byte) (Cluster, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
-		return c, invalidf("%s: %v", name, err)
+		return c, fault.Invalidf("%s: %v", name, err)
 	}
 	c.CreatedAt = time.Time{}
 	return c, nil

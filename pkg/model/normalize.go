@@ -1,10 +1,11 @@
-package profiles
+package model
 
 import (
 	"net/netip"
 	"slices"
 	"strings"
 
+	"github.com/bootsrv/bootsrv/pkg/fault"
 	"github.com/bootsrv/bootsrv/pkg/nodeconfig"
 	"github.com/bootsrv/bootsrv/pkg/release"
 	"github.com/bootsrv/bootsrv/pkg/render"
@@ -52,19 +53,19 @@ func NormalizeCluster(c Cluster) (Cluster, error) {
 	}
 	c.Domain = strings.ToLower(strings.TrimSuffix(c.Domain, "."))
 	if _, err := NormalizeHostname(c.Domain); err != nil {
-		return c, invalidf("--domain %q is not a valid DNS domain", c.Domain)
+		return c, fault.Invalidf("--domain %q is not a valid DNS domain", c.Domain)
 	}
 	if c.KeyAlgorithm == "" {
 		c.KeyAlgorithm = "ecdsa-p256"
 	}
 	if c.KeyAlgorithm != "ecdsa-p256" && c.KeyAlgorithm != "rsa2048" {
-		return c, invalidf("--key-algorithm %q: use ecdsa-p256 or rsa2048", c.KeyAlgorithm)
+		return c, fault.Invalidf("--key-algorithm %q: use ecdsa-p256 or rsa2048", c.KeyAlgorithm)
 	}
 	if c.CertValidityDays == 0 {
 		c.CertValidityDays = 365
 	}
 	if c.CertValidityDays < 31 || c.CertValidityDays > 3650 {
-		return c, invalidf("--cert-validity-days %d: use 31 to 3650 days (certificates are renewed 30 days before they expire)", c.CertValidityDays)
+		return c, fault.Invalidf("--cert-validity-days %d: use 31 to 3650 days (certificates are renewed 30 days before they expire)", c.CertValidityDays)
 	}
 	for _, v := range []struct {
 		field, def string
@@ -84,21 +85,21 @@ func NormalizeCluster(c Cluster) (Cluster, error) {
 			*v.p = "v" + *v.p
 		}
 		if !release.IsVersion(*v.p) { // a version no release file could be imported under
-			return c, invalidf("%s %q is not a release version such as %s", v.field, *v.p, v.def)
+			return c, fault.Invalidf("%s %q is not a release version such as %s", v.field, *v.p, v.def)
 		}
 	}
 	if c.Arch == "" {
 		c.Arch = DefaultArch
 	}
 	if c.Arch != "amd64" && c.Arch != "arm64" {
-		return c, invalidf("arch %q: use amd64 or arm64", c.Arch)
+		return c, fault.Invalidf("arch %q: use amd64 or arm64", c.Arch)
 	}
 	if c.SandboxImage == "" {
 		c.SandboxImage = nodeconfig.DefaultSandboxImage
 	}
 	c.RegistryMirror = strings.TrimSuffix(c.RegistryMirror, "/")
 	if err := nodeconfig.CheckRegistry(c.RegistryMirror, []byte(c.RegistryCA)); err != nil {
-		return c, invalidf("registry_mirror, registry_ca: %v", err)
+		return c, fault.Invalidf("registry_mirror, registry_ca: %v", err)
 	}
 	pods, err := parsePrefix("--pod-network", c.PodNetwork)
 	if err != nil {
@@ -109,7 +110,7 @@ func NormalizeCluster(c Cluster) (Cluster, error) {
 		return c, err
 	}
 	if svc.Bits() > 30 {
-		return c, invalidf("--service-range %s is too small: it needs room for the Kubernetes and DNS service IPs (/30 or larger)", svc)
+		return c, fault.Invalidf("--service-range %s is too small: it needs room for the Kubernetes and DNS service IPs (/30 or larger)", svc)
 	}
 	var subnet netip.Prefix
 	if c.Network.Subnet == "" {
@@ -121,19 +122,19 @@ func NormalizeCluster(c Cluster) (Cluster, error) {
 	c.PodNetwork, c.ServiceRange = pods.String(), svc.String()
 
 	if pods.Overlaps(svc) {
-		return c, invalidf("--pod-network %s overlaps --service-range %s: pick ranges that do not overlap (defaults: pods %s, services %s)", pods, svc, DefaultPodNetwork, DefaultServiceRange)
+		return c, fault.Invalidf("--pod-network %s overlaps --service-range %s: pick ranges that do not overlap (defaults: pods %s, services %s)", pods, svc, DefaultPodNetwork, DefaultServiceRange)
 	}
 	if pods.Overlaps(subnet) {
-		return c, invalidf("--pod-network %s overlaps the node network %s: pick a pod network that does not contain your machines' addresses", pods, subnet)
+		return c, fault.Invalidf("--pod-network %s overlaps the node network %s: pick a pod network that does not contain your machines' addresses", pods, subnet)
 	}
 	if svc.Overlaps(subnet) {
-		return c, invalidf("--service-range %s overlaps the node network %s: pick a service range that does not contain your machines' addresses", svc, subnet)
+		return c, fault.Invalidf("--service-range %s overlaps the node network %s: pick a service range that does not contain your machines' addresses", svc, subnet)
 	}
 	if !subnet.Contains(api) && c.Network.Subnet != "" {
 		// The API endpoint may be a load balancer outside the node network;
 		// it must still not sit in a cluster-internal range.
 		if pods.Contains(api) || svc.Contains(api) {
-			return c, invalidf("--api-server %s lies in the pod or service range: give the master's address on the node network", api)
+			return c, fault.Invalidf("--api-server %s lies in the pod or service range: give the master's address on the node network", api)
 		}
 	}
 
@@ -145,7 +146,7 @@ func NormalizeCluster(c Cluster) (Cluster, error) {
 		return c, err
 	}
 	if !svc.Contains(kip) {
-		return c, invalidf("kubernetes service IP %s is outside --service-range %s", kip, svc)
+		return c, fault.Invalidf("kubernetes service IP %s is outside --service-range %s", kip, svc)
 	}
 	if c.DNSServiceIP == "" {
 		c.DNSServiceIP = defaultDNSIP(svc, kip).String()
@@ -155,10 +156,10 @@ func NormalizeCluster(c Cluster) (Cluster, error) {
 		return c, err
 	}
 	if !svc.Contains(dip) {
-		return c, invalidf("--dns-ip %s is outside --service-range %s: pick an address inside it (the guides use %s)", dip, svc, DefaultDNSServiceIP)
+		return c, fault.Invalidf("--dns-ip %s is outside --service-range %s: pick an address inside it (the guides use %s)", dip, svc, DefaultDNSServiceIP)
 	}
 	if dip == kip {
-		return c, invalidf("--dns-ip %s is the Kubernetes service IP: pick another address in %s", dip, svc)
+		return c, fault.Invalidf("--dns-ip %s is the Kubernetes service IP: pick another address in %s", dip, svc)
 	}
 	c.KubernetesServiceIP, c.DNSServiceIP = kip.String(), dip.String()
 
@@ -168,7 +169,7 @@ func NormalizeCluster(c Cluster) (Cluster, error) {
 			return c, err
 		}
 		if !subnet.Contains(gw) {
-			return c, invalidf("--gateway %s is outside the provisioning subnet %s", gw, subnet)
+			return c, fault.Invalidf("--gateway %s is outside the provisioning subnet %s", gw, subnet)
 		}
 		c.Network.Gateway = gw.String()
 	}
@@ -182,11 +183,11 @@ func NormalizeCluster(c Cluster) (Cluster, error) {
 	for i, k := range c.SSHKeys {
 		k = strings.TrimSpace(k)
 		if f := strings.Fields(k); len(f) < 2 || !(strings.HasPrefix(f[0], "ssh-") || strings.HasPrefix(f[0], "ecdsa-") || strings.HasPrefix(f[0], "sk-")) {
-			return c, invalidf("SSH key %d is not an OpenSSH public key line (type, base64 key, optional comment)", i+1)
+			return c, fault.Invalidf("SSH key %d is not an OpenSSH public key line (type, base64 key, optional comment)", i+1)
 		}
 		c.SSHKeys[i] = k
 	}
-	c.SSHKeys = dedupe(c.SSHKeys)
+	c.SSHKeys = Dedupe(c.SSHKeys)
 	return c, nil
 }
 
@@ -227,63 +228,63 @@ func defaultDNSIP(svc netip.Prefix, kip netip.Addr) netip.Addr {
 func NormalizeProfile(p Profile) (Profile, error) {
 	p.Name = strings.TrimSpace(p.Name)
 	if err := ValidName("profile", p.Name); err != nil {
-		return p, at(p.Source, err)
+		return p, fault.At(p.Source, err)
 	}
 	switch p.Role {
 	case RoleMaster, RoleWorker, RoleCustom:
 	case "":
-		return p, at(p.Source, invalidf("profile %s has no role: give --role master, worker or custom", p.Name))
+		return p, fault.At(p.Source, fault.Invalidf("profile %s has no role: give --role master, worker or custom", p.Name))
 	default:
-		return p, at(p.Source, invalidf("profile %s: role %q is not one of master, worker, custom", p.Name, p.Role))
+		return p, fault.At(p.Source, fault.Invalidf("profile %s: role %q is not one of master, worker, custom", p.Name, p.Role))
 	}
 	switch p.OS {
 	case OSFlatcar, OSFCOS, OSCustom, OSLab:
 	case "":
 		p.OS = OSFlatcar
 	default:
-		return p, at(p.Source, invalidf("profile %s: os %q is not one of flatcar, fcos, lab, custom", p.Name, p.OS))
+		return p, fault.At(p.Source, fault.Invalidf("profile %s: os %q is not one of flatcar, fcos, lab, custom", p.Name, p.OS))
 	}
 	switch p.Install {
 	case "":
 		p.Install = InstallLive
 	case InstallLive, InstallDisk:
 	default:
-		return p, at(p.Source, invalidf("profile %s: install %q is not live or disk", p.Name, p.Install))
+		return p, fault.At(p.Source, fault.Invalidf("profile %s: install %q is not live or disk", p.Name, p.Install))
 	}
 	if p.Install == InstallDisk {
 		if p.OS != OSFlatcar && p.OS != OSFCOS {
-			return p, at(p.Source, invalidf("profile %s: install: disk needs os flatcar or fcos (their live images install themselves); use install: live for os %s", p.Name, p.OS))
+			return p, fault.At(p.Source, fault.Invalidf("profile %s: install: disk needs os flatcar or fcos (their live images install themselves); use install: live for os %s", p.Name, p.OS))
 		}
 		if p.InstallDevice == "" {
 			p.InstallDevice = DefaultInstallDevice
 		}
 		if !strings.HasPrefix(p.InstallDevice, "/dev/") || strings.ContainsAny(p.InstallDevice, " \t\n\"'") {
-			return p, at(p.Source, invalidf("profile %s: install_device %q is not a device path such as /dev/sda", p.Name, p.InstallDevice))
+			return p, fault.At(p.Source, fault.Invalidf("profile %s: install_device %q is not a device path such as /dev/sda", p.Name, p.InstallDevice))
 		}
 	} else if p.InstallDevice != "" {
-		return p, at(p.Source, invalidf("profile %s: install_device is set but install is live: say install: disk", p.Name))
+		return p, fault.At(p.Source, fault.Invalidf("profile %s: install_device is set but install is live: say install: disk", p.Name))
 	}
 	for _, u := range append([]string{p.Kernel}, p.Initrds...) {
 		if strings.ContainsAny(u, " \t\n\"'") {
-			return p, at(p.Source, invalidf("profile %s: %q is not a usable kernel/initrd location: no spaces or quotes", p.Name, u))
+			return p, fault.At(p.Source, fault.Invalidf("profile %s: %q is not a usable kernel/initrd location: no spaces or quotes", p.Name, u))
 		}
 	}
 	for _, a := range p.Args {
 		if strings.ContainsAny(a, "\n\r") {
-			return p, at(p.Source, invalidf("profile %s: kernel arg %q contains a line break", p.Name, a))
+			return p, fault.At(p.Source, fault.Invalidf("profile %s: kernel arg %q contains a line break", p.Name, a))
 		}
 	}
 	if err := ValidateIgnitionSnippet(p.Ignition); err != nil {
-		return p, at(p.Source, invalidf("profile %s: %s", p.Name, err))
+		return p, fault.At(p.Source, fault.Invalidf("profile %s: %s", p.Name, err))
 	}
 	if strings.TrimSpace(p.Ignition) != "" {
-		paths, units := generatedFor(p.Role, p.OS)
+		paths, units := GeneratedFor(p.Role, p.OS)
 		clash, err := render.SnippetClashes(p.Ignition, paths, units)
 		if err != nil {
-			return p, at(p.Source, invalidf("profile %s: ignition snippet: %v", p.Name, err))
+			return p, fault.At(p.Source, fault.Invalidf("profile %s: ignition snippet: %v", p.Name, err))
 		}
 		if len(clash) > 0 {
-			return p, at(p.Source, invalidf("profile %s: the ignition snippet writes what bootsrv generates for a %s (%s): move your content to other paths or units", p.Name, p.Role, strings.Join(clash, ", ")))
+			return p, fault.At(p.Source, fault.Invalidf("profile %s: the ignition snippet writes what bootsrv generates for a %s (%s): move your content to other paths or units", p.Name, p.Role, strings.Join(clash, ", ")))
 		}
 	}
 	return p, nil
@@ -295,48 +296,41 @@ func NormalizeProfile(p Profile) (Profile, error) {
 func NormalizeMachine(m Machine, subnet netip.Prefix) (Machine, error) {
 	mac, err := NormalizeMAC(m.MAC)
 	if err != nil {
-		return m, at(m.Source, fieldErr("mac", err))
+		return m, fault.At(m.Source, fault.InField("mac", err))
 	}
 	m.MAC = mac
 	if m.Hostname, err = NormalizeHostname(m.Hostname); err != nil {
-		return m, at(m.Source, fieldErr("hostname", err))
+		return m, fault.At(m.Source, fault.InField("hostname", err))
 	}
 	if strings.TrimSpace(m.IP) == "" {
-		return m, at(m.Source, invalidf("field ip: machine %s has no IP: give one with --ip", m.MAC))
+		return m, fault.At(m.Source, fault.Invalidf("field ip: machine %s has no IP: give one with --ip", m.MAC))
 	}
 	ip, err := parseIPv4("ip", m.IP)
 	if err != nil {
-		return m, at(m.Source, fieldErr("ip", err))
+		return m, fault.At(m.Source, fault.InField("ip", err))
 	}
 	if !subnet.Contains(ip) {
-		return m, at(m.Source, invalidf("field ip: %s is outside the provisioning subnet %s: give an address inside it, or change the cluster's --subnet", ip, subnet))
+		return m, fault.At(m.Source, fault.Invalidf("field ip: %s is outside the provisioning subnet %s: give an address inside it, or change the cluster's --subnet", ip, subnet))
 	}
 	if ip == subnet.Addr() || ip == lastAddr(subnet) {
-		return m, at(m.Source, invalidf("field ip: %s is the network or broadcast address of %s", ip, subnet))
+		return m, fault.At(m.Source, fault.Invalidf("field ip: %s is the network or broadcast address of %s", ip, subnet))
 	}
 	m.IP = ip.String()
 	if m.Iface == "" {
 		m.Iface = m.IP
 	}
 	if err := validIface(m.Iface); err != nil {
-		return m, at(m.Source, fieldErr("iface", err))
+		return m, fault.At(m.Source, fault.InField("iface", err))
 	}
 	if m.Profile == "" {
-		return m, at(m.Source, invalidf("field profile: machine %s has no profile: give one with --profile", m.MAC))
+		return m, fault.At(m.Source, fault.Invalidf("field profile: machine %s has no profile: give one with --profile", m.MAC))
 	}
 	for k, v := range m.Labels {
 		if err := ValidLabel(k, v); err != nil {
-			return m, at(m.Source, fieldErr("labels", err))
+			return m, fault.At(m.Source, fault.InField("labels", err))
 		}
 	}
 	return m, nil
-}
-
-func fieldErr(field string, err error) error {
-	if e, ok := err.(*Error); ok {
-		return &Error{Kind: e.Kind, Msg: "field " + field + ": " + e.Msg}
-	}
-	return err
 }
 
 func lastAddr(p netip.Prefix) netip.Addr {

@@ -30,6 +30,9 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/vincent-petithory/dataurl"
 
 	"github.com/bootsrv/bootsrv/pkg/release/releasetest"
@@ -454,12 +457,28 @@ func TestChain(t *testing.T) {
 	if strings.Contains(joined, " localboot ") {
 		t.Errorf("a live machine was told to boot from disk: %s", joined)
 	}
+	// Read with the Prometheus library's parser: the exposition is the
+	// library's (label names sorted, its number format), not fixed lines.
 	metrics := string(c.get200(c.base + "/metrics"))
-	for _, want := range []string{`bootsrv_http_requests_total{route="ipxe",code="200"} 3`, `bootsrv_http_requests_total{route="ignition",code="403"} 1`,
-		`bootsrv_http_requests_total{route="ignition",code="200"} 2`,
-		`bootsrv_machines{state="ipxe"} 1`, `bootsrv_render_seconds_count`} {
-		if !strings.Contains(metrics, want) {
-			t.Errorf("metrics lack %q:\n%s", want, metrics)
+	tp := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := tp.TextToMetricFamilies(strings.NewReader(metrics))
+	if err != nil {
+		t.Fatalf("metrics do not parse: %v\n%s", err, metrics)
+	}
+	for _, want := range []struct {
+		name  string
+		typ   dto.MetricType
+		label map[string]string
+		value float64
+	}{
+		{"bootsrv_http_requests_total", dto.MetricType_COUNTER, map[string]string{"route": "ipxe", "code": "200"}, 3},
+		{"bootsrv_http_requests_total", dto.MetricType_COUNTER, map[string]string{"route": "ignition", "code": "403"}, 1},
+		{"bootsrv_http_requests_total", dto.MetricType_COUNTER, map[string]string{"route": "ignition", "code": "200"}, 2},
+		{"bootsrv_machines", dto.MetricType_GAUGE, map[string]string{"state": "ipxe"}, 1},
+		{"bootsrv_render_seconds", dto.MetricType_HISTOGRAM, map[string]string{}, -1}, // present, any count
+	} {
+		if got, ok := chainMetric(fams, want.name, want.typ, want.label); !ok || (want.value >= 0 && got != want.value) {
+			t.Errorf("metrics: %s%v = %g (present %v), want %g:\n%s", want.name, want.label, got, ok, want.value, metrics)
 		}
 	}
 
@@ -564,6 +583,37 @@ type chainConfig struct {
 			Contents string `json:"contents"`
 		} `json:"units"`
 	} `json:"systemd"`
+}
+
+// chainMetric is the value of the series of family name whose labels are
+// exactly labels (a histogram's is its sample count), if the family has
+// type typ and that series.
+func chainMetric(fams map[string]*dto.MetricFamily, name string, typ dto.MetricType, labels map[string]string) (float64, bool) {
+	mf, ok := fams[name]
+	if !ok || mf.GetType() != typ {
+		return 0, false
+	}
+next:
+	for _, m := range mf.GetMetric() {
+		if len(m.GetLabel()) != len(labels) {
+			continue
+		}
+		for _, lp := range m.GetLabel() {
+			if v, ok := labels[lp.GetName()]; !ok || v != lp.GetValue() {
+				continue next
+			}
+		}
+		switch typ {
+		case dto.MetricType_COUNTER:
+			return m.GetCounter().GetValue(), true
+		case dto.MetricType_GAUGE:
+			return m.GetGauge().GetValue(), true
+		case dto.MetricType_HISTOGRAM:
+			return float64(m.GetHistogram().GetSampleCount()), true
+		}
+		return 0, false
+	}
+	return 0, false
 }
 
 func chainParse(t *testing.T, ign []byte) chainConfig {

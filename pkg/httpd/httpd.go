@@ -150,10 +150,11 @@ func (s *Server) Handler() http.Handler {
 		io.WriteString(w, "ok\n")
 		return http.StatusOK
 	})).Methods(http.MethodGet, http.MethodHead)
-	r.Handle("/metrics", s.route("metrics", func(w http.ResponseWriter, _ *http.Request) int {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		s.reg.Write(w)
-		return http.StatusOK
+	metricsHandler := s.reg.Handler()
+	r.Handle("/metrics", s.route("metrics", func(w http.ResponseWriter, req *http.Request) int {
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		metricsHandler.ServeHTTP(rec, req)
+		return rec.code
 	})).Methods(http.MethodGet)
 	r.NotFoundHandler = s.route("other", func(w http.ResponseWriter, _ *http.Request) int {
 		http.Error(w, "not found", http.StatusNotFound)

@@ -14,6 +14,9 @@ import (
 
 	ign "github.com/coreos/ignition/v2/config/v3_4"
 	"github.com/coreos/ignition/v2/config/v3_4/types"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
@@ -825,28 +828,88 @@ func TestMetricsAndHealth(t *testing.T) {
 	if r.code != http.StatusOK {
 		t.Fatalf("metrics: %d", r.code)
 	}
-	for _, want := range []string{
-		`bootsrv_http_requests_total{route="ipxe",code="200"} 1`,
-		`bootsrv_http_requests_total{route="ipxe",code="404"} 1`,
-		`bootsrv_http_requests_total{route="ipxe",code="400"} 1`,
-		`bootsrv_http_requests_total{route="ignition",code="200"} 1`,
-		`bootsrv_http_requests_total{route="ignition",code="403"} 1`,
-		`bootsrv_http_requests_total{route="healthz",code="200"} 1`,
-		`bootsrv_http_requests_total{route="other",code="404"} 1`,
-		`bootsrv_http_requests_total{route="other",code="405"} 1`,
-		`bootsrv_machines{state="ignition"} 1`,
-		`bootsrv_machines{state="registered"} 3`,
-		`bootsrv_machines{state="dhcp"} 1`,
-		"bootsrv_render_seconds_count ",
-		"# TYPE bootsrv_http_requests_total counter",
+	// The exposition is the Prometheus library's (label names sorted,
+	// its own number format), so it is read with the library's parser
+	// rather than matched line by line.
+	fams := parseMetrics(t, r.body)
+	for _, want := range []struct {
+		route, code string
+	}{
+		{"ipxe", "200"}, {"ipxe", "404"}, {"ipxe", "400"},
+		{"ignition", "200"}, {"ignition", "403"},
+		{"healthz", "200"},
+		{"other", "404"}, {"other", "405"},
 	} {
-		if !strings.Contains(r.body, want) {
-			t.Errorf("metrics lack %q", want)
+		if v, ok := metricValue(fams, "bootsrv_http_requests_total", dto.MetricType_COUNTER, map[string]string{"route": want.route, "code": want.code}); !ok || v != 1 {
+			t.Errorf("metrics: bootsrv_http_requests_total{route=%q,code=%q} = %g (present %v), want 1", want.route, want.code, v, ok)
 		}
+	}
+	for state, want := range map[string]float64{"ignition": 1, "registered": 3, "dhcp": 1} {
+		if v, ok := metricValue(fams, "bootsrv_machines", dto.MetricType_GAUGE, map[string]string{"state": state}); !ok || v != want {
+			t.Errorf("metrics: bootsrv_machines{state=%q} = %g (present %v), want %g", state, v, ok, want)
+		}
+	}
+	if _, ok := metricValue(fams, "bootsrv_render_seconds", dto.MetricType_HISTOGRAM, nil); !ok {
+		t.Error("metrics lack the histogram bootsrv_render_seconds")
+	}
+	for _, name := range []string{"go_goroutines", "process_start_time_seconds"} {
+		if _, ok := fams[name]; !ok {
+			t.Errorf("metrics lack %s", name)
+		}
+	}
+	if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
+		t.Errorf("metrics Content-Type %q, want text/plain; version=0.0.4", ct)
+	}
+	// The scrape itself is counted by route, once it has answered.
+	r2 := e.get("/metrics")
+	if v, ok := metricValue(parseMetrics(t, r2.body), "bootsrv_http_requests_total", dto.MetricType_COUNTER, map[string]string{"route": "metrics", "code": "200"}); !ok || v != 1 {
+		t.Errorf("metrics: bootsrv_http_requests_total{route=\"metrics\",code=\"200\"} = %g (present %v), want 1", v, ok)
 	}
 	if t.Failed() {
 		t.Logf("metrics:\n%s", r.body)
 	}
+}
+
+// parseMetrics reads the Prometheus text format with the library's parser.
+func parseMetrics(t *testing.T, body string) map[string]*dto.MetricFamily {
+	t.Helper()
+	p := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("metrics do not parse: %v\n%s", err, body)
+	}
+	return fams
+}
+
+// metricValue is the value of the series of family name whose labels are
+// exactly labels (a histogram's is its sample count), if the family has
+// type typ and that series.
+func metricValue(fams map[string]*dto.MetricFamily, name string, typ dto.MetricType, labels map[string]string) (float64, bool) {
+	mf, ok := fams[name]
+	if !ok || mf.GetType() != typ {
+		return 0, false
+	}
+next:
+	for _, m := range mf.GetMetric() {
+		if len(m.GetLabel()) != len(labels) {
+			continue
+		}
+		for _, lp := range m.GetLabel() {
+			if v, ok := labels[lp.GetName()]; !ok || v != lp.GetValue() {
+				continue next
+			}
+		}
+		switch typ {
+		case dto.MetricType_COUNTER:
+			return m.GetCounter().GetValue(), true
+		case dto.MetricType_GAUGE:
+			return m.GetGauge().GetValue(), true
+		case dto.MetricType_HISTOGRAM:
+			return float64(m.GetHistogram().GetSampleCount()), true
+		}
+		return 0, false
+	}
+	return 0, false
 }
 
 // TestServeListener runs the real server (its own timeouts and header

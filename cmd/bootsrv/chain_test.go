@@ -32,7 +32,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+	prommodel "github.com/prometheus/common/model"
 	"github.com/vincent-petithory/dataurl"
 
 	"github.com/bootsrv/bootsrv/pkg/release/releasetest"
@@ -460,7 +460,7 @@ func TestChain(t *testing.T) {
 	// Read with the Prometheus library's parser: the exposition is the
 	// library's (label names sorted, its number format), not fixed lines.
 	metrics := string(c.get200(c.base + "/metrics"))
-	tp := expfmt.NewTextParser(model.LegacyValidation)
+	tp := expfmt.NewTextParser(prommodel.LegacyValidation)
 	fams, err := tp.TextToMetricFamilies(strings.NewReader(metrics))
 	if err != nil {
 		t.Fatalf("metrics do not parse: %v\n%s", err, metrics)

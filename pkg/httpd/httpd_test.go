@@ -16,7 +16,7 @@ import (
 	"github.com/coreos/ignition/v2/config/v3_4/types"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+	prommodel "github.com/prometheus/common/model"
 
 	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
@@ -873,7 +873,7 @@ func TestMetricsAndHealth(t *testing.T) {
 // parseMetrics reads the Prometheus text format with the library's parser.
 func parseMetrics(t *testing.T, body string) map[string]*dto.MetricFamily {
 	t.Helper()
-	p := expfmt.NewTextParser(model.LegacyValidation)
+	p := expfmt.NewTextParser(prommodel.LegacyValidation)
 	fams, err := p.TextToMetricFamilies(strings.NewReader(body))
 	if err != nil {
 		t.Fatalf("metrics do not parse: %v\n%s", err, body)

@@ -6,7 +6,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 PKGS      := ./...
 GOFILES    = $(shell find cmd pkg assets examples bench -name '*.go')
 
-.PHONY: help deps build assets releases run test test-short lint bench bench-dhcp bench-tftp bench-http demo clean
+.PHONY: help deps build assets releases run test test-short lint bench bench-dhcp bench-tftp bench-http bench-compare demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -51,6 +51,9 @@ bench-tftp: build ## fetches/s of ipxe.efi: bootsrv against tftpd-hpa (root)
 
 bench-http: build ## /ipxe and /ignition req/s at 10 and 10,000 machines
 	bench/http.sh
+
+bench-compare: build ## before/after in one run: /ipxe, /ignition req/s and DHCP DORA/s of BEFORE (default c88dc13, built if missing) against bin/bootsrv (root)
+	bench/compare.sh "$(BEFORE)" $(BIN)
 
 demo: deps build releases ## the example cluster's 3 machines netboot as QEMU VMs against bootsrv and become a Kubernetes cluster (root; ~15 min)
 	bash examples/qemu-lab/demo.sh

@@ -14,7 +14,9 @@
 # of bench/http.sh: SIZES ("10 10000"), ROLES ("custom worker"), DURATION
 # (3s), WORKERS (16), WARM (1000); for DHCP the ones of bench/dhcp.sh:
 # BENCH_DHCP_SECONDS (5), BENCH_DHCP_START (125), BENCH_DHCP_MAX (32000),
-# BENCH_DHCP_THREADS (single), plus DHCP_LOG_LEVEL (info, serve's default);
+# BENCH_DHCP_THREADS (single), plus BENCH_DHCP_BISECT (1: tries between the
+# last passing and the first failing rate) and DHCP_LOG_LEVEL (info, serve's
+# default: one log line per exchange, as a user's server writes);
 # KEEP=1 keeps the work dir (logs, perfdhcp outputs).
 #
 # Needs: go, make (to build BEFORE), and for DHCP root, iproute2 and
@@ -33,6 +35,7 @@ DHCP_SECONDS=${BENCH_DHCP_SECONDS:-5}
 DHCP_START=${BENCH_DHCP_START:-125}
 DHCP_MAX=${BENCH_DHCP_MAX:-32000}
 DHCP_THREADS=${BENCH_DHCP_THREADS:-single}
+DHCP_BISECT=${BENCH_DHCP_BISECT:-1}
 DHCP_LOG_LEVEL=${DHCP_LOG_LEVEL:-info}
 
 die() {
@@ -40,6 +43,8 @@ die() {
 	exit 1
 }
 say() { echo "compare: $*" >&2; }
+# Progress lines carry the elapsed time: a default run takes minutes.
+step() { say "$* (at ${SECONDS}s)"; }
 
 # Arguments are relative to the caller's directory, as any command's are;
 # the default AFTER is the repo's own build.
@@ -67,6 +72,10 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# Nothing is meant to be written to the caller's directory (the repo, as
+# often as not, where a stray file would end up in someone's commit).
+cd "$work"
 
 # forget PID: it has been waited for; the trap must not signal a recycled PID.
 forget() {
@@ -187,8 +196,10 @@ SH
 	for round in $(seq "$ROUNDS"); do
 		for side in before after; do
 			log=$work/http-$side-$round.log
-			say "http round $round/$ROUNDS: $side"
-			BIN=${httpbin[$side]} bash "$repo/bench/http.sh" >"$log" 2>&1 &
+			step "http round $round/$ROUNDS: $side"
+			# TMPDIR: http.sh's work dir (and go build's) inside ours, so
+			# that whatever it leaves behind, even killed, goes with ours.
+			BIN=${httpbin[$side]} TMPDIR=$work bash "$repo/bench/http.sh" >"$log" 2>&1 &
 			pids+=($!)
 			rc=0
 			wait "$!" || rc=$?
@@ -288,6 +299,10 @@ if [[ " $PARTS " == *" dhcp "* ]]; then
 	stop_server() { # SIDE
 		kill -TERM "$srv_pid"
 		local rc=0
+		# serve finishes what is in flight and commits queued events: 20 s
+		# (the test's bound) is plenty, past that it is hung.
+		for _ in $(seq 200); do kill -0 "$srv_pid" 2>/dev/null || break; sleep 0.1; done
+		kill -0 "$srv_pid" 2>/dev/null && { say "WARNING: $1: bootsrv serve still running 20 s after SIGTERM: killed"; kill -KILL "$srv_pid"; }
 		wait "$srv_pid" || rc=$?
 		forget "$srv_pid"
 		srv_pid=
@@ -312,7 +327,9 @@ if [[ " $PARTS " == *" dhcp "* ]]; then
 	}
 	# search SIDE ROUND: perf_test.go's search: double the offered rate
 	# from DHCP_START while fewer than 1 % of exchanges are lost, then try
-	# once between the best passing and the first failing rate; sets best.
+	# once between the best passing and the first failing rate; sets best,
+	# perfdhcp's achieved rate (the offered one times SECONDS/(SECONDS+1)
+	# when nothing is lost: -W waits a second for late answers).
 	search() {
 		local side=$1 round=$2 rate=$DHCP_START pass=0
 		best=0
@@ -320,7 +337,7 @@ if [[ " $PARTS " == *" dhcp "* ]]; then
 			local out=$work/perfdhcp-$side-$round-$1.txt
 			perf "$side" "$1" "$out"
 			local pct
-			pct=$(awk -v s="$p_sent" -v l="$p_lost" 'BEGIN { printf "%.2f", s > 0 ? 100 * l / s : 100 }')
+			pct=$(awk -v s="$p_sent" -v l="$p_lost" 'BEGIN { printf "%.2f", (s > 0 ? 100 * l / s : 100) }')
 			printf '  %s at -r %d: %.0f DORA/s, %d/%d exchanges lost (%s %%)\n' "$side" "$1" "$p_rate" "$p_lost" "$p_sent" "$pct" >&2
 			if ((p_sent == 0)); then
 				tail -15 "$out" >&2
@@ -334,13 +351,22 @@ if [[ " $PARTS " == *" dhcp "* ]]; then
 			pass=$rate
 			rate=$((rate * 2))
 		done
-		if ((rate <= DHCP_MAX && pass > 0)); then try $(((pass + rate) / 2)) || true; fi
+		# BENCH_DHCP_BISECT=1 is the test's one try between; more narrow the
+		# step (the default's results lie on a coarse grid).
+		local lo=$pass hi=$rate mid i
+		if ((rate <= DHCP_MAX && pass > 0)); then
+			for ((i = 0; i < DHCP_BISECT; i++)); do
+				mid=$(((lo + hi) / 2))
+				((mid > lo && mid < hi)) || break
+				if try "$mid"; then lo=$mid; else hi=$mid; fi
+			done
+		fi
 	}
 
 	declare -A dora=()
 	for round in $(seq "$ROUNDS"); do
 		for side in before after; do
-			say "dhcp round $round/$ROUNDS: $side"
+			step "dhcp round $round/$ROUNDS: $side"
 			start_server "$side" "$work/dhcp-data-$side-$round" "$work/serve-$side-$round.log"
 			search "$side" "$round"
 			stop_server "$side"
@@ -358,11 +384,15 @@ if [[ " $PARTS " == *" dhcp "* ]]; then
 	# No rate at all on a side is no measurement: the server answered
 	# nothing even at the start rate.
 	for side in before after; do
-		[[ " ${dora[$side]} " == *" 0 "* ]] && { say "$side: a round found no rate with < 1 % lost"; failed=1; }
+		if [[ " ${dora[$side]} " == *" 0 "* ]]; then
+			say "$side: a round found no rate with < 1 % lost"
+			failed=1
+		fi
 	done
 fi
 
 echo
 echo "compare: before=${path[before]} (${version[before]}) after=${path[after]} (${version[after]})"
 for line in "${summary[@]}"; do echo "$line"; done
+say "took ${SECONDS}s"
 exit $failed

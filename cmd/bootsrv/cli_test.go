@@ -18,7 +18,7 @@ import (
 
 	"github.com/bootsrv/bootsrv/pkg/admin"
 	"github.com/bootsrv/bootsrv/pkg/release/releasetest"
-	"github.com/bootsrv/bootsrv/pkg/store"
+	"github.com/bootsrv/bootsrv/pkg/state"
 )
 
 // bin is the bootsrv binary built once for every CLI test.
@@ -124,8 +124,8 @@ func startServer(t *testing.T, dir string) *exec.Cmd {
 	return cmd
 }
 
-// state is what a failed command must leave unchanged.
-func state(t *testing.T, dir string) string {
+// stateSnapshot is what a failed command must leave unchanged.
+func stateSnapshot(t *testing.T, dir string) string {
 	t.Helper()
 	var b strings.Builder
 	for _, args := range [][]string{{"machine", "list", "-o", "json"}, {"profile", "list", "-o", "json"}, {"cluster", "show", "-o", "json"}, {"assets", "list", "-o", "json"}} {
@@ -424,7 +424,7 @@ func TestCLIScenario(t *testing.T) {
 				t.Run(st.name, func(t *testing.T) {
 					var before string
 					if st.code != 0 {
-						before = state(t, dir)
+						before = stateSnapshot(t, dir)
 					}
 					r := run(t, dir, st.args...)
 					if st.bugOnSrv != "" && mode == "server" && (r.code != st.code || !containsAll(r.stderr, st.stderr)) {
@@ -442,7 +442,7 @@ func TestCLIScenario(t *testing.T) {
 						if r.stdout != "" {
 							t.Errorf("a failing command printed on stdout:\n%s", r.stdout)
 						}
-						if after := state(t, dir); after != before {
+						if after := stateSnapshot(t, dir); after != before {
 							t.Errorf("a failing command changed the state:\nbefore:\n%s\nafter:\n%s", before, after)
 						}
 						return
@@ -559,7 +559,7 @@ func TestHelp(t *testing.T) {
 		t.Errorf("bootsrv version: %s", r)
 	}
 	// Help and version touch no state.
-	if _, err := os.Stat(filepath.Join(dir, store.FileName)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(dir, state.FileName)); !os.IsNotExist(err) {
 		t.Errorf("help or version created the state file (%v)", err)
 	}
 }
@@ -595,7 +595,7 @@ func TestServeTwice(t *testing.T) {
 func TestServerImportOneTransaction(t *testing.T) {
 	dir := t.TempDir()
 	startServer(t, dir)
-	if _, err := store.Open(dir, 10*time.Millisecond); !errors.Is(err, store.ErrLocked) {
+	if _, err := state.Open(dir, 10*time.Millisecond); !errors.Is(err, state.ErrLocked) {
 		t.Errorf("open while the server runs = %v, want ErrLocked", err)
 	}
 	if r := run(t, dir, "cluster", "init", "--name", "lab", "--api-server", "192.168.1.10"); r.code != 0 {
@@ -611,11 +611,11 @@ func TestServerImportOneTransaction(t *testing.T) {
 
 func TestNewerSchemaCLI(t *testing.T) {
 	dir := t.TempDir()
-	st, err := store.Open(dir, 0)
+	st, err := state.Open(dir, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.SetSchemaForTest(store.SchemaVersion + 1); err != nil {
+	if err := st.SetSchemaForTest(state.SchemaVersion + 1); err != nil {
 		t.Fatal(err)
 	}
 	st.Close()

@@ -20,7 +20,7 @@ import (
 	"github.com/bootsrv/bootsrv/pkg/fault"
 	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
-	"github.com/bootsrv/bootsrv/pkg/store"
+	"github.com/bootsrv/bootsrv/pkg/state"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -322,14 +322,14 @@ func openAPI(o *opts) (admin.API, func(), error) {
 	if !errors.Is(err, admin.ErrNoServer) {
 		return nil, nil, err
 	}
-	st, err := store.Open(o.dataDir, 500*time.Millisecond)
+	st, err := state.Open(o.dataDir, 500*time.Millisecond)
 	if err != nil {
-		if errors.Is(err, store.ErrLocked) {
+		if errors.Is(err, state.ErrLocked) {
 			return nil, nil, fmt.Errorf("%w; its admin socket %s does not answer: wait for it to finish starting, or stop it", err, sock)
 		}
 		return nil, nil, err
 	}
-	return profiles.NewService(st), func() { st.Close() }, nil
+	return profiles.NewService(st, nil), func() { st.Close() }, nil
 }
 
 func rootCommand() *command {

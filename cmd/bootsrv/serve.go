@@ -21,9 +21,10 @@ import (
 	"github.com/bootsrv/bootsrv/pkg/admin"
 	"github.com/bootsrv/bootsrv/pkg/dhcp"
 	"github.com/bootsrv/bootsrv/pkg/httpd"
+	"github.com/bootsrv/bootsrv/pkg/lease"
 	"github.com/bootsrv/bootsrv/pkg/metrics"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
-	"github.com/bootsrv/bootsrv/pkg/store"
+	"github.com/bootsrv/bootsrv/pkg/state"
 	"github.com/bootsrv/bootsrv/pkg/tftp"
 )
 
@@ -106,24 +107,31 @@ func runServe(ctx context.Context, c *cli, o *opts, args []string) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	st, err := store.Open(o.dataDir, 2*time.Second)
+	st, err := state.Open(o.dataDir, 2*time.Second)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	svc := profiles.NewService(st)
-
-	ds, err := newDHCP(ctx, so, svc, log)
+	dcfg, err := dhcpConfig(so, log)
 	if err != nil {
 		return err
 	}
-	// The lease view must stay a nil interface when DHCP is off.
-	var leases profiles.LeaseView
-	if l := ds.Leases(); l != nil {
-		leases = l
+	// The lease table sits below both DHCP and the boot chain: built first,
+	// handed to each. With DHCP off there is none, and tokens are checked
+	// against reservations.
+	var leases *lease.Table
+	if dcfg.Enabled() {
+		if leases, err = lease.Open(st, func() time.Time { return time.Now().UTC() }); err != nil {
+			return err
+		}
 	}
+	svc := profiles.NewService(st, leases)
 	svc.Configure(profiles.BootConfig{TokenTTL: so.tokenTTL, BaseURL: baseURL, Version: versionString(),
-		AnyAddress: so.tokenBind == "any", AssetsDir: so.assetsDir}, leases)
+		AnyAddress: so.tokenBind == "any", AssetsDir: so.assetsDir})
+	ds, err := dhcp.New(ctx, dcfg, svc, leases)
+	if err != nil {
+		return err
+	}
 	svc.StartRecorder(log)
 	// Runs after the servers stopped: queued events reach the file before
 	// it closes.
@@ -187,36 +195,36 @@ func runServe(ctx context.Context, c *cli, o *opts, args []string) error {
 	return nil
 }
 
-// newDHCP builds the DHCP server from the flags; with no --interface it is
-// off and says so when it starts.
-func newDHCP(ctx context.Context, so serveOpts, svc *profiles.Service, log *slog.Logger) (*dhcp.Server, error) {
+// dhcpConfig is the DHCP server's configuration from the flags; with no
+// --interface it is off and says so when it starts.
+func dhcpConfig(so serveOpts, log *slog.Logger) (dhcp.Config, error) {
 	mode, err := dhcp.ParseMode(so.dhcpMode)
 	if err != nil {
-		return nil, usagef("%v", err)
+		return dhcp.Config{}, usagef("%v", err)
 	}
 	unknown, err := dhcp.ParseUnknown(so.unknown)
 	if err != nil {
-		return nil, usagef("%v", err)
+		return dhcp.Config{}, usagef("%v", err)
 	}
 	files, err := dhcp.ParseBootFiles(so.bootFiles)
 	if err != nil {
-		return nil, usagef("%v", err)
+		return dhcp.Config{}, usagef("%v", err)
 	}
-	var pool dhcp.Range
+	var pool lease.Pool
 	if so.dhcpRange != "" {
 		if pool, err = dhcp.ParseRange(so.dhcpRange); err != nil {
-			return nil, usagef("%v", err)
+			return dhcp.Config{}, usagef("%v", err)
 		}
 	}
 	_, port, _ := net.SplitHostPort(so.httpAddr)
 	httpPort, _ := strconv.Atoi(port)
-	return dhcp.New(ctx, dhcp.Config{
+	return dhcp.Config{
 		Settings: dhcp.Settings{Mode: mode, Unknown: unknown, LeaseTime: so.dhcpLeaseTime,
 			HTTPPort: httpPort, HTTPHost: so.listen, BootFiles: files},
 		Interfaces: so.interfaces,
 		Pool:       pool,
 		Logger:     log,
-	}, svc)
+	}, nil
 }
 
 func tftpResult(err error) string {

@@ -41,7 +41,7 @@ import (
 	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/noderun"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
-	"github.com/bootsrv/bootsrv/pkg/store"
+	"github.com/bootsrv/bootsrv/pkg/state"
 )
 
 const releases = "/var/cache/bootsrv-test/releases"
@@ -260,16 +260,16 @@ func TestMasterControlPlaneRuns(t *testing.T) {
 
 	// bootsrv's state: the example cluster, its profiles and machines, the
 	// real releases imported.
-	st, err := store.Open(filepath.Join(dir, "data"), time.Second)
+	st, err := state.Open(filepath.Join(dir, "data"), time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	svc := profiles.NewService(st)
+	svc := profiles.NewService(st, nil)
 	assetsDir := filepath.Join(dir, "assets")
 	cfg := profiles.DefaultBootConfig
 	cfg.AssetsDir = assetsDir
-	svc.Configure(cfg, nil)
+	svc.Configure(cfg)
 	read := func(n string) []byte {
 		b, err := os.ReadFile(n)
 		if err != nil {

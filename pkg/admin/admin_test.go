@@ -14,7 +14,7 @@ import (
 	"github.com/bootsrv/bootsrv/pkg/fault"
 	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
-	"github.com/bootsrv/bootsrv/pkg/store"
+	"github.com/bootsrv/bootsrv/pkg/state"
 )
 
 // serve runs the admin API over a fresh store on a socket in a temp dir and
@@ -22,7 +22,7 @@ import (
 func serve(t *testing.T) (*Client, string) {
 	t.Helper()
 	dir := t.TempDir()
-	st, err := store.Open(dir, 0)
+	st, err := state.Open(dir, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +33,9 @@ func serve(t *testing.T) (*Client, string) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, l, profiles.NewService(st), slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	go func() {
+		done <- Serve(ctx, l, profiles.NewService(st, nil), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

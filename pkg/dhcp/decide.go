@@ -9,6 +9,7 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
+	"github.com/bootsrv/bootsrv/pkg/lease"
 	"github.com/bootsrv/bootsrv/pkg/model"
 )
 
@@ -19,32 +20,14 @@ const (
 	ProxyBootPort = 4011 // PXE boot server port, where proxyDHCP clients ask for the file
 )
 
-// Lease is one address bound (or offered) to one MAC.
-type Lease struct {
-	IP       netip.Addr `json:"ip"`
-	MAC      string     `json:"mac"` // "" for a declined address
-	Expiry   time.Time  `json:"expiry"`
-	State    string     `json:"state"`
-	Hostname string     `json:"hostname,omitempty"`
-}
-
-// Lease states.
-const (
-	LeaseOffered  = "offered"  // held in memory between OFFER and REQUEST
-	LeaseBound    = "bound"    // ACKed and durable
-	LeaseDeclined = "declined" // a client found the address in use
-)
-
 // LeaseView is the lease state Decide reads; it never changes it. The
 // server applies the Decision's action afterwards.
 type LeaseView interface {
 	// ForMAC returns mac's lease: bound (even if expired, so a returning
 	// client gets its old address back) or a live offer.
-	ForMAC(mac string) (Lease, bool)
+	ForMAC(mac string) (lease.Lease, bool)
 	// OwnerOf returns who holds ip now: a MAC, "declined", or "" if free.
 	OwnerOf(ip netip.Addr) string
-	// Candidate returns a free pool address of sub for mac.
-	Candidate(mac string, sub *Subnet) (netip.Addr, bool)
 }
 
 // Input is everything a decision depends on besides the request.
@@ -53,6 +36,10 @@ type Input struct {
 	Machine  *model.Machine // nil: no record for this MAC
 	Settings *Settings
 	Leases   LeaseView
+	// Candidate is the free pool address the lease table would give this
+	// client (see Candidates), or none: allocation reads the table and
+	// moves its cursor, so it happens before Decide, not in it.
+	Candidate netip.Addr
 	// Server is bootsrv's address on the interface the request came in
 	// on: the server identifier and next-server of replies.
 	Server netip.Addr
@@ -159,19 +146,47 @@ func answerable(in Input) (bool, string) {
 	return true, ""
 }
 
+// subnetOf is the subnet a request is served from: the relay's, else the
+// one of the interface it came in on.
+func subnetOf(in Input) (*Subnet, netip.Addr, bool) {
+	via := in.Server
+	if in.Client.GIAddr.IsValid() {
+		via = in.Client.GIAddr
+	}
+	sub, ok := in.Settings.SubnetFor(via)
+	return sub, via, ok
+}
+
+// NeedsPool says whether Decide will want a pool address for this request,
+// and from which pool: a DISCOVER in full mode from an answerable client
+// with no reservation and no usable lease. The server then asks the lease
+// table for a candidate (Input.Candidate) before deciding.
+func NeedsPool(in Input) (lease.Pool, bool) {
+	if in.Settings.Mode != ModeFull || in.Client.Type != dhcpv4.MessageTypeDiscover || in.Port == ProxyBootPort || known(in.Machine) {
+		return lease.Pool{}, false
+	}
+	if ok, _ := answerable(in); !ok {
+		return lease.Pool{}, false
+	}
+	sub, _, ok := subnetOf(in)
+	if !ok || !sub.Pool.Valid() {
+		return lease.Pool{}, false
+	}
+	if l, ok := in.Leases.ForMAC(in.Client.MAC); ok && sub.Pool.Contains(l.IP) && free(in, l.IP) {
+		return lease.Pool{}, false
+	}
+	return sub.Pool, true
+}
+
 func decideFull(req *dhcpv4.DHCPv4, in Input) Decision {
-	c, s := in.Client, in.Settings
+	c := in.Client
 	if ok, why := answerable(in); !ok {
 		return silent("%s", why)
 	}
 	if in.Port == ProxyBootPort {
 		return silent("request on port %d in full mode", ProxyBootPort)
 	}
-	via := in.Server
-	if c.GIAddr.IsValid() {
-		via = c.GIAddr
-	}
-	sub, ok := s.SubnetFor(via)
+	sub, via, ok := subnetOf(in)
 	if !ok {
 		return silent("no subnet for %s", via)
 	}
@@ -185,103 +200,136 @@ func decideFull(req *dhcpv4.DHCPv4, in Input) Decision {
 	}
 	switch c.Type {
 	case dhcpv4.MessageTypeDiscover:
-		ip := reserved
-		if !ip.IsValid() {
-			if l, ok := in.Leases.ForMAC(c.MAC); ok && sub.Pool.Contains(l.IP) && free(in, l.IP) {
-				ip = l.IP
-			} else if ip, ok = in.Leases.Candidate(c.MAC, sub); !ok {
-				if !sub.Pool.Valid() {
-					return silent("no address: not a known machine and no --dhcp-range")
-				}
-				return silent("pool %s exhausted", sub.Pool)
-			}
-		} else if !free(in, ip) {
-			return silent("reserved address %s is held by %s", ip, in.Leases.OwnerOf(ip))
-		}
-		boot, err := chooseBoot(c, in.Machine, s, in.Server)
-		if err != nil {
-			return silent("%v", err)
-		}
-		d := in.grant(req, dhcpv4.MessageTypeOffer, sub, ip, boot)
-		d.Action, d.Expiry = ActOffer, in.Now.Add(offerHold)
-		d.Event, d.Reason = EventOffer, "offer"
-		return d
+		return decideDiscover(req, in, sub, reserved)
 	case dhcpv4.MessageTypeRequest:
-		if c.ServerID.IsValid() && c.ServerID != in.Server {
-			if l, ok := in.Leases.ForMAC(c.MAC); ok && l.State == LeaseOffered {
-				// Our offer lost: free its address now, not when it lapses.
-				return Decision{Action: ActWithdraw, IP: l.IP,
-					Reason: fmt.Sprintf("client chose server %s: offer of %s withdrawn", c.ServerID, l.IP)}
-			}
-			return silent("client chose server %s", c.ServerID)
-		}
-		want := c.Requested
-		if !want.IsValid() {
-			want = c.CIAddr
-		}
-		if !want.IsValid() {
-			return silent("REQUEST names no address")
-		}
-		expect := reserved
-		if !expect.IsValid() {
-			if l, ok := in.Leases.ForMAC(c.MAC); ok {
-				expect = l.IP
-			}
-		}
-		switch {
-		case !expect.IsValid() && !c.ServerID.IsValid():
-			// INIT-REBOOT or RENEWING with no record here: another
-			// server's client, or a lease long gone; stay silent.
-			return silent("no lease for %s", c.MAC)
-		case want != expect:
-			return in.nak(req, fmt.Sprintf("requested %s, client's address is %s", want, orNone(expect)))
-		case !free(in, want):
-			return in.nak(req, fmt.Sprintf("%s is held by %s", want, in.Leases.OwnerOf(want)))
-		case !sub.Prefix.Contains(want):
-			return in.nak(req, fmt.Sprintf("%s is not in subnet %s", want, sub.Prefix))
-		}
-		boot, err := chooseBoot(c, in.Machine, s, in.Server)
-		if err != nil {
-			return silent("%v", err)
-		}
-		d := in.grant(req, dhcpv4.MessageTypeAck, sub, want, boot)
-		d.Action, d.Expiry = ActBind, in.Now.Add(s.LeaseTime)
-		d.Event, d.Reason = model.StateDHCP, "ack"
-		if in.Machine != nil && in.Machine.State == model.StateProvisioned {
-			// A provisioned machine rebooting stays provisioned.
-			d.Event = EventAckOnly
-		}
-		return d
+		return decideRequest(req, in, sub, reserved)
 	case dhcpv4.MessageTypeRelease:
-		if c.ServerID.IsValid() && c.ServerID != in.Server {
-			return silent("RELEASE for server %s", c.ServerID)
-		}
-		if l, ok := in.Leases.ForMAC(c.MAC); ok && l.IP == c.CIAddr {
-			return Decision{Action: ActRelease, IP: l.IP, Reason: "release", Event: EventRelease}
-		}
-		return silent("RELEASE of %s, which %s does not hold", orNone(c.CIAddr), c.MAC)
+		return decideRelease(in)
 	case dhcpv4.MessageTypeDecline:
-		if c.ServerID.IsValid() && c.ServerID != in.Server {
-			return silent("DECLINE for server %s", c.ServerID)
-		}
-		if l, ok := in.Leases.ForMAC(c.MAC); ok && l.IP == c.Requested {
-			return Decision{Action: ActDecline, IP: l.IP, Expiry: in.Now.Add(DeclineHold),
-				Reason: "decline: address in use", Event: EventDecline}
-		}
-		return silent("DECLINE of %s, which %s does not hold", orNone(c.Requested), c.MAC)
+		return decideDecline(in)
 	case dhcpv4.MessageTypeInform:
-		if !c.CIAddr.IsValid() {
-			return silent("INFORM without ciaddr")
-		}
-		boot, err := chooseBoot(c, in.Machine, s, in.Server)
-		if err != nil {
-			return silent("%v", err)
-		}
-		d := in.grant(req, dhcpv4.MessageTypeAck, sub, netip.Addr{}, boot)
-		d.Reason = "inform"
-		return d
+		return decideInform(req, in, sub)
 	}
 	return silent("message type %s", c.Type)
+}
+
+// decideDiscover offers the reservation, else the lease the client held,
+// else the pool's candidate.
+func decideDiscover(req *dhcpv4.DHCPv4, in Input, sub *Subnet, reserved netip.Addr) Decision {
+	c := in.Client
+	ip := reserved
+	if !ip.IsValid() {
+		if l, ok := in.Leases.ForMAC(c.MAC); ok && sub.Pool.Contains(l.IP) && free(in, l.IP) {
+			ip = l.IP
+		} else if ip = in.Candidate; !ip.IsValid() || !sub.Pool.Contains(ip) {
+			if !sub.Pool.Valid() {
+				return silent("no address: not a known machine and no --dhcp-range")
+			}
+			return silent("pool %s exhausted", sub.Pool)
+		}
+	} else if !free(in, ip) {
+		return silent("reserved address %s is held by %s", ip, in.Leases.OwnerOf(ip))
+	}
+	boot, err := chooseBoot(c, in.Machine, in.Settings, in.Server)
+	if err != nil {
+		return silent("%v", err)
+	}
+	d := in.grant(req, dhcpv4.MessageTypeOffer, sub, ip, boot)
+	d.Action, d.Expiry = ActOffer, in.Now.Add(offerHold)
+	d.Event, d.Reason = EventOffer, "offer"
+	return d
+}
+
+// decideRequest ACKs the address the client was offered or holds, NAKs
+// another, and withdraws an offer the client passed over.
+func decideRequest(req *dhcpv4.DHCPv4, in Input, sub *Subnet, reserved netip.Addr) Decision {
+	c := in.Client
+	if c.ServerID.IsValid() && c.ServerID != in.Server {
+		if l, ok := in.Leases.ForMAC(c.MAC); ok && l.State == model.LeaseOffered {
+			// Our offer lost: free its address now, not when it lapses.
+			return Decision{Action: ActWithdraw, IP: l.IP,
+				Reason: fmt.Sprintf("client chose server %s: offer of %s withdrawn", c.ServerID, l.IP)}
+		}
+		return silent("client chose server %s", c.ServerID)
+	}
+	want := c.Requested
+	if !want.IsValid() {
+		want = c.CIAddr
+	}
+	if !want.IsValid() {
+		return silent("REQUEST names no address")
+	}
+	expect := reserved
+	if !expect.IsValid() {
+		if l, ok := in.Leases.ForMAC(c.MAC); ok {
+			expect = l.IP
+		}
+	}
+	switch {
+	case !expect.IsValid() && !c.ServerID.IsValid():
+		// INIT-REBOOT or RENEWING with no record here: another
+		// server's client, or a lease long gone; stay silent.
+		return silent("no lease for %s", c.MAC)
+	case want != expect:
+		return in.nak(req, fmt.Sprintf("requested %s, client's address is %s", want, orNone(expect)))
+	case !free(in, want):
+		return in.nak(req, fmt.Sprintf("%s is held by %s", want, in.Leases.OwnerOf(want)))
+	case !sub.Prefix.Contains(want):
+		return in.nak(req, fmt.Sprintf("%s is not in subnet %s", want, sub.Prefix))
+	}
+	boot, err := chooseBoot(c, in.Machine, in.Settings, in.Server)
+	if err != nil {
+		return silent("%v", err)
+	}
+	d := in.grant(req, dhcpv4.MessageTypeAck, sub, want, boot)
+	d.Action, d.Expiry = ActBind, in.Now.Add(in.Settings.LeaseTime)
+	d.Event, d.Reason = model.StateDHCP, "ack"
+	if in.Machine != nil && in.Machine.State == model.StateProvisioned {
+		// A provisioned machine rebooting stays provisioned.
+		d.Event = EventAckOnly
+	}
+	return d
+}
+
+// decideRelease frees the address the client gives back.
+func decideRelease(in Input) Decision {
+	c := in.Client
+	if c.ServerID.IsValid() && c.ServerID != in.Server {
+		return silent("RELEASE for server %s", c.ServerID)
+	}
+	if l, ok := in.Leases.ForMAC(c.MAC); ok && l.IP == c.CIAddr {
+		return Decision{Action: ActRelease, IP: l.IP, Reason: "release", Event: EventRelease}
+	}
+	return silent("RELEASE of %s, which %s does not hold", orNone(c.CIAddr), c.MAC)
+}
+
+// decideDecline takes an address the client found in use out of the pool.
+func decideDecline(in Input) Decision {
+	c := in.Client
+	if c.ServerID.IsValid() && c.ServerID != in.Server {
+		return silent("DECLINE for server %s", c.ServerID)
+	}
+	if l, ok := in.Leases.ForMAC(c.MAC); ok && l.IP == c.Requested {
+		return Decision{Action: ActDecline, IP: l.IP, Expiry: in.Now.Add(DeclineHold),
+			Reason: "decline: address in use", Event: EventDecline}
+	}
+	return silent("DECLINE of %s, which %s does not hold", orNone(c.Requested), c.MAC)
+}
+
+// decideInform answers a client with an address of its own with options only.
+func decideInform(req *dhcpv4.DHCPv4, in Input, sub *Subnet) Decision {
+	c := in.Client
+	if !c.CIAddr.IsValid() {
+		return silent("INFORM without ciaddr")
+	}
+	boot, err := chooseBoot(c, in.Machine, in.Settings, in.Server)
+	if err != nil {
+		return silent("%v", err)
+	}
+	d := in.grant(req, dhcpv4.MessageTypeAck, sub, netip.Addr{}, boot)
+	d.Reason = "inform"
+	return d
+
 }
 
 // offerHold is how long an offered address waits for its REQUEST. OVMF

@@ -10,6 +10,7 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
+	"github.com/bootsrv/bootsrv/pkg/lease"
 	"github.com/bootsrv/bootsrv/pkg/model"
 )
 
@@ -28,7 +29,7 @@ func testSettings(mode Mode, unknown Unknown) *Settings {
 			Router: netip.MustParseAddr("10.99.0.1"),
 			DNS:    []netip.Addr{netip.MustParseAddr("10.99.0.1")},
 			Domain: "lab.example",
-			Pool:   Range{netip.MustParseAddr("10.99.0.100"), netip.MustParseAddr("10.99.0.199")},
+			Pool:   lease.Pool{Start: netip.MustParseAddr("10.99.0.100"), End: netip.MustParseAddr("10.99.0.199")},
 		}},
 	}.WithDefaults()
 	return &s
@@ -40,19 +41,16 @@ func knownMachine() *model.Machine {
 
 // fakeLeases is a LeaseView over maps.
 type fakeLeases struct {
-	byMAC map[string]Lease
+	byMAC map[string]lease.Lease
 	owner map[netip.Addr]string
 	cand  netip.Addr
 }
 
-func (f *fakeLeases) ForMAC(mac string) (Lease, bool) { l, ok := f.byMAC[mac]; return l, ok }
-func (f *fakeLeases) OwnerOf(ip netip.Addr) string    { return f.owner[ip] }
-func (f *fakeLeases) Candidate(string, *Subnet) (netip.Addr, bool) {
-	return f.cand, f.cand.IsValid()
-}
+func (f *fakeLeases) ForMAC(mac string) (lease.Lease, bool) { l, ok := f.byMAC[mac]; return l, ok }
+func (f *fakeLeases) OwnerOf(ip netip.Addr) string          { return f.owner[ip] }
 
 func noLeases() *fakeLeases {
-	return &fakeLeases{byMAC: map[string]Lease{}, owner: map[netip.Addr]string{}, cand: netip.MustParseAddr("10.99.0.100")}
+	return &fakeLeases{byMAC: map[string]lease.Lease{}, owner: map[netip.Addr]string{}, cand: netip.MustParseAddr("10.99.0.100")}
 }
 
 type pkt struct {
@@ -141,10 +139,10 @@ func TestDecide(t *testing.T) {
 	held := noLeases()
 	held.owner[netip.MustParseAddr("10.99.0.10")] = "aa:aa:aa:aa:aa:aa"
 	offered := noLeases()
-	offered.byMAC[otherHW.String()] = Lease{IP: netip.MustParseAddr("10.99.0.150"), MAC: otherHW.String(), State: LeaseOffered, Expiry: t0.Add(time.Minute)}
+	offered.byMAC[otherHW.String()] = lease.Lease{IP: netip.MustParseAddr("10.99.0.150"), MAC: otherHW.String(), State: model.LeaseOffered, Expiry: t0.Add(time.Minute)}
 	offered.owner[netip.MustParseAddr("10.99.0.150")] = otherHW.String()
 	bound := noLeases()
-	bound.byMAC[knownHW.String()] = Lease{IP: netip.MustParseAddr("10.99.0.10"), MAC: knownHW.String(), State: LeaseBound, Expiry: t0.Add(time.Hour)}
+	bound.byMAC[knownHW.String()] = lease.Lease{IP: netip.MustParseAddr("10.99.0.10"), MAC: knownHW.String(), State: model.LeaseBound, Expiry: t0.Add(time.Hour)}
 	bound.owner[netip.MustParseAddr("10.99.0.10")] = knownHW.String()
 	exhausted := noLeases()
 	exhausted.cand = netip.Addr{}
@@ -270,7 +268,7 @@ func TestDecide(t *testing.T) {
 			if c.CIAddr.IsValid() {
 				peer = netip.AddrPortFrom(c.CIAddr, uint16(port))
 			}
-			d := Decide(req, Input{Client: c, Machine: tc.m, Settings: testSettings(mode, unknown), Leases: leases,
+			d := decideLikeServer(req, Input{Client: c, Machine: tc.m, Settings: testSettings(mode, unknown), Leases: leases,
 				Server: srvIP, Port: port, Peer: peer, Now: t0})
 			check(t, d, tc.w)
 		})
@@ -364,7 +362,7 @@ func check(t *testing.T, d Decision, w want) {
 func TestHostnameInReply(t *testing.T) {
 	req := pkt{mt: dhcpv4.MessageTypeDiscover, arch: 0, vendor: vcBIOS}.build(t)
 	c, _ := Inspect(req)
-	d := Decide(req, Input{Client: c, Machine: knownMachine(), Settings: testSettings(ModeFull, UnknownIgnore), Leases: noLeases(), Server: srvIP, Port: 67, Now: t0})
+	d := decideLikeServer(req, Input{Client: c, Machine: knownMachine(), Settings: testSettings(ModeFull, UnknownIgnore), Leases: noLeases(), Server: srvIP, Port: 67, Now: t0})
 	if d.Reply == nil || d.Reply.HostName() != "node1" {
 		t.Fatalf("hostname option missing: %v", d.Reason)
 	}
@@ -485,13 +483,13 @@ func FuzzDecide(f *testing.F) {
 		}
 		leases := noLeases()
 		if sel&4 != 0 {
-			leases.byMAC[c.MAC] = Lease{IP: netip.MustParseAddr("10.99.0.150"), MAC: c.MAC, State: LeaseBound, Expiry: t0}
+			leases.byMAC[c.MAC] = lease.Lease{IP: netip.MustParseAddr("10.99.0.150"), MAC: c.MAC, State: model.LeaseBound, Expiry: t0}
 		}
 		port := ServerPort
 		if sel&8 != 0 {
 			port = ProxyBootPort
 		}
-		d := Decide(req, Input{Client: c, Machine: m, Settings: testSettings(modes[sel>>4&1], unknown),
+		d := decideLikeServer(req, Input{Client: c, Machine: m, Settings: testSettings(modes[sel>>4&1], unknown),
 			Leases: leases, Server: srvIP, Port: port, Peer: netip.MustParseAddrPort("10.99.0.150:68"), Now: t0})
 		if d.Reply == nil {
 			return
@@ -504,4 +502,19 @@ func FuzzDecide(f *testing.F) {
 			t.Fatalf("ignored unknown client got a lease")
 		}
 	})
+}
+
+// decideLikeServer is what the server does around Decide: it asks the lease table
+// (or the fake's fixed candidate) for a pool address when Decide will want
+// one, then decides.
+func decideLikeServer(req *dhcpv4.DHCPv4, in Input) Decision {
+	if pool, ok := NeedsPool(in); ok {
+		switch l := in.Leases.(type) {
+		case *lease.Table:
+			in.Candidate, _ = l.Candidate(in.Client.MAC, pool)
+		case *fakeLeases:
+			in.Candidate = l.cand
+		}
+	}
+	return Decide(req, in)
 }

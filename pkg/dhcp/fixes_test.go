@@ -10,7 +10,9 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
+	"github.com/bootsrv/bootsrv/pkg/lease"
 	"github.com/bootsrv/bootsrv/pkg/model"
+	"github.com/bootsrv/bootsrv/pkg/state"
 	"github.com/bootsrv/bootsrv/pkg/store"
 )
 
@@ -21,7 +23,7 @@ func TestDiscoveredMachineKeepsPoolLease(t *testing.T) {
 	disc := &model.Machine{MAC: otherHW.String(), State: model.StateDHCP}
 	ip := netip.MustParseAddr("10.99.0.150")
 	lv := noLeases()
-	lv.byMAC[otherHW.String()] = Lease{IP: ip, MAC: otherHW.String(), State: LeaseBound, Expiry: t0.Add(time.Hour)}
+	lv.byMAC[otherHW.String()] = lease.Lease{IP: ip, MAC: otherHW.String(), State: model.LeaseBound, Expiry: t0.Add(time.Hour)}
 	lv.owner[ip] = otherHW.String()
 	for _, unknown := range []Unknown{UnknownDiscover, UnknownIgnore} {
 		for _, p := range []pkt{
@@ -34,7 +36,7 @@ func TestDiscoveredMachineKeepsPoolLease(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			d := Decide(req, Input{Client: c, Machine: disc, Settings: testSettings(ModeFull, unknown), Leases: lv, Server: srvIP, Port: ServerPort, Now: t0})
+			d := decideLikeServer(req, Input{Client: c, Machine: disc, Settings: testSettings(ModeFull, unknown), Leases: lv, Server: srvIP, Port: ServerPort, Now: t0})
 			if d.Reply == nil {
 				t.Errorf("%s %s from a discovered machine holding %s: silent (%s)", unknown, p.mt, ip, d.Reason)
 				continue
@@ -47,11 +49,11 @@ func TestDiscoveredMachineKeepsPoolLease(t *testing.T) {
 	// Without a lease it stays silent, and the log says why in its terms.
 	req := pkt{hw: otherHW, mt: dhcpv4.MessageTypeDiscover, arch: -1}.build(t)
 	c, _ := Inspect(req)
-	d := Decide(req, Input{Client: c, Machine: disc, Settings: testSettings(ModeFull, UnknownDiscover), Leases: noLeases(), Server: srvIP, Port: ServerPort, Now: t0})
+	d := decideLikeServer(req, Input{Client: c, Machine: disc, Settings: testSettings(ModeFull, UnknownDiscover), Leases: noLeases(), Server: srvIP, Port: ServerPort, Now: t0})
 	if d.Reply != nil || d.Reason != "MAC has no reservation and is not a PXE client" {
 		t.Errorf("no lease: reply %v, reason %q", d.Reply != nil, d.Reason)
 	}
-	d = Decide(req, Input{Client: c, Machine: disc, Settings: testSettings(ModeFull, UnknownIgnore), Leases: noLeases(), Server: srvIP, Port: ServerPort, Now: t0})
+	d = decideLikeServer(req, Input{Client: c, Machine: disc, Settings: testSettings(ModeFull, UnknownIgnore), Leases: noLeases(), Server: srvIP, Port: ServerPort, Now: t0})
 	if d.Reply != nil || strings.Contains(d.Reason, "unknown MAC") {
 		t.Errorf("ignore, no lease: reply %v, reason %q", d.Reply != nil, d.Reason)
 	}
@@ -63,7 +65,7 @@ func TestDiscoveredMachineRenewsThroughLeases(t *testing.T) {
 	clk := &clock{t: t0}
 	st := openStore(t, t.TempDir())
 	defer st.Close()
-	l, err := OpenLeases(st, clk.now)
+	l, err := lease.Open(st, clk.now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,8 +78,8 @@ func TestDiscoveredMachineRenewsThroughLeases(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		d := Decide(req, Input{Client: c, Machine: disc, Settings: s, Leases: l, Server: srvIP, Port: ServerPort, Now: clk.now()})
-		if err := l.Apply(c.MAC, d); err != nil {
+		d := decideLikeServer(req, Input{Client: c, Machine: disc, Settings: s, Leases: l, Server: srvIP, Port: ServerPort, Now: clk.now()})
+		if err := Apply(l, c.MAC, d); err != nil {
 			t.Fatal(err)
 		}
 		return d
@@ -102,7 +104,7 @@ func TestMoveToReservationFreesPoolLease(t *testing.T) {
 	dir := t.TempDir()
 	clk := &clock{t: t0}
 	st := openStore(t, dir)
-	l, err := OpenLeases(st, clk.now)
+	l, err := lease.Open(st, clk.now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +115,7 @@ func TestMoveToReservationFreesPoolLease(t *testing.T) {
 		{Action: ActBind, IP: ipA, Expiry: t0.Add(time.Hour)},
 		{Action: ActOffer, IP: res, Expiry: t0.Add(offerHold)},
 	} {
-		if err := l.Apply(mac, d); err != nil {
+		if err := Apply(l, mac, d); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -124,10 +126,10 @@ func TestMoveToReservationFreesPoolLease(t *testing.T) {
 	if ip, ok := l.LeasedIP(mac); !ok || ip != ipA {
 		t.Errorf("during the move, LeasedIP = %v %v", ip, ok)
 	}
-	if err := l.Apply(mac, Decision{Action: ActBind, IP: res, Expiry: t0.Add(time.Hour)}); err != nil {
+	if err := Apply(l, mac, Decision{Action: ActBind, IP: res, Expiry: t0.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	check := func(when string, l *Leases) {
+	check := func(when string, l *lease.Table) {
 		t.Helper()
 		if o := l.OwnerOf(ipA); o != "" {
 			t.Errorf("%s: old pool address %s still held by %q", when, ipA, o)
@@ -146,7 +148,7 @@ func TestMoveToReservationFreesPoolLease(t *testing.T) {
 	st.Close()
 	st = openStore(t, dir)
 	defer st.Close()
-	l, err = OpenLeases(st, clk.now)
+	l, err = lease.Open(st, clk.now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,26 +161,24 @@ func TestLapsedOffersLeaveNoIndex(t *testing.T) {
 	clk := &clock{t: t0}
 	st := openStore(t, t.TempDir())
 	defer st.Close()
-	l, err := OpenLeases(st, clk.now)
+	l, err := lease.Open(st, clk.now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := testSettings(ModeFull, UnknownDiscover)
-	s.Subnets[0].Pool = Range{ipA, ipA} // one address
+	s.Subnets[0].Pool = lease.Pool{Start: ipA, End: ipA} // one address
 	for i := range 5000 {
 		mac := fmt.Sprintf("02:00:%02x:%02x:00:00", i>>8, i&0xff)
-		ip, ok := l.Candidate(mac, &s.Subnets[0])
+		ip, ok := l.Candidate(mac, s.Subnets[0].Pool)
 		if !ok {
 			t.Fatalf("no candidate at %d", i)
 		}
-		if err := l.Apply(mac, Decision{Action: ActOffer, IP: ip, Expiry: clk.now().Add(offerHold)}); err != nil {
+		if err := Apply(l, mac, Decision{Action: ActOffer, IP: ip, Expiry: clk.now().Add(offerHold)}); err != nil {
 			t.Fatal(err)
 		}
 		clk.add(offerHold + time.Second)
 	}
-	l.mu.Lock()
-	n := len(l.offers) + len(l.bound)
-	l.mu.Unlock()
+	n := l.Stats().OfferIndex + l.Stats().BoundIndex
 	if n > 1 || len(l.All()) > 1 {
 		t.Errorf("pool of 1 address after 5000 lapsed offers: %d index entries, %d leases", n, len(l.All()))
 	}
@@ -186,9 +186,7 @@ func TestLapsedOffersLeaveNoIndex(t *testing.T) {
 	if _, ok := l.ForMAC("02:00:13:87:00:00"); ok {
 		t.Error("lapsed offer still returned")
 	}
-	l.mu.Lock()
-	n = len(l.offers)
-	l.mu.Unlock()
+	n = l.Stats().OfferIndex
 	if n != 0 {
 		t.Errorf("%d offer entries after the last offer lapsed and was looked up", n)
 	}
@@ -213,8 +211,8 @@ func TestBindWriteFailureRestoresMemory(t *testing.T) {
 	clk := &clock{t: t0}
 	st := openStore(t, t.TempDir())
 	defer st.Close()
-	fs := &failStore{Store: st}
-	l, err := OpenLeases(fs, clk.now)
+	fs := &failStore{Store: st.Engine()}
+	l, err := lease.Open(state.New(fs), clk.now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,13 +222,13 @@ func TestBindWriteFailureRestoresMemory(t *testing.T) {
 		{Action: ActBind, IP: ipA, Expiry: t0.Add(time.Hour)},
 		{Action: ActOffer, IP: ipB, Expiry: t0.Add(offerHold)},
 	} {
-		if err := l.Apply(mac, d); err != nil {
+		if err := Apply(l, mac, d); err != nil {
 			t.Fatal(err)
 		}
 	}
 	before := l.All()
 	fs.fail = true
-	if err := l.Apply(mac, Decision{Action: ActBind, IP: ipB, Expiry: t0.Add(time.Hour)}); err == nil {
+	if err := Apply(l, mac, Decision{Action: ActBind, IP: ipB, Expiry: t0.Add(time.Hour)}); err == nil {
 		t.Fatal("bind succeeded with a failing store")
 	}
 	if le, ok := l.Bound(mac); !ok || le.IP != ipA {
@@ -239,14 +237,14 @@ func TestBindWriteFailureRestoresMemory(t *testing.T) {
 	if _, ok := l.LeasedMAC(ipB); ok {
 		t.Errorf("after a failed bind, %s counts as leased", ipB)
 	}
-	if le, ok := l.ForMAC(mac); !ok || le.IP != ipB || le.State != LeaseOffered {
+	if le, ok := l.ForMAC(mac); !ok || le.IP != ipB || le.State != model.LeaseOffered {
 		t.Errorf("after a failed bind, ForMAC = %+v %v, want the offer of %s", le, ok, ipB)
 	}
 	if after := l.All(); fmt.Sprint(sortLeases(after)) != fmt.Sprint(sortLeases(before)) {
 		t.Errorf("leases changed by a failed bind:\nbefore %+v\nafter  %+v", before, after)
 	}
 	// Release and decline are undone the same way.
-	if err := l.Apply(mac, Decision{Action: ActRelease, IP: ipA}); err == nil {
+	if err := Apply(l, mac, Decision{Action: ActRelease, IP: ipA}); err == nil {
 		t.Fatal("release succeeded with a failing store")
 	}
 	if le, ok := l.Bound(mac); !ok || le.IP != ipA {
@@ -254,7 +252,7 @@ func TestBindWriteFailureRestoresMemory(t *testing.T) {
 	}
 	// And the same bind goes through once the store works.
 	fs.fail = false
-	if err := l.Apply(mac, Decision{Action: ActBind, IP: ipB, Expiry: t0.Add(time.Hour)}); err != nil {
+	if err := Apply(l, mac, Decision{Action: ActBind, IP: ipB, Expiry: t0.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	if le, ok := l.Bound(mac); !ok || le.IP != ipB || l.OwnerOf(ipA) != "" {
@@ -262,7 +260,7 @@ func TestBindWriteFailureRestoresMemory(t *testing.T) {
 	}
 }
 
-func sortLeases(ls []Lease) []Lease {
+func sortLeases(ls []lease.Lease) []lease.Lease {
 	for i := range ls {
 		for j := i + 1; j < len(ls); j++ {
 			if ls[j].IP.Less(ls[i].IP) {
@@ -278,7 +276,7 @@ func TestRequestForOtherServerWithdrawsOffer(t *testing.T) {
 	clk := &clock{t: t0}
 	st := openStore(t, t.TempDir())
 	defer st.Close()
-	l, err := OpenLeases(st, clk.now)
+	l, err := lease.Open(st, clk.now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,8 +288,8 @@ func TestRequestForOtherServerWithdrawsOffer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		d := Decide(req, Input{Client: c, Settings: s, Leases: l, Server: srvIP, Port: ServerPort, Now: clk.now()})
-		if err := l.Apply(c.MAC, d); err != nil {
+		d := decideLikeServer(req, Input{Client: c, Settings: s, Leases: l, Server: srvIP, Port: ServerPort, Now: clk.now()})
+		if err := Apply(l, c.MAC, d); err != nil {
 			t.Fatal(err)
 		}
 		return d
@@ -313,10 +311,10 @@ func TestRequestForOtherServerWithdrawsOffer(t *testing.T) {
 	}
 	// A bound lease is never withdrawn that way.
 	knownLease := noLeases()
-	knownLease.byMAC[knownHW.String()] = Lease{IP: netip.MustParseAddr("10.99.0.10"), MAC: knownHW.String(), State: LeaseBound, Expiry: t0.Add(time.Hour)}
+	knownLease.byMAC[knownHW.String()] = lease.Lease{IP: netip.MustParseAddr("10.99.0.10"), MAC: knownHW.String(), State: model.LeaseBound, Expiry: t0.Add(time.Hour)}
 	req := pkt{mt: dhcpv4.MessageTypeRequest, arch: 0, vendor: vcBIOS, requested: "10.99.0.10", serverID: "10.99.0.2"}.build(t)
 	c, _ := Inspect(req)
-	if d := Decide(req, Input{Client: c, Machine: knownMachine(), Settings: s, Leases: knownLease, Server: srvIP, Port: ServerPort, Now: t0}); d.Action != ActNone {
+	if d := decideLikeServer(req, Input{Client: c, Machine: knownMachine(), Settings: s, Leases: knownLease, Server: srvIP, Port: ServerPort, Now: t0}); d.Action != ActNone {
 		t.Errorf("bound lease: action %v", d.Action)
 	}
 }
@@ -350,14 +348,14 @@ func TestTakenOverLeaseLeavesNoIndex(t *testing.T) {
 	dir := t.TempDir()
 	clk := &clock{t: t0}
 	st := openStore(t, dir)
-	l, err := OpenLeases(st, clk.now)
+	l, err := lease.Open(st, clk.now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m1, m2 := "aa:00:00:00:00:01", "aa:00:00:00:00:02"
 	apply := func(mac string, d Decision) {
 		t.Helper()
-		if err := l.Apply(mac, d); err != nil {
+		if err := Apply(l, mac, d); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -372,15 +370,15 @@ func TestTakenOverLeaseLeavesNoIndex(t *testing.T) {
 	st.Close()
 	st = openStore(t, dir)
 	defer st.Close()
-	if l, err = OpenLeases(st, clk.now); err != nil {
+	if l, err = lease.Open(st, clk.now); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := l.bound[m1]; ok {
-		t.Error("old owner's index entry loaded again")
+	if n := l.Stats().BoundIndex; n != 1 {
+		t.Errorf("%d bound-index entries loaded, want only the new owner's (the old owner's loaded again?)", n)
 	}
 	var keys []string
-	st.View(func(tx store.Tx) error {
-		return tx.Scan(bucketLeaseMAC, nil, func(k, _ []byte) error { keys = append(keys, string(k)); return nil })
+	st.View(func(tx state.Tx) error {
+		return tx.BoundLeases(func(mac string, _ netip.Addr) error { keys = append(keys, mac); return nil })
 	})
 	if fmt.Sprint(keys) != "["+m2+"]" {
 		t.Errorf("index in the file: %v, want only %s", keys, m2)

@@ -16,9 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bootsrv/bootsrv/pkg/lease"
 	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
-	"github.com/bootsrv/bootsrv/pkg/store"
+	"github.com/bootsrv/bootsrv/pkg/state"
 )
 
 // The integration tests run bootsrv's DHCP server in a network namespace
@@ -55,13 +56,18 @@ func runHelper() int {
 			defer pprof.StopCPUProfile()
 		}
 	}
-	st, err := store.Open(os.Getenv("DATA"), time.Second)
+	st, err := state.Open(os.Getenv("DATA"), time.Second)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 2
 	}
 	defer st.Close()
-	svc := profiles.NewService(st)
+	leases, err := lease.Open(st, nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "helper:", err)
+		return 2
+	}
+	svc := profiles.NewService(st, leases)
 	mode, _ := ParseMode(os.Getenv("MODE"))
 	unknown, _ := ParseUnknown(os.Getenv("UNKNOWN"))
 	set := Settings{Mode: mode, Unknown: unknown, LeaseTime: time.Hour}
@@ -83,7 +89,7 @@ func runHelper() int {
 		}
 		set.Subnets = []Subnet{sub}
 	}
-	srv, err := New(ctx, Config{Settings: set, Interfaces: []string{os.Getenv("IFACE")}, Logger: log}, svc)
+	srv, err := New(ctx, Config{Settings: set, Interfaces: []string{os.Getenv("IFACE")}, Logger: log}, svc, leases)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 3
@@ -167,12 +173,12 @@ func newLabNet(t *testing.T, tag, net string, bits int) *lab {
 	for _, x := range [][2]string{{l.srvNS, l.srvIf}, {l.srvNS, "lo"}, {l.cliNS, l.cliIf}, {l.cliNS, "lo"}} {
 		run(t, "ip", "-n", x[0], "link", "set", x[1], "up")
 	}
-	st, err := store.Open(l.data, time.Second)
+	st, err := state.Open(l.data, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	svc := profiles.NewService(st)
+	svc := profiles.NewService(st, nil)
 	ctx := context.Background()
 	if _, err := svc.ClusterInit(ctx, model.Cluster{Name: "lab", APIServer: srvAddr,
 		Network: model.Network{Subnet: subnet.String(), Gateway: srvAddr, DNS: []string{srvAddr}}}); err != nil {
@@ -290,13 +296,13 @@ func (l *lab) udhcpc(args ...string) map[string]string {
 	return env
 }
 
-func (l *lab) withStore(fn func(svc *profiles.Service, st store.Store)) {
-	st, err := store.Open(l.data, 2*time.Second)
+func (l *lab) withStore(fn func(svc *profiles.Service, st *state.DB)) {
+	st, err := state.Open(l.data, 2*time.Second)
 	if err != nil {
 		l.t.Fatal(err)
 	}
 	defer st.Close()
-	fn(profiles.NewService(st), st)
+	fn(profiles.NewService(st, nil), st)
 }
 
 func TestIntegrationUdhcpc(t *testing.T) {
@@ -337,7 +343,7 @@ func TestIntegrationUdhcpc(t *testing.T) {
 		t.Fatalf("first pool client got %q", first)
 	}
 	l.stopServer()
-	l.withStore(func(svc *profiles.Service, st store.Store) {
+	l.withStore(func(svc *profiles.Service, st *state.DB) {
 		m, err := svc.Machine(context.Background(), "02:00:00:00:00:a1")
 		if err != nil {
 			t.Fatalf("unknown client not recorded as discovered: %v", err)
@@ -436,8 +442,8 @@ exit 0
 	// RELEASE (dhclient -r) frees the lease; the running dhclient exits.
 	dh("-r")
 	l.stopServer()
-	l.withStore(func(svc *profiles.Service, st store.Store) {
-		le, err := OpenLeases(st, time.Now)
+	l.withStore(func(svc *profiles.Service, st *state.DB) {
+		le, err := lease.Open(st, time.Now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -454,15 +460,15 @@ exit 0
 // checkLeasesDurable: every machine bootsrv ACKed (state dhcp, recorded
 // after its lease was committed) has its lease on disk, in the pool.
 // It returns the number of leases and of ACKed machines.
-func (l *lab) checkLeasesDurable(pool Range) (leases, acked int) {
+func (l *lab) checkLeasesDurable(pool lease.Pool) (leases, acked int) {
 	t := l.t
-	l.withStore(func(svc *profiles.Service, st store.Store) {
-		le, err := OpenLeases(st, time.Now)
+	l.withStore(func(svc *profiles.Service, st *state.DB) {
+		le, err := lease.Open(st, time.Now)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, x := range le.All() {
-			if x.State == LeaseBound {
+			if x.State == model.LeaseBound {
 				leases++
 				if !pool.Contains(x.IP) {
 					t.Errorf("lease %s outside the pool %s", x.IP, pool)
@@ -504,7 +510,7 @@ func TestIntegrationRelayPerfdhcp(t *testing.T) {
 		t.Fatalf("perfdhcp: %d sent, %d lost\n%s", r.sent, r.lost, out)
 	}
 	l.stopServer()
-	leases, acked := l.checkLeasesDurable(Range{netip.MustParseAddr("10.77.0.100"), netip.MustParseAddr("10.77.0.199")})
+	leases, acked := l.checkLeasesDurable(lease.Pool{Start: netip.MustParseAddr("10.77.0.100"), End: netip.MustParseAddr("10.77.0.199")})
 	if leases == 0 || acked == 0 || leases < acked {
 		t.Fatalf("%d leases on disk for %d ACKed clients", leases, acked)
 	}

@@ -10,7 +10,9 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
-	"github.com/bootsrv/bootsrv/pkg/store"
+	"github.com/bootsrv/bootsrv/pkg/lease"
+	"github.com/bootsrv/bootsrv/pkg/model"
+	"github.com/bootsrv/bootsrv/pkg/state"
 )
 
 type clock struct {
@@ -21,9 +23,9 @@ type clock struct {
 func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
-func openStore(t *testing.T, dir string) *store.DB {
+func openStore(t *testing.T, dir string) *state.DB {
 	t.Helper()
-	st, err := store.Open(dir, time.Second)
+	st, err := state.Open(dir, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,27 +41,27 @@ func TestLeasesSurviveRestartAndRelease(t *testing.T) {
 	dir := t.TempDir()
 	clk := &clock{t: t0}
 	st := openStore(t, dir)
-	l, err := OpenLeases(st, clk.now)
+	l, err := lease.Open(st, clk.now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Apply("aa:00:00:00:00:01", Decision{Action: ActOffer, IP: ipA, Expiry: t0.Add(offerHold)}); err != nil {
+	if err := Apply(l, "aa:00:00:00:00:01", Decision{Action: ActOffer, IP: ipA, Expiry: t0.Add(offerHold)}); err != nil {
 		t.Fatal(err)
 	}
 	// The offer holds the address against others, but is not durable.
-	if err := l.Apply("aa:00:00:00:00:02", Decision{Action: ActOffer, IP: ipA, Expiry: t0.Add(offerHold)}); err == nil {
+	if err := Apply(l, "aa:00:00:00:00:02", Decision{Action: ActOffer, IP: ipA, Expiry: t0.Add(offerHold)}); err == nil {
 		t.Fatal("second offer of a held address succeeded")
 	}
-	if err := l.Apply("aa:00:00:00:00:01", Decision{Action: ActBind, IP: ipA, Expiry: t0.Add(time.Hour), Hostname: "n1"}); err != nil {
+	if err := Apply(l, "aa:00:00:00:00:01", Decision{Action: ActBind, IP: ipA, Expiry: t0.Add(time.Hour), Hostname: "n1"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Apply("aa:00:00:00:00:03", Decision{Action: ActOffer, IP: ipB, Expiry: t0.Add(offerHold)}); err != nil {
+	if err := Apply(l, "aa:00:00:00:00:03", Decision{Action: ActOffer, IP: ipB, Expiry: t0.Add(offerHold)}); err != nil {
 		t.Fatal(err)
 	}
 	st.Close()
 
 	st = openStore(t, dir)
-	l, err = OpenLeases(st, clk.now)
+	l, err = lease.Open(st, clk.now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,22 +86,22 @@ func TestLeasesSurviveRestartAndRelease(t *testing.T) {
 		t.Fatal("an expired lease counts as leased")
 	}
 	clk.add(-2 * time.Hour)
-	if err := l.Apply("aa:00:00:00:00:02", Decision{Action: ActRelease, IP: ipA}); err == nil {
+	if err := Apply(l, "aa:00:00:00:00:02", Decision{Action: ActRelease, IP: ipA}); err == nil {
 		t.Fatal("another MAC released the lease")
 	}
-	if err := l.Apply("aa:00:00:00:00:01", Decision{Action: ActRelease, IP: ipA}); err != nil {
+	if err := Apply(l, "aa:00:00:00:00:01", Decision{Action: ActRelease, IP: ipA}); err != nil {
 		t.Fatal(err)
 	}
 	st.Close()
 
 	st = openStore(t, dir)
 	defer st.Close()
-	l, _ = OpenLeases(st, clk.now)
+	l, _ = lease.Open(st, clk.now)
 	if _, ok := l.ForMAC("aa:00:00:00:00:01"); ok || l.OwnerOf(ipA) != "" {
 		t.Fatal("released lease came back after restart")
 	}
-	_ = st.View(func(tx store.Tx) error {
-		if n := tx.Count(bucketLeases) + tx.Count(bucketLeaseMAC); n != 0 {
+	_ = st.View(func(tx state.Tx) error {
+		if n := tx.Sizes().Leases + tx.Sizes().LeaseIndex; n != 0 {
 			t.Errorf("%d lease keys left after release", n)
 		}
 		return nil
@@ -110,37 +112,37 @@ func TestLeasesExpireAndDecline(t *testing.T) {
 	clk := &clock{t: t0}
 	st := openStore(t, t.TempDir())
 	defer st.Close()
-	l, _ := OpenLeases(st, clk.now)
+	l, _ := lease.Open(st, clk.now)
 	sub := &testSettings(ModeFull, UnknownDiscover).Subnets[0]
-	sub.Pool = Range{ipA, ipB} // two addresses
-	if err := l.Apply("aa:00:00:00:00:01", Decision{Action: ActBind, IP: ipA, Expiry: t0.Add(time.Minute)}); err != nil {
+	sub.Pool = lease.Pool{Start: ipA, End: ipB} // two addresses
+	if err := Apply(l, "aa:00:00:00:00:01", Decision{Action: ActBind, IP: ipA, Expiry: t0.Add(time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
-	if ip, ok := l.Candidate("aa:00:00:00:00:02", sub); !ok || ip != ipB {
+	if ip, ok := l.Candidate("aa:00:00:00:00:02", sub.Pool); !ok || ip != ipB {
 		t.Fatalf("candidate %v %v, want %v", ip, ok, ipB)
 	}
-	if err := l.Apply("aa:00:00:00:00:02", Decision{Action: ActBind, IP: ipB, Expiry: t0.Add(time.Hour)}); err != nil {
+	if err := Apply(l, "aa:00:00:00:00:02", Decision{Action: ActBind, IP: ipB, Expiry: t0.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := l.Candidate("aa:00:00:00:00:03", sub); ok {
+	if _, ok := l.Candidate("aa:00:00:00:00:03", sub.Pool); ok {
 		t.Fatal("full pool gave a candidate")
 	}
 	// DECLINE: the address is bad for DeclineHold, for everyone.
-	if err := l.Apply("aa:00:00:00:00:02", Decision{Action: ActDecline, IP: ipB, Expiry: t0.Add(DeclineHold)}); err != nil {
+	if err := Apply(l, "aa:00:00:00:00:02", Decision{Action: ActDecline, IP: ipB, Expiry: t0.Add(DeclineHold)}); err != nil {
 		t.Fatal(err)
 	}
-	if o := l.OwnerOf(ipB); o != LeaseDeclined {
+	if o := l.OwnerOf(ipB); o != model.LeaseDeclined {
 		t.Fatalf("declined address owner %q", o)
 	}
 	clk.add(2 * time.Minute) // A's lease expired; B still declined
-	if ip, ok := l.Candidate("aa:00:00:00:00:03", sub); !ok || ip != ipA {
+	if ip, ok := l.Candidate("aa:00:00:00:00:03", sub.Pool); !ok || ip != ipA {
 		t.Fatalf("candidate after expiry %v %v, want %v", ip, ok, ipA)
 	}
 	// The expired client still finds its lease and, while free, keeps it.
 	if le, ok := l.ForMAC("aa:00:00:00:00:01"); !ok || le.IP != ipA {
 		t.Fatalf("expired lease lookup %+v %v", le, ok)
 	}
-	if err := l.Apply("aa:00:00:00:00:03", Decision{Action: ActBind, IP: ipA, Expiry: clk.now().Add(time.Hour)}); err != nil {
+	if err := Apply(l, "aa:00:00:00:00:03", Decision{Action: ActBind, IP: ipA, Expiry: clk.now().Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := l.ForMAC("aa:00:00:00:00:01"); ok {
@@ -155,14 +157,14 @@ func TestLeasesExpireAndDecline(t *testing.T) {
 func TestCandidateSkipsReservations(t *testing.T) {
 	st := openStore(t, t.TempDir())
 	defer st.Close()
-	if err := st.Update(func(tx store.Tx) error {
-		return tx.Put(bucketIPIndex, []byte(ipA.String()), []byte("52:54:00:00:00:10"))
+	if err := st.Update(func(tx state.Tx) error {
+		return tx.PutMachine(model.Machine{MAC: "52:54:00:00:00:10", IP: ipA.String(), Hostname: "r1"})
 	}); err != nil {
 		t.Fatal(err)
 	}
-	l, _ := OpenLeases(st, (&clock{t: t0}).now)
+	l, _ := lease.Open(st, (&clock{t: t0}).now)
 	sub := &testSettings(ModeFull, UnknownDiscover).Subnets[0]
-	if ip, ok := l.Candidate("aa:00:00:00:00:01", sub); !ok || ip != ipB {
+	if ip, ok := l.Candidate("aa:00:00:00:00:01", sub.Pool); !ok || ip != ipB {
 		t.Fatalf("candidate %v, want %v (skipping the reservation)", ip, ipB)
 	}
 }
@@ -173,7 +175,7 @@ func TestFlood(t *testing.T) {
 	clk := &clock{t: t0}
 	st := openStore(t, t.TempDir())
 	defer st.Close()
-	l, _ := OpenLeases(st, clk.now)
+	l, _ := lease.Open(st, clk.now)
 	run := func(s *Settings, n int) (offers int) {
 		for i := range n {
 			hw := net.HardwareAddr{0x02, 0, byte(i >> 16), byte(i >> 8), byte(i), 0x01}
@@ -182,9 +184,9 @@ func TestFlood(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			d := Decide(req, Input{Client: c, Settings: s, Leases: l, Server: srvIP, Port: ServerPort, Now: clk.now()})
+			d := decideLikeServer(req, Input{Client: c, Settings: s, Leases: l, Server: srvIP, Port: ServerPort, Now: clk.now()})
 			if d.Action != ActNone {
-				if err := l.Apply(c.MAC, d); err != nil {
+				if err := Apply(l, c.MAC, d); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -205,8 +207,8 @@ func TestFlood(t *testing.T) {
 	if n := run(s, 50); n != 50 {
 		t.Fatalf("after the offers lapsed: %d offers, want 50", n)
 	}
-	_ = st.View(func(tx store.Tx) error {
-		if n := tx.Count(bucketLeases); n != 0 {
+	_ = st.View(func(tx state.Tx) error {
+		if n := tx.Sizes().Leases; n != 0 {
 			t.Errorf("%d durable leases from DISCOVERs alone", n)
 		}
 		return nil
@@ -218,7 +220,7 @@ func TestFlood(t *testing.T) {
 func TestConcurrentBinds(t *testing.T) {
 	dir := t.TempDir()
 	st := openStore(t, dir)
-	l, _ := OpenLeases(st, time.Now)
+	l, _ := lease.Open(st, time.Now)
 	sub := &testSettings(ModeFull, UnknownDiscover).Subnets[0]
 	var wg sync.WaitGroup
 	got := make([]netip.Addr, 80)
@@ -228,15 +230,15 @@ func TestConcurrentBinds(t *testing.T) {
 			defer wg.Done()
 			mac := fmt.Sprintf("aa:00:00:00:01:%02x", i)
 			for {
-				ip, ok := l.Candidate(mac, sub)
+				ip, ok := l.Candidate(mac, sub.Pool)
 				if !ok {
 					t.Error("pool exhausted")
 					return
 				}
-				if l.Apply(mac, Decision{Action: ActOffer, IP: ip, Expiry: time.Now().Add(time.Minute)}) != nil {
+				if Apply(l, mac, Decision{Action: ActOffer, IP: ip, Expiry: time.Now().Add(time.Minute)}) != nil {
 					continue
 				}
-				if err := l.Apply(mac, Decision{Action: ActBind, IP: ip, Expiry: time.Now().Add(time.Hour)}); err != nil {
+				if err := Apply(l, mac, Decision{Action: ActBind, IP: ip, Expiry: time.Now().Add(time.Hour)}); err != nil {
 					t.Error(err)
 				}
 				got[i] = ip
@@ -255,8 +257,8 @@ func TestConcurrentBinds(t *testing.T) {
 	st.Close()
 	st = openStore(t, dir)
 	defer st.Close()
-	_ = st.View(func(tx store.Tx) error {
-		if n := tx.Count(bucketLeases); n != len(got) {
+	_ = st.View(func(tx state.Tx) error {
+		if n := tx.Sizes().Leases; n != len(got) {
 			t.Errorf("%d leases on disk, want %d", n, len(got))
 		}
 		return nil

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bootsrv/bootsrv/pkg/lease"
 )
 
 // TestPerfdhcpVsDnsmasq measures DORA exchanges per second with ISC
@@ -100,7 +102,7 @@ func TestPerfdhcpVsDnsmasq(t *testing.T) {
 	}
 	b := search("bootsrv")
 	l.stopServer()
-	leases, acked := l.checkLeasesDurable(Range{netip.MustParseAddr("10.78.1.0"), netip.MustParseAddr("10.78.20.255")})
+	leases, acked := l.checkLeasesDurable(lease.Pool{Start: netip.MustParseAddr("10.78.1.0"), End: netip.MustParseAddr("10.78.20.255")})
 	t.Logf("bootsrv: %d leases on disk, %d ACKed clients, every ACKed client's lease durable: %v", leases, acked, !t.Failed())
 
 	if os.Getenv("BENCH_DHCP_SKIP_DNSMASQ") != "" {

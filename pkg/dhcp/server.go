@@ -16,8 +16,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bootsrv/bootsrv/pkg/fault"
+	"github.com/bootsrv/bootsrv/pkg/lease"
 	"github.com/bootsrv/bootsrv/pkg/model"
-	"github.com/bootsrv/bootsrv/pkg/profiles"
 )
 
 // Config is how `bootsrv serve` runs the DHCP server.
@@ -27,7 +27,7 @@ type Config struct {
 	Interfaces []string
 	// Pool is --dhcp-range, used when Settings.Subnets is empty and the
 	// subnet comes from the cluster.
-	Pool Range
+	Pool lease.Pool
 	// Port and ProxyPort default to 67 and 4011 (4011 only in proxy mode).
 	Port, ProxyPort int
 	Logger          *slog.Logger
@@ -36,8 +36,8 @@ type Config struct {
 // Server is the socket loop around Decide.
 type Server struct {
 	cfg    Config
-	svc    *profiles.Service
-	leases *Leases
+	inv    Inventory
+	leases *lease.Table
 	log    *slog.Logger
 	now    func() time.Time
 
@@ -49,11 +49,16 @@ type Server struct {
 	twg     sync.WaitGroup // pending OFFER events being written by their timers
 }
 
-// New prepares a server over svc. In full mode with no subnet given, the
-// subnet, router and DNS servers come from the cluster's network, and the
-// pool from cfg.Pool. With DHCP off (mode off, or no interface) it opens
-// nothing and Leases is nil.
-func New(ctx context.Context, cfg Config, svc *profiles.Service) (*Server, error) {
+// Enabled says whether cfg answers DHCP at all (a mode other than off,
+// and an interface): only then does the server need a lease table.
+func (cfg Config) Enabled() bool {
+	return cfg.Settings.Mode != ModeOff && len(cfg.Interfaces) > 0
+}
+
+// New prepares a server over the inventory and the lease table (nil when
+// DHCP is off). In full mode with no subnet given, the subnet, router and
+// DNS servers come from the cluster's network, and the pool from cfg.Pool.
+func New(ctx context.Context, cfg Config, inv Inventory, leases *lease.Table) (*Server, error) {
 	cfg.Settings = cfg.Settings.WithDefaults()
 	if cfg.Port == 0 {
 		cfg.Port = ServerPort
@@ -64,13 +69,16 @@ func New(ctx context.Context, cfg Config, svc *profiles.Service) (*Server, error
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, svc: svc, log: cfg.Logger.With("server", "dhcp"), now: func() time.Time { return time.Now().UTC() },
+	s := &Server{cfg: cfg, inv: inv, leases: leases, log: cfg.Logger.With("server", "dhcp"), now: func() time.Time { return time.Now().UTC() },
 		pending: map[string]*pendingOffer{}}
 	if !s.enabled() {
 		return s, nil
 	}
+	if leases == nil {
+		return nil, fmt.Errorf("dhcp: answering on %s needs the lease table", strings.Join(cfg.Interfaces, ", "))
+	}
 	if cfg.Settings.Mode == ModeFull && len(cfg.Settings.Subnets) == 0 {
-		c, err := svc.Cluster(ctx)
+		c, err := inv.Cluster(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("dhcp full mode needs the cluster's network: %w", err)
 		}
@@ -83,17 +91,12 @@ func New(ctx context.Context, cfg Config, svc *profiles.Service) (*Server, error
 	if err := s.cfg.Settings.Check(); err != nil {
 		return nil, fmt.Errorf("dhcp: %w", err)
 	}
-	l, err := OpenLeases(svc.Store(), s.now)
-	if err != nil {
-		return nil, err
-	}
-	s.leases = l
 	return s, nil
 }
 
 // SubnetFromCluster is the provisioning subnet as the cluster describes it,
 // with pool as its dynamic range.
-func SubnetFromCluster(c model.Cluster, pool Range) (Subnet, error) {
+func SubnetFromCluster(c model.Cluster, pool lease.Pool) (Subnet, error) {
 	var sub Subnet
 	var err error
 	if sub.Prefix, err = netip.ParsePrefix(c.Network.Subnet); err != nil {
@@ -115,12 +118,7 @@ func SubnetFromCluster(c model.Cluster, pool Range) (Subnet, error) {
 	return sub, sub.Check()
 }
 
-func (s *Server) enabled() bool {
-	return s.cfg.Settings.Mode != ModeOff && len(s.cfg.Interfaces) > 0
-}
-
-// Leases is the lease table (nil when DHCP is off).
-func (s *Server) Leases() *Leases { return s.leases }
+func (s *Server) enabled() bool { return s.cfg.Enabled() }
 
 // Settings are the settings in effect.
 func (s *Server) Settings() Settings { return s.cfg.Settings }
@@ -305,7 +303,7 @@ func (s *Server) handle(ctx context.Context, l *listener, pkt []byte, peer netip
 		return
 	}
 	var m *model.Machine
-	if rec, err := s.svc.Machine(ctx, c.MAC); err == nil {
+	if rec, err := s.inv.Machine(ctx, c.MAC); err == nil {
 		m = &rec
 	} else if fault.KindOf(err) != fault.KindNotFound {
 		s.log.Error("dhcp: look up machine", "mac", c.MAC, "err", err)
@@ -313,9 +311,12 @@ func (s *Server) handle(ctx context.Context, l *listener, pkt []byte, peer netip
 	}
 	in := Input{Client: c, Machine: m, Settings: &s.cfg.Settings, Leases: s.leases,
 		Server: l.server, Port: l.port, Peer: peer, Now: s.now()}
+	if pool, ok := NeedsPool(in); ok {
+		in.Candidate, _ = s.leases.Candidate(c.MAC, pool)
+	}
 	d := Decide(req, in)
 	if d.Action != ActNone {
-		if err := s.leases.Apply(c.MAC, d); err != nil {
+		if err := Apply(s.leases, c.MAC, d); err != nil {
 			// Never answer for a lease that is not held (or not durable).
 			s.log.Warn("dhcp: lease not changed, no answer", "mac", c.MAC, "action", d.Action, "ip", d.IP, "err", err)
 			return
@@ -449,7 +450,7 @@ func (s *Server) flushOffers() {
 func (s *Server) observe(mac string, fw model.Firmware, e model.Event, discover bool) {
 	// Not the request's context: the write should land even when shutdown
 	// has begun.
-	if err := s.svc.Observe(context.Background(), mac, fw, e, discover); err != nil {
+	if err := s.inv.Observe(context.Background(), mac, fw, e, discover); err != nil {
 		s.log.Warn("dhcp: record event", "mac", mac, "event", e.Type, "err", err)
 	}
 }
@@ -461,7 +462,33 @@ func ipOrEmpty(a netip.Addr) string {
 	return a.String()
 }
 
-var (
-	_ LeaseView          = (*Leases)(nil)
-	_ profiles.LeaseView = (*Leases)(nil)
-)
+// Apply carries out a decision's lease action for mac on the table. A
+// bind returns only once the lease is durable, so an ACK is never sent for
+// a lease a crash could lose.
+func Apply(t *lease.Table, mac string, d Decision) error {
+	switch d.Action {
+	case ActNone:
+		return nil
+	case ActOffer:
+		return t.Offer(mac, d.IP, d.Expiry)
+	case ActBind:
+		return t.Bind(mac, d.IP, d.Expiry, d.Hostname)
+	case ActRelease:
+		return t.Release(mac, d.IP)
+	case ActDecline:
+		return t.Decline(mac, d.IP, d.Expiry)
+	case ActWithdraw:
+		return t.Withdraw(mac, d.IP)
+	}
+	return fmt.Errorf("unknown lease action %d", d.Action)
+}
+
+// Inventory is what the DHCP server needs of the core: the machine a MAC
+// names, the cluster's network, and a place to record what happened.
+type Inventory interface {
+	Machine(ctx context.Context, mac string) (model.Machine, error)
+	Cluster(ctx context.Context) (model.Cluster, error)
+	Observe(ctx context.Context, mac string, fw model.Firmware, e model.Event, discover bool) error
+}
+
+var _ LeaseView = (*lease.Table)(nil)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
+	"github.com/bootsrv/bootsrv/pkg/lease"
 	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
 )
@@ -20,9 +21,9 @@ import (
 func TestRecordEvents(t *testing.T) {
 	st := openStore(t, t.TempDir())
 	defer st.Close()
-	svc := profiles.NewService(st)
+	svc := profiles.NewService(st, nil)
 	ctx := context.Background()
-	s, err := New(ctx, Config{Settings: *testSettings(ModeFull, UnknownDiscover)}, svc)
+	s, err := New(ctx, Config{Settings: *testSettings(ModeFull, UnknownDiscover)}, svc, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,32 +80,42 @@ func TestRecordEvents(t *testing.T) {
 func TestServeOff(t *testing.T) {
 	st := openStore(t, t.TempDir())
 	defer st.Close()
-	svc := profiles.NewService(st)
+	svc := profiles.NewService(st, nil)
 	for _, cfg := range []Config{{}, {Settings: Settings{Mode: ModeOff}, Interfaces: []string{"lo"}}} {
-		s, err := New(context.Background(), cfg, svc)
+		if cfg.Enabled() {
+			t.Fatalf("config %+v counts as enabled", cfg)
+		}
+		s, err := New(context.Background(), cfg, svc, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Serve(context.Background()); err != nil || s.Leases() != nil {
-			t.Fatalf("Serve = %v, leases %v", err, s.Leases())
+		if err := s.Serve(context.Background()); err != nil {
+			t.Fatalf("Serve = %v", err)
 		}
 	}
 	// Full mode on an interface needs the cluster's network, and a pool
 	// inside it.
 	ctx := context.Background()
-	if _, err := New(ctx, Config{Interfaces: []string{"lo"}}, svc); err == nil || !strings.Contains(err.Error(), "cluster") {
+	if _, err := New(ctx, Config{Interfaces: []string{"lo"}}, svc, nil); err == nil || !strings.Contains(err.Error(), "lease table") {
+		t.Fatalf("New answering DHCP without a lease table: %v", err)
+	}
+	leases, err := lease.Open(st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(ctx, Config{Interfaces: []string{"lo"}}, svc, leases); err == nil || !strings.Contains(err.Error(), "cluster") {
 		t.Fatalf("New without a cluster: %v", err)
 	}
 	if _, err := svc.ClusterInit(ctx, model.Cluster{Name: "c", APIServer: "10.99.0.1", Network: model.Network{Subnet: "10.99.0.0/24"}}); err != nil {
 		t.Fatal(err)
 	}
 	bad, _ := ParseRange("10.98.0.10-10.98.0.20")
-	if _, err := New(ctx, Config{Interfaces: []string{"lo"}, Pool: bad}, svc); err == nil || !strings.Contains(err.Error(), "not inside subnet") {
+	if _, err := New(ctx, Config{Interfaces: []string{"lo"}, Pool: bad}, svc, leases); err == nil || !strings.Contains(err.Error(), "not inside subnet") {
 		t.Fatalf("New with a pool outside the subnet: %v", err)
 	}
 	good, _ := ParseRange("10.99.0.100-10.99.0.199")
-	s, err := New(ctx, Config{Interfaces: []string{"lo"}, Pool: good}, svc)
-	if err != nil || s.Leases() == nil || s.Settings().Subnets[0].Pool != good || s.Settings().Subnets[0].Prefix.String() != "10.99.0.0/24" {
+	s, err := New(ctx, Config{Interfaces: []string{"lo"}, Pool: good}, svc, leases)
+	if err != nil || s.Settings().Subnets[0].Pool != good || s.Settings().Subnets[0].Prefix.String() != "10.99.0.0/24" {
 		t.Fatalf("New: %v %+v", err, s.Settings())
 	}
 }

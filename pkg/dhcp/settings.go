@@ -7,6 +7,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/bootsrv/bootsrv/pkg/lease"
+	"github.com/bootsrv/bootsrv/pkg/model"
 )
 
 // Mode is how bootsrv takes part in DHCP on the provisioning network.
@@ -55,54 +58,22 @@ func ParseUnknown(s string) (Unknown, error) {
 	return "", fmt.Errorf("--unknown %q: use ignore or discover", s)
 }
 
-// Range is an inclusive pool of IPv4 addresses.
-type Range struct{ Start, End netip.Addr }
-
-// Valid reports whether the range holds at least one address.
-func (r Range) Valid() bool {
-	return r.Start.Is4() && r.End.Is4() && r.Start.Compare(r.End) <= 0
-}
-
-// Contains reports whether a lies in the range.
-func (r Range) Contains(a netip.Addr) bool {
-	return r.Valid() && a.Is4() && r.Start.Compare(a) <= 0 && a.Compare(r.End) <= 0
-}
-
-// Size is the number of addresses in the range.
-func (r Range) Size() int {
-	if !r.Valid() {
-		return 0
-	}
-	return int(u32(r.End)-u32(r.Start)) + 1
-}
-
-func (r Range) String() string { return r.Start.String() + "-" + r.End.String() }
-
-func u32(a netip.Addr) uint32 {
-	b := a.As4()
-	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
-}
-
-func fromU32(v uint32) netip.Addr {
-	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
-}
-
 // ParseRange reads --dhcp-range START-END.
-func ParseRange(s string) (Range, error) {
+func ParseRange(s string) (lease.Pool, error) {
 	a, b, ok := strings.Cut(strings.TrimSpace(s), "-")
 	if !ok {
-		return Range{}, fmt.Errorf("--dhcp-range %q: use START-END, such as 10.99.0.100-10.99.0.199", s)
+		return lease.Pool{}, fmt.Errorf("--dhcp-range %q: use START-END, such as 10.99.0.100-10.99.0.199", s)
 	}
-	var r Range
+	var r lease.Pool
 	var err error
 	if r.Start, err = netip.ParseAddr(strings.TrimSpace(a)); err != nil || !r.Start.Is4() {
-		return Range{}, fmt.Errorf("--dhcp-range %q: %q is not an IPv4 address", s, a)
+		return lease.Pool{}, fmt.Errorf("--dhcp-range %q: %q is not an IPv4 address", s, a)
 	}
 	if r.End, err = netip.ParseAddr(strings.TrimSpace(b)); err != nil || !r.End.Is4() {
-		return Range{}, fmt.Errorf("--dhcp-range %q: %q is not an IPv4 address", s, b)
+		return lease.Pool{}, fmt.Errorf("--dhcp-range %q: %q is not an IPv4 address", s, b)
 	}
 	if !r.Valid() {
-		return Range{}, fmt.Errorf("--dhcp-range %q: the start is after the end", s)
+		return lease.Pool{}, fmt.Errorf("--dhcp-range %q: the start is after the end", s)
 	}
 	return r, nil
 }
@@ -114,7 +85,7 @@ type Subnet struct {
 	Router netip.Addr
 	DNS    []netip.Addr
 	Domain string
-	Pool   Range // zero: reservations only
+	Pool   lease.Pool // zero: reservations only
 }
 
 // Check reports a subnet whose parts do not fit together.
@@ -125,11 +96,11 @@ func (s Subnet) Check() error {
 	if s.Router.IsValid() && !s.Prefix.Contains(s.Router) {
 		return fmt.Errorf("router %s is outside subnet %s", s.Router, s.Prefix)
 	}
-	if s.Pool != (Range{}) {
+	if s.Pool != (lease.Pool{}) {
 		if !s.Pool.Valid() || !s.Prefix.Contains(s.Pool.Start) || !s.Prefix.Contains(s.Pool.End) {
 			return fmt.Errorf("--dhcp-range %s is not inside subnet %s", s.Pool, s.Prefix)
 		}
-		if s.Pool.Start == s.Prefix.Masked().Addr() || s.Pool.End == lastAddr(s.Prefix) {
+		if s.Pool.Start == s.Prefix.Masked().Addr() || s.Pool.End == model.LastAddr(s.Prefix) {
 			return fmt.Errorf("--dhcp-range %s includes the network or broadcast address of %s", s.Pool, s.Prefix)
 		}
 		if s.Pool.Contains(s.Router) {
@@ -147,10 +118,6 @@ func (s *Settings) CheckServerAddr(iface string, addr netip.Addr) error {
 		return fmt.Errorf("dhcp --dhcp-range %s contains %s, the address of --interface %s: a client would be handed bootsrv's own address; give a range without it", sub.Pool, addr, iface)
 	}
 	return nil
-}
-
-func lastAddr(p netip.Prefix) netip.Addr {
-	return fromU32(u32(p.Masked().Addr()) | (1<<(32-p.Bits()) - 1))
 }
 
 // DefaultBootFiles maps option 93 codes to the first-stage file (see

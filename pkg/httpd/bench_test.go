@@ -17,7 +17,7 @@ import (
 	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
 	"github.com/bootsrv/bootsrv/pkg/release/releasetest"
-	"github.com/bootsrv/bootsrv/pkg/store"
+	"github.com/bootsrv/bootsrv/pkg/state"
 )
 
 // discardWriter is a ResponseWriter that allocates nothing, so allocs/op
@@ -42,15 +42,15 @@ func (d *discardWriter) reset() {
 func benchFleet(b *testing.B, n int, role string) (http.Handler, *profiles.Service, []string) {
 	b.Helper()
 	ctx := context.Background()
-	st, err := store.Open(b.TempDir(), 0)
+	st, err := state.Open(b.TempDir(), 0)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { st.Close() })
-	svc := profiles.NewService(st)
+	svc := profiles.NewService(st, nil)
 	// Every request comes from one client address: bind no token to the
 	// machine's (what is measured is the render, not the address check).
-	svc.Configure(profiles.BootConfig{AnyAddress: true}, nil)
+	svc.Configure(profiles.BootConfig{AnyAddress: true})
 	if _, err := svc.ClusterInit(ctx, model.Cluster{Name: "bench", APIServer: "10.100.1.1", Network: model.Network{Subnet: "10.100.0.0/16"}}); err != nil {
 		b.Fatal(err)
 	}

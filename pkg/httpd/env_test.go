@@ -26,7 +26,7 @@ import (
 	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
 	"github.com/bootsrv/bootsrv/pkg/release/releasetest"
-	"github.com/bootsrv/bootsrv/pkg/store"
+	"github.com/bootsrv/bootsrv/pkg/state"
 )
 
 // The machines every test environment holds. The httptest server's
@@ -98,7 +98,7 @@ type envOpts struct {
 type testEnv struct {
 	t      testing.TB
 	svc    *profiles.Service
-	st     *store.DB
+	st     *state.DB
 	srv    *httpd.Server
 	ts     *httptest.Server
 	reg    *metrics.Registry
@@ -113,19 +113,19 @@ func newEnv(t testing.TB, o envOpts) *testEnv {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	st, err := store.Open(filepath.Join(dir, "data"), 0)
+	st, err := state.Open(filepath.Join(dir, "data"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	svc := profiles.NewService(st)
+	svc := profiles.NewService(st, o.leases)
 	if !o.bind {
 		o.boot.AnyAddress = true
 	}
 	outer := filepath.Join(dir, "outer")
 	assets := filepath.Join(dir, "assets")
 	o.boot.AssetsDir = assets
-	svc.Configure(o.boot, o.leases)
+	svc.Configure(o.boot)
 	if _, err := svc.ClusterInit(ctx, model.Cluster{Name: "lab", APIServer: "127.0.0.10"}); err != nil {
 		t.Fatal(err)
 	}
@@ -150,10 +150,9 @@ func newEnv(t testing.TB, o envOpts) *testEnv {
 	}
 	// A snippet that is not Ignition, stored behind validation's back (an
 	// older bootsrv, a hand-edited file).
-	if err := st.Update(func(tx store.Tx) error {
-		b, _ := json.Marshal(model.Profile{Name: "broken", Role: model.RoleCustom, OS: model.OSFlatcar,
+	if err := st.Update(func(tx state.Tx) error {
+		return tx.PutProfile(model.Profile{Name: "broken", Role: model.RoleCustom, OS: model.OSFlatcar,
 			Kernel: "/assets/flatcar/vmlinuz", Ignition: brokenSnippet})
-		return tx.Put("profiles", []byte("broken"), b)
 	}); err != nil {
 		t.Fatal(err)
 	}

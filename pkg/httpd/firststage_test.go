@@ -11,7 +11,7 @@ import (
 	"github.com/bootsrv/bootsrv/pkg/httpd"
 	"github.com/bootsrv/bootsrv/pkg/metrics"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
-	"github.com/bootsrv/bootsrv/pkg/store"
+	"github.com/bootsrv/bootsrv/pkg/state"
 )
 
 // TestFirstStage: the embedded iPXE binaries are served under
@@ -19,12 +19,12 @@ import (
 // cache never answers one binary with another (embedded files have no
 // modification time, and two builds can have the same size).
 func TestFirstStage(t *testing.T) {
-	st, err := store.Open(t.TempDir(), 0)
+	st, err := state.Open(t.TempDir(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	svc := profiles.NewService(st)
+	svc := profiles.NewService(st, nil)
 	first := fstest.MapFS{
 		"ipxe.efi":      {Data: []byte("EFI-BUILD-A")},
 		"undionly.kpxe": {Data: []byte("BIOS-BUILD1")}, // same size as ipxe.efi

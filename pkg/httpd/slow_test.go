@@ -13,18 +13,18 @@ import (
 	"github.com/bootsrv/bootsrv/pkg/httpd"
 	"github.com/bootsrv/bootsrv/pkg/metrics"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
-	"github.com/bootsrv/bootsrv/pkg/store"
+	"github.com/bootsrv/bootsrv/pkg/state"
 )
 
 // A client that sends half a request and stalls is cut off after the
 // header timeout instead of holding its connection open.
 func TestSlowClientIsCutOff(t *testing.T) {
-	st, err := store.Open(filepath.Join(t.TempDir(), "data"), time.Second)
+	st, err := state.Open(filepath.Join(t.TempDir(), "data"), time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	svc := profiles.NewService(st)
+	svc := profiles.NewService(st, nil)
 	srv, err := httpd.New(httpd.Config{Addr: "127.0.0.1:0", ReadHeaderTimeout: 300 * time.Millisecond},
 		svc, metrics.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {

@@ -1,27 +1,27 @@
-package dhcp
+// Package lease is the DHCP lease table, below both the DHCP server (which
+// offers and binds) and the core (which checks that a token comes from the
+// address a machine holds). It is built first and handed to both: neither
+// reaches into the other for it.
+package lease
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
 	"time"
 
-	"github.com/bootsrv/bootsrv/pkg/store"
-)
-
-// Buckets of the leases (see pkg/store): ip -> Lease, mac -> ip.
-const (
-	bucketLeases   = "leases"
-	bucketLeaseMAC = "idx_lease_mac"
-	bucketIPIndex  = "idx_ip" // ip -> mac of machines with a reserved address
+	"github.com/bootsrv/bootsrv/pkg/model"
+	"github.com/bootsrv/bootsrv/pkg/state"
 )
 
 // ErrTaken means another client holds the address.
 var ErrTaken = errors.New("address is held by another client")
 
-// Leases is the lease table: in memory for lookups on every packet, and
+// Lease is one address held by one MAC; its states are model.Lease*.
+type Lease = model.Lease
+
+// Table is the lease table: in memory for lookups on every packet, and
 // durable in bbolt for bound and declined addresses. Offers live only in
 // memory (they last a minute). A running server is the only writer of the
 // state file (it holds its lock), so memory is authoritative and the file
@@ -30,8 +30,8 @@ var ErrTaken = errors.New("address is held by another client")
 // A MAC has at most one bound lease and at most one offer, indexed apart:
 // a machine that holds a pool address and is offered its reservation keeps
 // the pool address until the new one is bound, and then loses it.
-type Leases struct {
-	st  store.Store
+type Table struct {
+	st  *state.DB
 	now func() time.Time
 
 	mu     sync.Mutex
@@ -41,30 +41,22 @@ type Leases struct {
 	cursor map[netip.Addr]uint32 // next pool offset to try, by pool start
 }
 
-// OpenLeases loads the lease table from st.
-func OpenLeases(st store.Store, now func() time.Time) (*Leases, error) {
+// Open loads the lease table from st.
+func Open(st *state.DB, now func() time.Time) (*Table, error) {
 	if now == nil {
 		now = time.Now
 	}
-	l := &Leases{st: st, now: now, byIP: map[netip.Addr]*Lease{}, bound: map[string]netip.Addr{},
+	l := &Table{st: st, now: now, byIP: map[netip.Addr]*Lease{}, bound: map[string]netip.Addr{},
 		offers: map[string]netip.Addr{}, cursor: map[netip.Addr]uint32{}}
-	err := st.View(func(tx store.Tx) error {
-		if err := tx.Scan(bucketLeases, nil, func(k, v []byte) error {
-			var le Lease
-			if err := json.Unmarshal(v, &le); err != nil {
-				return fmt.Errorf("lease %s: %w", k, err)
-			}
+	err := st.View(func(tx state.Tx) error {
+		if err := tx.Leases(func(le Lease) error {
 			l.byIP[le.IP] = &le
 			return nil
 		}); err != nil {
 			return err
 		}
-		return tx.Scan(bucketLeaseMAC, nil, func(k, v []byte) error {
-			ip, err := netip.ParseAddr(string(v))
-			if err != nil {
-				return fmt.Errorf("lease index %s: %w", k, err)
-			}
-			l.bound[string(k)] = ip
+		return tx.BoundLeases(func(mac string, ip netip.Addr) error {
+			l.bound[mac] = ip
 			return nil
 		})
 	})
@@ -73,18 +65,18 @@ func OpenLeases(st store.Store, now func() time.Time) (*Leases, error) {
 	}
 	// Index entries whose address went to another client since (an
 	// expired lease taken over) are dropped, here and in the file.
-	var stale [][]byte
+	var stale []string
 	for mac, ip := range l.bound {
-		if le := l.byIP[ip]; le == nil || le.MAC != mac || le.State != LeaseBound {
+		if le := l.byIP[ip]; le == nil || le.MAC != mac || le.State != model.LeaseBound {
 			delete(l.bound, mac)
-			stale = append(stale, []byte(mac))
+			stale = append(stale, mac)
 		}
 	}
 	if len(stale) > 0 {
 		// Best effort: memory is right either way, and the next load retries.
-		_ = st.Update(func(tx store.Tx) error {
-			for _, k := range stale {
-				if err := tx.Delete(bucketLeaseMAC, k); err != nil {
+		_ = st.Update(func(tx state.Tx) error {
+			for _, mac := range stale {
+				if err := tx.DeleteBoundLease(mac); err != nil {
 					return err
 				}
 			}
@@ -95,24 +87,24 @@ func OpenLeases(st store.Store, now func() time.Time) (*Leases, error) {
 }
 
 // live: the lease still holds its address at t.
-func (le *Lease) live(t time.Time) bool { return le != nil && t.Before(le.Expiry) }
+func live(le *Lease, t time.Time) bool { return le != nil && t.Before(le.Expiry) }
 
-// ForMAC implements LeaseView: mac's live offer if it has one (that is the
+// ForMAC is mac's live offer if it has one (that is the
 // address its next REQUEST names), else its bound lease (even expired, so a
 // returning client gets its old address back).
-func (l *Leases) ForMAC(mac string) (Lease, bool) {
+func (l *Table) ForMAC(mac string) (Lease, bool) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if ip, ok := l.offers[mac]; ok {
 		le := l.byIP[ip]
-		if le != nil && le.MAC == mac && le.State == LeaseOffered && le.live(now) {
+		if le != nil && le.MAC == mac && le.State == model.LeaseOffered && live(le, now) {
 			return *le, true
 		}
 		delete(l.offers, mac) // lapsed, or its address went to another client
 	}
 	if ip, ok := l.bound[mac]; ok {
-		if le := l.byIP[ip]; le != nil && le.MAC == mac && le.State == LeaseBound {
+		if le := l.byIP[ip]; le != nil && le.MAC == mac && le.State == model.LeaseBound {
 			return *le, true
 		}
 	}
@@ -122,7 +114,7 @@ func (l *Leases) ForMAC(mac string) (Lease, bool) {
 // Bound returns mac's unexpired bound lease: what other servers (HTTP)
 // check a client's source address against. An offer of another address
 // (a move to a reservation under way) does not hide it.
-func (l *Leases) Bound(mac string) (Lease, bool) {
+func (l *Table) Bound(mac string) (Lease, bool) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -131,55 +123,55 @@ func (l *Leases) Bound(mac string) (Lease, bool) {
 		return Lease{}, false
 	}
 	le := l.byIP[ip]
-	if le == nil || le.MAC != mac || le.State != LeaseBound || !le.live(now) {
+	if le == nil || le.MAC != mac || le.State != model.LeaseBound || !live(le, now) {
 		return Lease{}, false
 	}
 	return *le, true
 }
 
-// LeasedIP implements profiles.LeaseView: the address mac holds now.
-func (l *Leases) LeasedIP(mac string) (netip.Addr, bool) {
+// LeasedIP is the address mac holds now.
+func (l *Table) LeasedIP(mac string) (netip.Addr, bool) {
 	le, ok := l.Bound(mac)
 	return le.IP, ok
 }
 
-// LeasedMAC implements profiles.LeaseView: who holds ip now.
-func (l *Leases) LeasedMAC(ip netip.Addr) (string, bool) {
+// LeasedMAC is who holds ip now.
+func (l *Table) LeasedMAC(ip netip.Addr) (string, bool) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	le := l.byIP[ip]
-	if le == nil || le.State != LeaseBound || !le.live(now) {
+	if le == nil || le.State != model.LeaseBound || !live(le, now) {
 		return "", false
 	}
 	return le.MAC, true
 }
 
-// OwnerOf implements LeaseView.
-func (l *Leases) OwnerOf(ip netip.Addr) string {
+// OwnerOf returns who holds ip now: a MAC, "declined", or "" if free.
+func (l *Table) OwnerOf(ip netip.Addr) string {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.ownerLocked(ip, now)
 }
 
-func (l *Leases) ownerLocked(ip netip.Addr, now time.Time) string {
+func (l *Table) ownerLocked(ip netip.Addr, now time.Time) string {
 	le := l.byIP[ip]
-	if !le.live(now) {
+	if !live(le, now) {
 		return ""
 	}
-	if le.State == LeaseDeclined {
-		return LeaseDeclined
+	if le.State == model.LeaseDeclined {
+		return model.LeaseDeclined
 	}
 	return le.MAC
 }
 
-// Candidate implements LeaseView: the next free address of sub's pool,
-// skipping addresses reserved for machines. It moves an allocation cursor
-// (a hint, not state) so that concurrent DISCOVERs from different clients
-// get different addresses.
-func (l *Leases) Candidate(mac string, sub *Subnet) (netip.Addr, bool) {
-	p := sub.Pool
+// Candidate is the next free address of pool for mac, skipping addresses
+// reserved for machines. It moves an allocation cursor (a hint, not state)
+// so that concurrent DISCOVERs from different clients get different
+// addresses; the DHCP server asks it before deciding, so that the decision
+// itself stays pure.
+func (l *Table) Candidate(mac string, p Pool) (netip.Addr, bool) {
 	size := uint32(p.Size())
 	if size == 0 {
 		return netip.Addr{}, false
@@ -212,37 +204,39 @@ func (l *Leases) Candidate(mac string, sub *Subnet) (netip.Addr, bool) {
 }
 
 // reserved reports whether a machine record owns ip.
-func (l *Leases) reserved(ip netip.Addr) bool {
+func (l *Table) reserved(ip netip.Addr) bool {
 	var r bool
-	_ = l.st.View(func(tx store.Tx) error {
-		r = tx.Get(bucketIPIndex, []byte(ip.String())) != nil
+	_ = l.st.View(func(tx state.Tx) error {
+		r = tx.MachineByIP(ip.String()) != ""
 		return nil
 	})
 	return r
 }
 
-// Apply carries out a decision's lease action for mac. A bind returns only
-// once the lease is durable, so an ACK is never sent for a lease a crash
-// could lose.
-func (l *Leases) Apply(mac string, d Decision) error {
-	switch d.Action {
-	case ActNone:
-		return nil
-	case ActOffer:
-		return l.offer(mac, d.IP, d.Expiry)
-	case ActBind:
-		return l.bind(mac, d.IP, d.Expiry, d.Hostname)
-	case ActRelease:
-		return l.release(mac, d.IP)
-	case ActDecline:
-		return l.decline(mac, d.IP, d.Expiry)
-	case ActWithdraw:
-		return l.withdraw(mac, d.IP)
-	}
-	return fmt.Errorf("unknown lease action %d", d.Action)
+// Offer holds ip for mac until the REQUEST (in memory only: an offer
+// lasts a minute). It fails with ErrTaken when another client holds ip.
+func (l *Table) Offer(mac string, ip netip.Addr, until time.Time) error {
+	return l.offer(mac, ip, until)
 }
 
-func (l *Leases) offer(mac string, ip netip.Addr, until time.Time) error {
+// Bind binds ip to mac until until, and returns only once the lease is
+// durable, so that an ACK is never sent for a lease a crash could lose.
+func (l *Table) Bind(mac string, ip netip.Addr, until time.Time, host string) error {
+	return l.bind(mac, ip, until, host)
+}
+
+// Release frees ip, which mac holds.
+func (l *Table) Release(mac string, ip netip.Addr) error { return l.release(mac, ip) }
+
+// Decline marks ip, which mac found in use, bad until until.
+func (l *Table) Decline(mac string, ip netip.Addr, until time.Time) error {
+	return l.decline(mac, ip, until)
+}
+
+// Withdraw drops mac's offer of ip: the client took another server's.
+func (l *Table) Withdraw(mac string, ip netip.Addr) error { return l.withdraw(mac, ip) }
+
+func (l *Table) offer(mac string, ip netip.Addr, until time.Time) error {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -251,23 +245,23 @@ func (l *Leases) offer(mac string, ip netip.Addr, until time.Time) error {
 	}
 	j := newJournal()
 	l.dropOfferLocked(j, mac, ip)
-	if le := l.byIP[ip]; le != nil && le.MAC == mac && le.State == LeaseBound {
+	if le := l.byIP[ip]; le != nil && le.MAC == mac && le.State == model.LeaseBound {
 		return nil // its own bound lease: keep it bound
 	}
 	l.forgetOtherLocked(j, mac, ip)
-	l.setIPLocked(j, ip, &Lease{IP: ip, MAC: mac, Expiry: until, State: LeaseOffered})
+	l.setIPLocked(j, ip, &Lease{IP: ip, MAC: mac, Expiry: until, State: model.LeaseOffered})
 	setMACLocked(l.offers, j.offers, mac, ip)
 	return nil
 }
 
 // dropOfferLocked forgets the offer mac holds on an address other than keep.
-func (l *Leases) dropOfferLocked(j *journal, mac string, keep netip.Addr) {
+func (l *Table) dropOfferLocked(j *journal, mac string, keep netip.Addr) {
 	old, ok := l.offers[mac]
 	if !ok || old == keep {
 		return
 	}
 	setMACLocked(l.offers, j.offers, mac, netip.Addr{})
-	if le := l.byIP[old]; le != nil && le.MAC == mac && le.State == LeaseOffered {
+	if le := l.byIP[old]; le != nil && le.MAC == mac && le.State == model.LeaseOffered {
 		l.setIPLocked(j, old, nil)
 	}
 }
@@ -275,7 +269,7 @@ func (l *Leases) dropOfferLocked(j *journal, mac string, keep netip.Addr) {
 // forgetOtherLocked drops the index entries of another client whose lapsed
 // offer or expired lease on ip is about to be replaced, so that the indexes
 // do not keep every MAC ever seen.
-func (l *Leases) forgetOtherLocked(j *journal, mac string, ip netip.Addr) {
+func (l *Table) forgetOtherLocked(j *journal, mac string, ip netip.Addr) {
 	le := l.byIP[ip]
 	if le == nil || le.MAC == "" || le.MAC == mac {
 		return
@@ -288,7 +282,7 @@ func (l *Leases) forgetOtherLocked(j *journal, mac string, ip netip.Addr) {
 	}
 }
 
-func (l *Leases) bind(mac string, ip netip.Addr, until time.Time, host string) error {
+func (l *Table) bind(mac string, ip netip.Addr, until time.Time, host string) error {
 	now := l.now()
 	l.mu.Lock()
 	if o := l.ownerLocked(ip, now); o != "" && o != mac {
@@ -308,7 +302,7 @@ func (l *Leases) bind(mac string, ip netip.Addr, until time.Time, host string) e
 			l.setIPLocked(j, old, nil)
 		}
 	}
-	l.setIPLocked(j, ip, &Lease{IP: ip, MAC: mac, Expiry: until, State: LeaseBound, Hostname: host})
+	l.setIPLocked(j, ip, &Lease{IP: ip, MAC: mac, Expiry: until, State: model.LeaseBound, Hostname: host})
 	setMACLocked(l.bound, j.bound, mac, ip)
 	l.mu.Unlock()
 	return l.commit(j)
@@ -316,7 +310,7 @@ func (l *Leases) bind(mac string, ip netip.Addr, until time.Time, host string) e
 
 // withdraw drops mac's offer of ip (the client took another server's), if
 // it still holds it. Offers are not durable: nothing is written.
-func (l *Leases) withdraw(mac string, ip netip.Addr) error {
+func (l *Table) withdraw(mac string, ip netip.Addr) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.offers[mac] != ip {
@@ -326,7 +320,7 @@ func (l *Leases) withdraw(mac string, ip netip.Addr) error {
 	return nil
 }
 
-func (l *Leases) release(mac string, ip netip.Addr) error {
+func (l *Table) release(mac string, ip netip.Addr) error {
 	l.mu.Lock()
 	le := l.byIP[ip]
 	if le == nil || le.MAC != mac {
@@ -345,7 +339,7 @@ func (l *Leases) release(mac string, ip netip.Addr) error {
 	return l.commit(j)
 }
 
-func (l *Leases) decline(mac string, ip netip.Addr, until time.Time) error {
+func (l *Table) decline(mac string, ip netip.Addr, until time.Time) error {
 	l.mu.Lock()
 	le := l.byIP[ip]
 	if le == nil || le.MAC != mac {
@@ -353,7 +347,7 @@ func (l *Leases) decline(mac string, ip netip.Addr, until time.Time) error {
 		return fmt.Errorf("decline %s by %s: it does not hold it", ip, mac)
 	}
 	j := newJournal()
-	l.setIPLocked(j, ip, &Lease{IP: ip, Expiry: until, State: LeaseDeclined})
+	l.setIPLocked(j, ip, &Lease{IP: ip, Expiry: until, State: model.LeaseDeclined})
 	if l.bound[mac] == ip {
 		setMACLocked(l.bound, j.bound, mac, netip.Addr{})
 	}
@@ -383,7 +377,7 @@ func newJournal() *journal {
 }
 
 // setIPLocked sets (nil: deletes) byIP[ip], noting the change in j.
-func (l *Leases) setIPLocked(j *journal, ip netip.Addr, le *Lease) {
+func (l *Table) setIPLocked(j *journal, ip netip.Addr, le *Lease) {
 	c := j.ips[ip]
 	if c == nil {
 		c = &ipChange{before: l.byIP[ip]}
@@ -415,7 +409,7 @@ func setMACLocked(m map[string]netip.Addr, cs map[string]*macChange, mac string,
 // commit makes j's change durable, or undoes it in memory if it cannot be
 // written. Entries changed again since (by a concurrent exchange) are left
 // as they are.
-func (l *Leases) commit(j *journal) error {
+func (l *Table) commit(j *journal) error {
 	ips := make([]netip.Addr, 0, len(j.ips))
 	for ip := range j.ips {
 		ips = append(ips, ip)
@@ -458,29 +452,24 @@ func (l *Leases) commit(j *journal) error {
 // persist writes the current in-memory state of ips and macs. It reads
 // memory inside the transaction, so whichever commit lands last writes the
 // latest state, and a Batch retry is harmless.
-func (l *Leases) persist(ips []netip.Addr, macs []string) error {
-	err := l.st.Batch(func(tx store.Tx) error {
+func (l *Table) persist(ips []netip.Addr, macs []string) error {
+	err := l.st.Batch(func(tx state.Tx) error {
 		for _, ip := range ips {
-			k := []byte(ip.String())
 			l.mu.Lock()
 			var le Lease
 			le0 := l.byIP[ip]
-			keep := le0 != nil && le0.State != LeaseOffered
+			keep := le0 != nil && le0.State != model.LeaseOffered
 			if keep {
 				le = *le0
 			}
 			l.mu.Unlock()
 			if !keep {
-				if err := tx.Delete(bucketLeases, k); err != nil {
+				if err := tx.DeleteLease(ip); err != nil {
 					return err
 				}
 				continue
 			}
-			v, err := json.Marshal(le)
-			if err != nil {
-				return err
-			}
-			if err := tx.Put(bucketLeases, k, v); err != nil {
+			if err := tx.PutLease(le); err != nil {
 				return err
 			}
 		}
@@ -488,15 +477,15 @@ func (l *Leases) persist(ips []netip.Addr, macs []string) error {
 			l.mu.Lock()
 			ip, ok := l.bound[mac]
 			le := l.byIP[ip]
-			ok = ok && le != nil && le.MAC == mac && le.State == LeaseBound
+			ok = ok && le != nil && le.MAC == mac && le.State == model.LeaseBound
 			l.mu.Unlock()
 			if !ok {
-				if err := tx.Delete(bucketLeaseMAC, []byte(mac)); err != nil {
+				if err := tx.DeleteBoundLease(mac); err != nil {
 					return err
 				}
 				continue
 			}
-			if err := tx.Put(bucketLeaseMAC, []byte(mac), []byte(ip.String())); err != nil {
+			if err := tx.PutBoundLease(mac, ip); err != nil {
 				return err
 			}
 		}
@@ -509,7 +498,7 @@ func (l *Leases) persist(ips []netip.Addr, macs []string) error {
 }
 
 // All returns a copy of every lease, for listings.
-func (l *Leases) All() []Lease {
+func (l *Table) All() []Lease {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out := make([]Lease, 0, len(l.byIP))
@@ -517,4 +506,55 @@ func (l *Leases) All() []Lease {
 		out = append(out, *le)
 	}
 	return out
+}
+
+// Pool is an inclusive range of IPv4 addresses.
+type Pool struct{ Start, End netip.Addr }
+
+// Valid reports whether the range holds at least one address.
+func (r Pool) Valid() bool {
+	return r.Start.Is4() && r.End.Is4() && r.Start.Compare(r.End) <= 0
+}
+
+// Contains reports whether a lies in the range.
+func (r Pool) Contains(a netip.Addr) bool {
+	return r.Valid() && a.Is4() && r.Start.Compare(a) <= 0 && a.Compare(r.End) <= 0
+}
+
+// Size is the number of addresses in the range.
+func (r Pool) Size() int {
+	if !r.Valid() {
+		return 0
+	}
+	return int(u32(r.End)-u32(r.Start)) + 1
+}
+
+func (r Pool) String() string { return r.Start.String() + "-" + r.End.String() }
+
+func u32(a netip.Addr) uint32 {
+	b := a.As4()
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
+
+func fromU32(v uint32) netip.Addr {
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// Stats is what the table holds, for metrics and checks: leases by state
+// (offered, bound, declined, counting expired ones still kept) and the
+// entries of its two MAC indexes.
+type Stats struct {
+	ByState                map[string]int
+	OfferIndex, BoundIndex int
+}
+
+// Stats counts what the table holds now.
+func (l *Table) Stats() Stats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := Stats{ByState: map[string]int{}, OfferIndex: len(l.offers), BoundIndex: len(l.bound)}
+	for _, le := range l.byIP {
+		st.ByState[le.State]++
+	}
+	return st
 }

@@ -6,6 +6,7 @@
 package model
 
 import (
+	"net/netip"
 	"sort"
 	"time"
 )
@@ -178,3 +179,19 @@ type Firmware struct {
 	UUID        string `json:"uuid,omitempty"`
 	VendorClass string `json:"vendor_class,omitempty"`
 }
+
+// Lease is one address bound (or offered) to one MAC by bootsrv's DHCP.
+type Lease struct {
+	IP       netip.Addr `json:"ip"`
+	MAC      string     `json:"mac"` // "" for a declined address
+	Expiry   time.Time  `json:"expiry"`
+	State    string     `json:"state"`
+	Hostname string     `json:"hostname,omitempty"`
+}
+
+// Lease states.
+const (
+	LeaseOffered  = "offered"  // held in memory between OFFER and REQUEST
+	LeaseBound    = "bound"    // ACKed and durable
+	LeaseDeclined = "declined" // a client found the address in use
+)

@@ -200,7 +200,7 @@ func defaultDNSIP(svc netip.Prefix, kip netip.Addr) netip.Addr {
 		return def
 	}
 	base := svc.Masked().Addr()
-	last := lastAddr(svc)
+	last := LastAddr(svc)
 	host := func(n uint32) netip.Addr {
 		b := base.As4()
 		v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
@@ -312,7 +312,7 @@ func NormalizeMachine(m Machine, subnet netip.Prefix) (Machine, error) {
 	if !subnet.Contains(ip) {
 		return m, fault.At(m.Source, fault.Invalidf("field ip: %s is outside the provisioning subnet %s: give an address inside it, or change the cluster's --subnet", ip, subnet))
 	}
-	if ip == subnet.Addr() || ip == lastAddr(subnet) {
+	if ip == subnet.Addr() || ip == LastAddr(subnet) {
 		return m, fault.At(m.Source, fault.Invalidf("field ip: %s is the network or broadcast address of %s", ip, subnet))
 	}
 	m.IP = ip.String()
@@ -333,7 +333,8 @@ func NormalizeMachine(m Machine, subnet netip.Prefix) (Machine, error) {
 	return m, nil
 }
 
-func lastAddr(p netip.Prefix) netip.Addr {
+// LastAddr is the broadcast address of p, its last.
+func LastAddr(p netip.Prefix) netip.Addr {
 	a := p.Masked().Addr().As4()
 	host := 32 - p.Bits()
 	for i := 3; i >= 0 && host > 0; i-- {

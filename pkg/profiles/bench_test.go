@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/bootsrv/bootsrv/pkg/model"
-	"github.com/bootsrv/bootsrv/pkg/store"
+	"github.com/bootsrv/bootsrv/pkg/state"
 )
 
 // benchStores caches one populated store per size across the runs of a
@@ -22,7 +22,7 @@ var (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	for _, s := range benchStores {
-		s.Store().Close()
+		s.st.Close()
 	}
 	for _, d := range benchDirs {
 		os.RemoveAll(d)
@@ -43,11 +43,11 @@ func storeWith(b *testing.B, n int) *Service {
 		b.Fatal(err)
 	}
 	benchDirs = append(benchDirs, dir)
-	st, err := store.Open(dir, 0)
+	st, err := state.Open(dir, 0)
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := NewService(st)
+	s := NewService(st, nil)
 	ctx := context.Background()
 	if _, err := s.ClusterInit(ctx, model.Cluster{Name: "big", APIServer: "10.0.0.1", Network: model.Network{Subnet: "10.0.0.0/8"},
 		PodNetwork: "172.16.0.0/16", ServiceRange: "172.17.0.0/24", DNSServiceIP: "172.17.0.10"}); err != nil {
@@ -100,11 +100,11 @@ func BenchmarkImport10000(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		dir := b.TempDir()
-		st, err := store.Open(dir, 0)
+		st, err := state.Open(dir, 0)
 		if err != nil {
 			b.Fatal(err)
 		}
-		s := NewService(st)
+		s := NewService(st, nil)
 		if _, err := s.ClusterInit(ctx, model.Cluster{Name: "big", APIServer: "10.0.0.1", Network: model.Network{Subnet: "10.0.0.0/8"},
 			PodNetwork: "172.16.0.0/16", ServiceRange: "172.17.0.0/24", DNSServiceIP: "172.17.0.10"}); err != nil {
 			b.Fatal(err)

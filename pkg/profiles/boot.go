@@ -11,10 +11,11 @@ import (
 	"time"
 
 	"github.com/bootsrv/bootsrv/pkg/fault"
+	"github.com/bootsrv/bootsrv/pkg/lease"
 	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/nodeconfig"
 	"github.com/bootsrv/bootsrv/pkg/render"
-	"github.com/bootsrv/bootsrv/pkg/store"
+	"github.com/bootsrv/bootsrv/pkg/state"
 	"github.com/bootsrv/bootsrv/pkg/token"
 )
 
@@ -53,9 +54,8 @@ type LeaseView interface {
 	LeasedMAC(ip netip.Addr) (string, bool)
 }
 
-// Configure sets the boot chain's settings and, when bootsrv is the DHCP
-// server, its leases.
-func (s *Service) Configure(cfg BootConfig, leases LeaseView) {
+// Configure sets the boot chain's settings.
+func (s *Service) Configure(cfg BootConfig) {
 	if cfg.TokenTTL <= 0 {
 		cfg.TokenTTL = DefaultBootConfig.TokenTTL
 	}
@@ -65,7 +65,14 @@ func (s *Service) Configure(cfg BootConfig, leases LeaseView) {
 	if cfg.BaseURL == "" {
 		cfg.BaseURL = DefaultBootConfig.BaseURL
 	}
-	s.boot, s.leases = cfg, leases
+	s.boot = cfg
+}
+
+// isNilTable catches a nil *lease.Table passed as a LeaseView: an
+// interface holding a nil pointer is not nil, and would be asked.
+func isNilTable(v LeaseView) bool {
+	t, ok := v.(*lease.Table)
+	return ok && t == nil
 }
 
 func (s *Service) bootConfig() BootConfig {
@@ -74,8 +81,6 @@ func (s *Service) bootConfig() BootConfig {
 	}
 	return s.boot
 }
-
-const tokenKeyName = "token-key"
 
 // key returns the token key, made once per state file and kept, so tokens
 // survive a restart of the server. A failure (disk full) is not kept: the
@@ -87,8 +92,8 @@ func (s *Service) key() ([]byte, error) {
 		return s.tokenKey, nil
 	}
 	var k []byte
-	err := s.st.View(func(tx store.Tx) error {
-		if v := tx.Get("cluster", []byte(tokenKeyName)); v != nil {
+	err := s.st.View(func(tx state.Tx) error {
+		if v := tx.TokenKey(); v != nil {
 			k = append([]byte(nil), v...)
 		}
 		return nil
@@ -101,13 +106,13 @@ func (s *Service) key() ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		err = s.st.Update(func(tx store.Tx) error {
-			if v := tx.Get("cluster", []byte(tokenKeyName)); v != nil {
+		err = s.st.Update(func(tx state.Tx) error {
+			if v := tx.TokenKey(); v != nil {
 				k = append([]byte(nil), v...)
 				return nil
 			}
 			k = fresh
-			return tx.Put("cluster", []byte(tokenKeyName), k)
+			return tx.PutTokenKey(k)
 		})
 		if err != nil {
 			return nil, fmt.Errorf("store token key: %w", err)
@@ -163,7 +168,7 @@ const StageFinal = "final"
 // bootable loads the machine and its profile for a boot request.
 func (s *Service) bootable(mac string) (model.Machine, model.Profile, model.Cluster, error) {
 	var in ignitionInputs
-	err := s.st.View(func(tx store.Tx) (err error) {
+	err := s.st.View(func(tx state.Tx) (err error) {
 		in, err = s.loadBootInputs(tx, mac)
 		return err
 	})
@@ -299,7 +304,7 @@ func (s *Service) tokenHolder(req BootRequest, what string, purpose func(model.M
 	if err != nil {
 		return m, err
 	}
-	if err := s.st.View(func(tx store.Tx) error { return getMachine(tx, mac, &m) }); err != nil {
+	if err := s.st.View(func(tx state.Tx) error { return getMachine(tx, mac, &m) }); err != nil {
 		if fault.KindOf(err) == fault.KindNotFound {
 			return m, &fault.Error{Kind: fault.KindDenied, Msg: fmt.Sprintf("%s token for %s refused", what, mac)}
 		}
@@ -357,7 +362,7 @@ func (s *Service) renderIgnition(mac, baseURL string, gen *uint64, stage, ignTok
 	rexp := now.Truncate(time.Hour).Add(s.bootConfig().ReportTTL + time.Hour)
 	var in ignitionInputs
 	var cached []byte
-	err = s.st.View(func(tx store.Tx) error {
+	err = s.st.View(func(tx state.Tx) error {
 		var err error
 		if in, err = s.loadIgnitionInputs(tx, mac); err != nil {
 			return err
@@ -369,7 +374,7 @@ func (s *Service) renderIgnition(mac, baseURL string, gen *uint64, stage, ignTok
 			return nil // the installer config is never kept
 		}
 		h := in.hash(s.boot.Version, baseURL, rexp, in.certsID)
-		if v := tx.Get("rendered", []byte(in.m.MAC)); len(v) > len(h) && bytes.Equal(v[:len(h)], h) {
+		if v := tx.Rendered(in.m.MAC); len(v) > len(h) && bytes.Equal(v[:len(h)], h) {
 			cached = append([]byte(nil), v[len(h):]...)
 		}
 		return nil
@@ -406,14 +411,14 @@ func (s *Service) renderIgnition(mac, baseURL string, gen *uint64, stage, ignTok
 		return nil, fmt.Errorf("render ignition for %s (profile %s): %w", m.MAC, p.Name, err)
 	}
 	h := in.hash(s.boot.Version, baseURL, rexp, certs)
-	if err := s.st.Batch(func(tx store.Tx) error {
+	if err := s.st.Batch(func(tx state.Tx) error {
 		// Kept only while the machine is still this install: a machine
 		// removed or re-provisioned meanwhile keeps nothing of it.
 		var cur model.Machine
 		if getMachine(tx, m.MAC, &cur) != nil || cur.Generation != m.Generation {
 			return nil
 		}
-		return tx.Put("rendered", []byte(m.MAC), append(append([]byte(nil), h...), out...))
+		return tx.PutRendered(m.MAC, append(append([]byte(nil), h...), out...))
 	}); err != nil {
 		return nil, fmt.Errorf("keep rendered ignition for %s: %w", m.MAC, err)
 	}
@@ -432,7 +437,7 @@ type ignitionInputs struct {
 	releasesID        string
 }
 
-func (s *Service) loadIgnitionInputs(tx store.Tx, mac string) (ignitionInputs, error) {
+func (s *Service) loadIgnitionInputs(tx state.Tx, mac string) (ignitionInputs, error) {
 	in, err := s.loadBootInputs(tx, mac)
 	if err != nil {
 		return in, err
@@ -457,7 +462,7 @@ func (s *Service) loadIgnitionInputs(tx store.Tx, mac string) (ignitionInputs, e
 // loadBootInputs reads a machine, its profile and the cluster; profile
 // and cluster come decoded from the cache when their bytes are unchanged.
 // The raw bytes it returns are only valid inside tx.
-func (s *Service) loadBootInputs(tx store.Tx, mac string) (ignitionInputs, error) {
+func (s *Service) loadBootInputs(tx state.Tx, mac string) (ignitionInputs, error) {
 	var in ignitionInputs
 	n, err := model.NormalizeMAC(mac)
 	if err != nil {
@@ -469,10 +474,10 @@ func (s *Service) loadBootInputs(tx store.Tx, mac string) (ignitionInputs, error
 	if in.m.Profile == "" {
 		return in, fault.NotFoundf("machine %s was discovered but has no profile: assign one with `bootsrv machine add %s --profile NAME --hostname H --ip IP`", n, n)
 	}
-	if in.profileRaw = tx.Get("profiles", []byte(in.m.Profile)); in.profileRaw == nil {
+	if in.profileRaw = tx.ProfileRaw(in.m.Profile); in.profileRaw == nil {
 		return in, getProfile(tx, in.m.Profile, &in.p)
 	}
-	if in.clRaw = tx.Get("cluster", []byte(clusterKey)); in.clRaw == nil {
+	if in.clRaw = tx.ClusterRaw(); in.clRaw == nil {
 		return in, errNoCluster
 	}
 	if in.p, err = s.decoded.profile(in.m.Profile, in.profileRaw); err != nil {
@@ -532,16 +537,16 @@ const (
 
 // Report records what a machine says about itself; "booted" makes it
 // provisioned, after which its report token is spent.
-func (s *Service) Report(_ context.Context, req BootRequest, state, detail string) (model.Machine, error) {
+func (s *Service) Report(_ context.Context, req BootRequest, said, detail string) (model.Machine, error) {
 	var m model.Machine
 	mac, err := model.NormalizeMAC(req.MAC)
 	if err != nil {
 		return m, err
 	}
-	switch state {
+	switch said {
 	case ReportInstalled, ReportBooted, ReportFailed:
 	default:
-		return m, fault.Invalidf("state %q is not one of installed, booted, failed", state)
+		return m, fault.Invalidf("state %q is not one of installed, booted, failed", said)
 	}
 	// A master's file list (the lab reports one) is a few KB.
 	if len(detail) > 32<<10 {
@@ -555,8 +560,8 @@ func (s *Service) Report(_ context.Context, req BootRequest, state, detail strin
 	// Events queued before the report (ignition, kernel) must land first,
 	// or a late one would move a provisioned machine back.
 	s.Flush()
-	e := model.Event{Time: s.now(), Type: "report", Detail: detail, Fields: map[string]string{"state": state, "from": req.RemoteIP.String()}}
-	err = s.st.Update(func(tx store.Tx) error {
+	e := model.Event{Time: s.now(), Type: "report", Detail: detail, Fields: map[string]string{"state": said, "from": req.RemoteIP.String()}}
+	err = s.st.Update(func(tx state.Tx) error {
 		if err := getMachine(tx, mac, &m); err != nil {
 			return err
 		}
@@ -574,7 +579,7 @@ func (s *Service) Report(_ context.Context, req BootRequest, state, detail strin
 		if err := appendEvent(tx, &m, e); err != nil {
 			return err
 		}
-		switch state {
+		switch said {
 		case ReportInstalled:
 			if err := appendEvent(tx, &m, model.Event{Time: e.Time, Type: model.StateInstalled, Detail: "installed to disk: rebooting into it"}); err != nil {
 				return err
@@ -589,7 +594,7 @@ func (s *Service) Report(_ context.Context, req BootRequest, state, detail strin
 				return err
 			}
 		}
-		return putJSON(tx, "machines", m.MAC, m)
+		return tx.PutMachine(m)
 	})
 	return m, err
 }
@@ -603,19 +608,19 @@ func (s *Service) Reprovision(_ context.Context, mac string) (model.Machine, err
 	if err != nil {
 		return m, err
 	}
-	err = s.st.Update(func(tx store.Tx) error {
+	err = s.st.Update(func(tx state.Tx) error {
 		if err := getMachine(tx, n, &m); err != nil {
 			return err
 		}
 		m.Reprovision = true
 		m.Generation++
-		if err := dropCerts(tx, n); err != nil {
+		if err := tx.DeleteCerts(n); err != nil {
 			return err
 		}
 		if err := appendEvent(tx, &m, model.Event{Time: s.now(), Type: "reprovision", Detail: "operator asked to install again"}); err != nil {
 			return err
 		}
-		return putJSON(tx, "machines", m.MAC, m)
+		return tx.PutMachine(m)
 	})
 	return m, err
 }
@@ -668,13 +673,11 @@ func (s *Service) machineAt(ip netip.Addr) (string, model.Profile, bool) {
 	}
 	var p model.Profile
 	found := false
-	_ = s.st.View(func(tx store.Tx) error {
+	_ = s.st.View(func(tx state.Tx) error {
 		if mac == "" {
-			v := tx.Get("idx_ip", []byte(ip.String()))
-			if v == nil {
+			if mac = tx.MachineByIP(ip.String()); mac == "" {
 				return nil
 			}
-			mac = string(v)
 		}
 		var m model.Machine
 		if err := getMachine(tx, mac, &m); err != nil {
@@ -696,27 +699,19 @@ func (s *Service) FailSilent(timeout time.Duration) (int, error) {
 	s.Flush()
 	now := s.now()
 	var late []string
-	err := s.st.View(func(tx store.Tx) error {
-		return tx.Scan("machines", nil, func(k, v []byte) error {
-			// Cheap pre-filter before decoding: most machines are not waiting.
-			if !bytes.Contains(v, []byte(`"state":"ignition"`)) && !bytes.Contains(v, []byte(`"state":"installed"`)) {
-				return nil
-			}
-			var m model.Machine
-			if err := json.Unmarshal(v, &m); err != nil {
-				return err
-			}
+	err := s.st.View(func(tx state.Tx) error {
+		return tx.MachinesInState(func(m model.Machine) error {
 			if waiting(m) && now.Sub(m.StateAt) > timeout {
 				late = append(late, m.MAC)
 			}
 			return nil
-		})
+		}, model.StateIgnition, model.StateInstalled)
 	})
 	if err != nil || len(late) == 0 {
 		return 0, err
 	}
 	n := 0
-	err = s.st.Update(func(tx store.Tx) error {
+	err = s.st.Update(func(tx state.Tx) error {
 		for _, mac := range late {
 			var m model.Machine
 			if err := getMachine(tx, mac, &m); err != nil {
@@ -732,7 +727,7 @@ func (s *Service) FailSilent(timeout time.Duration) (int, error) {
 			if err := appendEvent(tx, &m, model.Event{Time: now, Type: model.StateFailed, Detail: why}); err != nil {
 				return err
 			}
-			if err := putJSON(tx, "machines", m.MAC, m); err != nil {
+			if err := tx.PutMachine(m); err != nil {
 				return err
 			}
 			n++

@@ -18,7 +18,7 @@ import (
 	"github.com/bootsrv/bootsrv/pkg/fault/httpcode"
 	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
-	"github.com/bootsrv/bootsrv/pkg/store"
+	"github.com/bootsrv/bootsrv/pkg/state"
 )
 
 const bootMAC = "52:54:00:aa:00:01"
@@ -37,13 +37,13 @@ var diskProfile = model.Profile{Name: "disk", Role: model.RoleCustom, OS: model.
 // newBootServiceOn is newBootService with bootMAC on profile p.
 func newBootServiceOn(t *testing.T, cfg profiles.BootConfig, p model.Profile) *profiles.Service {
 	t.Helper()
-	st, err := store.Open(t.TempDir(), 0)
+	st, err := state.Open(t.TempDir(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	s := profiles.NewService(st)
-	s.Configure(cfg, nil)
+	s := profiles.NewService(st, nil)
+	s.Configure(cfg)
 	ctx := context.Background()
 	if _, err := s.ClusterInit(ctx, model.Cluster{Name: "lab", APIServer: "10.9.0.10"}); err != nil {
 		t.Fatal(err)
@@ -94,7 +94,7 @@ func provision(t *testing.T, s *profiles.Service) {
 	}
 }
 
-func state(t *testing.T, s *profiles.Service) string {
+func machineState(t *testing.T, s *profiles.Service) string {
 	t.Helper()
 	s.Flush()
 	m, err := s.Machine(context.Background(), bootMAC)
@@ -149,19 +149,19 @@ func TestProvisionedStaysProvisioned(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if got := state(t, s); got != model.StateProvisioned && c.bug != "" {
+					if got := machineState(t, s); got != model.StateProvisioned && c.bug != "" {
 						t.Skip("BUG: " + c.bug)
 					}
 					if disk && !strings.Contains(script, "local disk") {
 						if c.bug != "" {
 							t.Skip("BUG: " + c.bug)
 						}
-						t.Fatalf("state %q after %s; /ipxe now installs again:\n%s", state(t, s), c.name, script)
+						t.Fatalf("state %q after %s; /ipxe now installs again:\n%s", machineState(t, s), c.name, script)
 					}
 					if !disk && (strings.Contains(script, "local disk") || !strings.Contains(script, "kernel http://x/assets/k ") || !strings.Contains(script, "ignition.config.url=")) {
 						t.Fatalf("a live machine, provisioned, is not netbooted into its config again after %s:\n%s", c.name, script)
 					}
-					if got := state(t, s); got != model.StateProvisioned {
+					if got := machineState(t, s); got != model.StateProvisioned {
 						t.Errorf("state %q, want provisioned", got)
 					}
 				}
@@ -306,7 +306,7 @@ func TestBootEventsBounded(t *testing.T) {
 	if last := evs[len(evs)-1]; last.Type != model.StateKernel || last.Detail != "/assets/k" {
 		t.Errorf("last event %+v", last)
 	}
-	if got := state(t, s); got != model.StateKernel {
+	if got := machineState(t, s); got != model.StateKernel {
 		t.Errorf("state %q", got)
 	}
 }
@@ -342,7 +342,7 @@ func TestRetryStartsNewRun(t *testing.T) {
 	if _, err := s.IPXE(ctx, profiles.BootRequest{MAC: bootMAC, BaseURL: "http://x"}, true); err != nil {
 		t.Fatal(err)
 	}
-	afterScript := state(t, s)
+	afterScript := machineState(t, s)
 	second := fetch()
 	var bugs []string
 	if afterScript != model.StateIPXE {
@@ -511,7 +511,7 @@ func TestFlatcarDiskInstall(t *testing.T) {
 			if script, _ := bootScript(t, s); !strings.Contains(script, "local disk") {
 				t.Fatalf("an installed machine is not sent to its disk:\n%s", script)
 			}
-			if got := state(t, s); got != model.StateInstalled {
+			if got := machineState(t, s); got != model.StateInstalled {
 				t.Errorf("state %q after the local boot, want installed", got)
 			}
 			m, err = report(t, s, profiles.ReportBooted)
@@ -596,7 +596,7 @@ func TestIgnitionBadStage(t *testing.T) {
 			t.Errorf("stage %q: HTTP %d, want 4xx", stage, c)
 		}
 	}
-	if got := state(t, s); got == model.StateIgnition {
+	if got := machineState(t, s); got == model.StateIgnition {
 		t.Error("a refused stage moved the machine to ignition")
 	}
 }

@@ -57,7 +57,7 @@ import (
 	"github.com/bootsrv/bootsrv/pkg/profiles"
 	"github.com/bootsrv/bootsrv/pkg/release"
 	"github.com/bootsrv/bootsrv/pkg/release/releasetest"
-	"github.com/bootsrv/bootsrv/pkg/store"
+	"github.com/bootsrv/bootsrv/pkg/state"
 )
 
 const k8sBaseURL = "http://10.99.0.1:8080"
@@ -130,12 +130,12 @@ func k8sImport(tb testing.TB, s *profiles.Service, src string) profiles.ImportRe
 // k8sLabBare is k8sLabWith with nothing imported.
 func k8sLabBare(tb testing.TB, edit func(*model.Cluster), extra ...model.Machine) *profiles.Service {
 	tb.Helper()
-	st, err := store.Open(tb.TempDir(), time.Second)
+	st, err := state.Open(tb.TempDir(), time.Second)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { st.Close() })
-	s := profiles.NewService(st)
+	s := profiles.NewService(st, nil)
 	tb.Cleanup(func() { k8sAssets.Delete(s) })
 	ctx := context.Background()
 	c, err := model.ParseClusterFile("cluster.yaml", k8sExample(tb, "cluster.yaml"))

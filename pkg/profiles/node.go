@@ -15,7 +15,7 @@ import (
 	"github.com/bootsrv/bootsrv/pkg/nodeconfig"
 	"github.com/bootsrv/bootsrv/pkg/pki"
 	"github.com/bootsrv/bootsrv/pkg/render"
-	"github.com/bootsrv/bootsrv/pkg/store"
+	"github.com/bootsrv/bootsrv/pkg/state"
 )
 
 // clusterPKI is the cluster's authorities, kept in the state file only: the
@@ -31,8 +31,6 @@ type clusterPKI struct {
 	KeyAlg       string   `json:"key_algorithm"`
 	Validity     int      `json:"validity_days"`
 }
-
-const pkiKey = "pki"
 
 // newClusterPKI makes the cluster CA, the separate etcd CA and the
 // service-account key pair.
@@ -68,8 +66,8 @@ func newFrontProxyCA(cluster string, alg pki.KeyAlgorithm, now time.Time) (pki.P
 	return fp, nil
 }
 
-func getPKI(tx store.Tx, p *clusterPKI) error {
-	v := tx.Get("cluster", []byte(pkiKey))
+func getPKI(tx state.Tx, p *clusterPKI) error {
+	v := tx.PKIRaw()
 	if v == nil {
 		return errNoCluster
 	}
@@ -127,11 +125,11 @@ func (s *Service) certsFor(m model.Machine, p model.Profile, c model.Cluster, fo
 	var id string
 	facts := nodeFacts(m, p, c)
 	now := s.now()
-	fresh := func(tx store.Tx) (bool, error) {
+	fresh := func(tx state.Tx) (bool, error) {
 		if err := getPKI(tx, &cp); err != nil {
 			return false, err
 		}
-		v := tx.Get("certs", []byte(m.MAC))
+		v := tx.CertsRaw(m.MAC)
 		if v == nil {
 			return false, nil
 		}
@@ -142,11 +140,11 @@ func (s *Service) certsFor(m model.Machine, p model.Profile, c model.Cluster, fo
 		return !force && nc.Generation == m.Generation && nc.Facts == factsKey(facts, cp.CA) && now.Add(renewBefore).Before(nc.NotAfter), nil
 	}
 	var ok bool
-	err := s.st.View(func(tx store.Tx) (err error) { ok, err = fresh(tx); return })
+	err := s.st.View(func(tx state.Tx) (err error) { ok, err = fresh(tx); return })
 	if err != nil || ok {
 		return nc.Certs, cp, id, err
 	}
-	err = s.st.Update(func(tx store.Tx) error {
+	err = s.st.Update(func(tx state.Tx) error {
 		if ok, err := fresh(tx); err != nil || ok {
 			return err // another render issued them meanwhile
 		}
@@ -166,7 +164,7 @@ func (s *Service) certsFor(m model.Machine, p model.Profile, c model.Cluster, fo
 				return err
 			}
 			cp.FrontProxyCA = fp
-			if err := putJSON(tx, "cluster", pkiKey, cp); err != nil {
+			if err := tx.PutPKI(cp); err != nil {
 				return err
 			}
 		}
@@ -189,10 +187,7 @@ func (s *Service) certsFor(m model.Machine, p model.Profile, c model.Cluster, fo
 			return fmt.Errorf("encode certificates of %s: %w", m.MAC, err)
 		}
 		id = certsIDOf(b)
-		if err := tx.Delete("rendered", []byte(m.MAC)); err != nil {
-			return err
-		}
-		return tx.Put("certs", []byte(m.MAC), b)
+		return tx.PutCerts(m.MAC, b)
 	})
 	return nc.Certs, cp, id, err
 }
@@ -209,16 +204,16 @@ func certsIDOf(stored []byte) string {
 }
 
 // certsID names a machine's stored certificate set (see certsIDOf).
-func certsID(tx store.Tx, mac string) string {
-	return certsIDOf(tx.Get("certs", []byte(mac)))
+func certsID(tx state.Tx, mac string) string {
+	return certsIDOf(tx.CertsRaw(mac))
 }
 
 // masters lists every master machine (hostname and IP) through the
 // profile index: the cost is the number of masters, not of machines.
-func (s *Service) masters(tx store.Tx) ([]nodeconfig.Member, error) {
+func (s *Service) masters(tx state.Tx) ([]nodeconfig.Member, error) {
 	var roles []string
-	if err := tx.Scan("profiles", nil, func(k, v []byte) error {
-		p, err := s.decoded.profile(string(k), v)
+	if err := tx.ProfilesRaw(func(name string, v []byte) error {
+		p, err := s.decoded.profile(name, v)
 		if err != nil {
 			return err
 		}
@@ -231,9 +226,9 @@ func (s *Service) masters(tx store.Tx) ([]nodeconfig.Member, error) {
 	}
 	var out []nodeconfig.Member
 	for _, name := range roles {
-		err := tx.Scan("idx_profile", []byte(name+"\x00"), func(k, _ []byte) error {
+		err := tx.MachinesOfProfile(name, func(mac string) error {
 			var m model.Machine
-			if err := getMachine(tx, string(k[len(name)+1:]), &m); err != nil {
+			if err := getMachine(tx, mac, &m); err != nil {
 				return err
 			}
 			out = append(out, nodeconfig.Member{Hostname: m.Hostname, IP: m.IP})
@@ -311,15 +306,6 @@ func (s *Service) nodeInput(in0 ignitionInputs, baseURL string) (nodeconfig.Inpu
 	return in, id, nil
 }
 
-// dropCerts forgets a machine's issued certificates, so the next render
-// issues new ones.
-func dropCerts(tx store.Tx, mac string) error {
-	if err := tx.Delete("rendered", []byte(mac)); err != nil {
-		return err
-	}
-	return tx.Delete("certs", []byte(mac))
-}
-
 // CertInfo is one issued certificate, for `bootsrv certs list`.
 type CertInfo struct {
 	MAC      string    `json:"mac,omitempty" yaml:"mac,omitempty"`
@@ -342,7 +328,7 @@ func certInfo(name string, p pki.Pair) (CertInfo, error) {
 // CAs describes the cluster's authorities (certificates only).
 func (s *Service) CAs(_ context.Context) ([]CertInfo, error) {
 	var out []CertInfo
-	err := s.st.View(func(tx store.Tx) error {
+	err := s.st.View(func(tx state.Tx) error {
 		var cp clusterPKI
 		if err := getPKI(tx, &cp); err != nil {
 			return err
@@ -370,14 +356,14 @@ func (s *Service) CAs(_ context.Context) ([]CertInfo, error) {
 // Certs lists every issued machine certificate with its expiry.
 func (s *Service) Certs(_ context.Context) ([]CertInfo, error) {
 	var out []CertInfo
-	err := s.st.View(func(tx store.Tx) error {
-		return tx.Scan("certs", nil, func(k, v []byte) error {
+	err := s.st.View(func(tx state.Tx) error {
+		return tx.AllCerts(func(mac string, v []byte) error {
 			var nc nodeCerts
 			if err := json.Unmarshal(v, &nc); err != nil {
 				return err
 			}
 			var m model.Machine
-			_ = getMachine(tx, string(k), &m)
+			_ = getMachine(tx, mac, &m)
 			names := make([]string, 0, len(nc.Certs))
 			for n := range nc.Certs {
 				names = append(names, n)
@@ -388,7 +374,7 @@ func (s *Service) Certs(_ context.Context) ([]CertInfo, error) {
 				if err != nil {
 					return err
 				}
-				ci.MAC, ci.Hostname = string(k), m.Hostname
+				ci.MAC, ci.Hostname = mac, m.Hostname
 				out = append(out, ci)
 			}
 			return nil
@@ -406,7 +392,7 @@ func (s *Service) AdminKubeconfig(_ context.Context, user string) (string, error
 	}
 	var cp clusterPKI
 	var c model.Cluster
-	err := s.st.View(func(tx store.Tx) error {
+	err := s.st.View(func(tx state.Tx) error {
 		if err := getCluster(tx, &c); err != nil {
 			return err
 		}

@@ -2,12 +2,11 @@ package profiles
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"sync"
 
 	"github.com/bootsrv/bootsrv/pkg/model"
-	"github.com/bootsrv/bootsrv/pkg/store"
+	"github.com/bootsrv/bootsrv/pkg/state"
 )
 
 // recorder commits events from the boot servers' hot paths in batches: a
@@ -15,7 +14,7 @@ import (
 // queued in one transaction. A boot request thus never waits for an fsync,
 // and a thousand events cost one commit.
 type recorder struct {
-	st   store.Store
+	st   *state.DB
 	log  *slog.Logger
 	ch   chan pending
 	done chan struct{}
@@ -128,7 +127,7 @@ func (r *recorder) run() {
 }
 
 func (r *recorder) commit(batch []pending) {
-	err := r.st.Update(func(tx store.Tx) error {
+	err := r.st.Update(func(tx state.Tx) error {
 		machines := map[string]*model.Machine{}
 		for _, p := range batch {
 			if p.flush != nil {
@@ -156,11 +155,7 @@ func (r *recorder) commit(batch []pending) {
 			}
 		}
 		for _, m := range machines {
-			b, err := json.Marshal(m)
-			if err != nil {
-				return err
-			}
-			if err := tx.Put("machines", []byte(m.MAC), b); err != nil {
+			if err := tx.PutMachine(*m); err != nil {
 				return err
 			}
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"sort"
@@ -14,17 +13,8 @@ import (
 	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/nodeconfig"
 	"github.com/bootsrv/bootsrv/pkg/release"
-	"github.com/bootsrv/bootsrv/pkg/store"
+	"github.com/bootsrv/bootsrv/pkg/state"
 )
-
-// releasesBucket is the catalog of imported release binaries:
-// component/version/arch/name -> release.Asset (JSON). The files lie under
-// the assets dir at the asset's Path.
-const releasesBucket = "releases"
-
-func releaseKey(component, version, arch, name string) []byte {
-	return []byte(component + "/" + version + "/" + arch + "/" + name)
-}
 
 // ImportResult is what `bootsrv assets import` reports.
 type ImportResult struct {
@@ -58,7 +48,7 @@ func (s *Service) ImportReleases(_ context.Context, src, assetsDir string) (Impo
 		return ImportResult{}, &fault.Error{Kind: fault.KindInvalid, Msg: err.Error()}
 	}
 	defer staged.Abort()
-	err = s.st.Update(func(tx store.Tx) error {
+	err = s.st.Update(func(tx state.Tx) error {
 		// The import replaces each COMPONENT/VERSION/ARCH dir whole. A
 		// release whose import lacks a binary that dir holds is refused,
 		// rather than the binary vanishing from under the nodes.
@@ -71,12 +61,12 @@ func (s *Service) ImportReleases(_ context.Context, src, assetsDir string) (Impo
 			units[u][a.Name] = true
 		}
 		for u, names := range units {
-			var old [][]byte
+			var old []release.Asset
 			var dropped []string
-			if err := tx.Scan(releasesBucket, []byte(u), func(k, _ []byte) error {
-				old = append(old, append([]byte(nil), k...))
-				if n := strings.TrimPrefix(string(k), u); !names[n] {
-					dropped = append(dropped, n)
+			if err := tx.Releases(u, func(a release.Asset) error {
+				old = append(old, a)
+				if !names[a.Name] {
+					dropped = append(dropped, a.Name)
 				}
 				return nil
 			}); err != nil {
@@ -85,18 +75,14 @@ func (s *Service) ImportReleases(_ context.Context, src, assetsDir string) (Impo
 			if len(dropped) > 0 {
 				return fault.Invalidf("import %s: it holds only part of %s, which replaces the imported one whole and would remove %s: import the whole release", src, strings.TrimSuffix(u, "/"), strings.Join(dropped, ", "))
 			}
-			for _, k := range old {
-				if err := tx.Delete(releasesBucket, k); err != nil {
+			for _, a := range old {
+				if err := tx.DeleteRelease(a); err != nil {
 					return err
 				}
 			}
 		}
 		for _, a := range staged.Assets {
-			b, err := json.Marshal(a)
-			if err != nil {
-				return err
-			}
-			if err := tx.Put(releasesBucket, releaseKey(a.Component, a.Version, a.Arch, a.Name), b); err != nil {
+			if err := tx.PutRelease(a); err != nil {
 				return err
 			}
 		}
@@ -105,7 +91,7 @@ func (s *Service) ImportReleases(_ context.Context, src, assetsDir string) (Impo
 			gen.Write([]byte(a.Path + "=" + a.SHA512 + ";"))
 		}
 		fmt.Fprint(gen, s.now().UnixNano())
-		if err := tx.Put("cluster", []byte(releasesGenKey), []byte(hex.EncodeToString(gen.Sum(nil)))); err != nil {
+		if err := tx.PutReleasesGeneration(hex.EncodeToString(gen.Sum(nil))); err != nil {
 			return err
 		}
 		// The files move into place last, inside the transaction: a failed
@@ -130,12 +116,8 @@ func (s *Service) ImportReleases(_ context.Context, src, assetsDir string) (Impo
 // Releases lists the imported release binaries, sorted by key.
 func (s *Service) Releases(_ context.Context) ([]release.Asset, error) {
 	var out []release.Asset
-	err := s.st.View(func(tx store.Tx) error {
-		return tx.Scan(releasesBucket, nil, func(_, v []byte) error {
-			var a release.Asset
-			if err := json.Unmarshal(v, &a); err != nil {
-				return fmt.Errorf("decode release catalog: %w", err)
-			}
+	err := s.st.View(func(tx state.Tx) error {
+		return tx.Releases("", func(a release.Asset) error {
 			out = append(out, a)
 			return nil
 		})
@@ -167,7 +149,7 @@ func releaseVersion(c model.Cluster, component string) string {
 // was never imported is an error naming the file to import.
 // URLs are paths on this server (/assets/...): the caller puts the base URL
 // the machine asked on in front.
-func binariesFor(tx store.Tx, c model.Cluster, role string) (map[string]nodeconfig.Binary, error) {
+func binariesFor(tx state.Tx, c model.Cluster, role string) (map[string]nodeconfig.Binary, error) {
 	needs, err := nodeconfig.BinariesForRole(role)
 	if err != nil {
 		return nil, err
@@ -176,14 +158,13 @@ func binariesFor(tx store.Tx, c model.Cluster, role string) (map[string]nodeconf
 	var missing []string
 	for _, n := range needs {
 		v := releaseVersion(c, n.Component)
-		raw := tx.Get(releasesBucket, releaseKey(n.Component, v, c.Arch, n.Name))
-		if raw == nil {
+		a, ok, err := tx.Release(n.Component, v, c.Arch, n.Name)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
 			missing = append(missing, release.UpstreamFile(n.Component, v, c.Arch, n.Name))
 			continue
-		}
-		var a release.Asset
-		if err := json.Unmarshal(raw, &a); err != nil {
-			return nil, fmt.Errorf("decode release catalog entry %s: %w", n.Name, err)
 		}
 		out[n.Name] = nodeconfig.Binary{URL: "/assets/" + a.Path, Hash: "sha512-" + a.SHA512}
 	}
@@ -195,8 +176,6 @@ func binariesFor(tx store.Tx, c model.Cluster, role string) (map[string]nodeconf
 	return out, nil
 }
 
-// releasesGenKey, in the cluster bucket, changes with every import, so that
-// configs kept from before (with the hashes they carry) are rendered anew.
-const releasesGenKey = "releases_generation"
-
-func releasesID(tx store.Tx) string { return string(tx.Get("cluster", []byte(releasesGenKey))) }
+// releasesID changes with every import, so that configs kept from before
+// (with the hashes they carry) are rendered anew.
+func releasesID(tx state.Tx) string { return tx.ReleasesGeneration() }

@@ -13,23 +13,23 @@ import (
 	"github.com/bootsrv/bootsrv/pkg/profiles"
 	"github.com/bootsrv/bootsrv/pkg/release"
 	"github.com/bootsrv/bootsrv/pkg/release/releasetest"
-	"github.com/bootsrv/bootsrv/pkg/store"
+	"github.com/bootsrv/bootsrv/pkg/state"
 )
 
 // TestImportIntoServedDir: a server imports into the assets dir it serves;
 // asked for another one it refuses (the catalog would name binaries every
 // node then gets a 404 for) and imports nothing.
 func TestImportIntoServedDir(t *testing.T) {
-	st, err := store.Open(t.TempDir(), time.Second)
+	st, err := state.Open(t.TempDir(), time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	s := profiles.NewService(st)
+	s := profiles.NewService(st, nil)
 	served, other := t.TempDir(), t.TempDir()
 	cfg := profiles.DefaultBootConfig
 	cfg.AssetsDir = served
-	s.Configure(cfg, nil)
+	s.Configure(cfg)
 	ctx := context.Background()
 	src := releasetest.Write(t, t.TempDir(), releasetest.Default)
 

@@ -15,7 +15,7 @@ import (
 	"github.com/bootsrv/bootsrv/pkg/fault"
 	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/nodeconfig"
-	"github.com/bootsrv/bootsrv/pkg/store"
+	"github.com/bootsrv/bootsrv/pkg/state"
 	"github.com/bootsrv/bootsrv/pkg/token"
 )
 
@@ -61,7 +61,7 @@ func (s *Service) NodeCertificates(_ context.Context, req BootRequest, have stri
 	}
 	mac := m.MAC
 	var in ignitionInputs
-	if err := s.st.View(func(tx store.Tx) (err error) { in, err = s.loadBootInputs(tx, mac); return }); err != nil {
+	if err := s.st.View(func(tx state.Tx) (err error) { in, err = s.loadBootInputs(tx, mac); return }); err != nil {
 		return nil, fmt.Errorf("certificates for %s: %w", mac, err)
 	}
 	if in.m.Generation != m.Generation {
@@ -118,10 +118,10 @@ func notKubernetes(m model.Machine, p model.Profile) error {
 // `systemctl start bootsrv-renew-certs`. It returns the new certificates.
 func (s *Service) RenewCerts(ctx context.Context, macs []string) ([]CertInfo, error) {
 	var targets []ignitionInputs
-	err := s.st.View(func(tx store.Tx) error {
+	err := s.st.View(func(tx state.Tx) error {
 		if len(macs) == 0 {
-			return tx.Scan("certs", nil, func(k, _ []byte) error {
-				in, err := s.loadBootInputs(tx, string(k))
+			return tx.AllCerts(func(mac string, _ []byte) error {
+				in, err := s.loadBootInputs(tx, mac)
 				if err == nil && model.IsKubernetes(in.p) {
 					targets = append(targets, in)
 				}

@@ -6,8 +6,6 @@ package profiles
 
 import (
 	"context"
-	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -17,13 +15,13 @@ import (
 
 	"github.com/bootsrv/bootsrv/pkg/fault"
 	"github.com/bootsrv/bootsrv/pkg/model"
-	"github.com/bootsrv/bootsrv/pkg/store"
+	"github.com/bootsrv/bootsrv/pkg/state"
 )
 
 // Service is the one core: every door (CLI, admin API, DHCP, TFTP, HTTP)
 // calls these methods, and each change is one transaction.
 type Service struct {
-	st  store.Store
+	st  *state.DB
 	now func() time.Time
 	rec *recorder
 
@@ -40,20 +38,16 @@ type Service struct {
 	countsAt time.Time
 }
 
-// NewService returns the service over st.
-func NewService(st store.Store) *Service {
-	return &Service{st: st, now: func() time.Time { return time.Now().UTC() }}
+// NewService returns the service over st. leases is the DHCP lease
+// table when bootsrv hands out addresses (nil otherwise): a token is then
+// only accepted from the address a machine holds.
+func NewService(st *state.DB, leases LeaseView) *Service {
+	s := &Service{st: st, now: func() time.Time { return time.Now().UTC() }}
+	if leases != nil && !isNilTable(leases) {
+		s.leases = leases
+	}
+	return s
 }
-
-// Store returns the state the service works on, for packages that keep
-// their own buckets in the same file (leases, certificates).
-func (s *Service) Store() store.Store { return s.st }
-
-const clusterKey = "cluster"
-
-// genKeyPrefix keys, in the meta bucket, the next install generation of a
-// removed machine's MAC.
-const genKeyPrefix = "gen/"
 
 var errNoCluster = &fault.Error{Kind: fault.KindNotFound, Msg: "no cluster yet: create it with `bootsrv cluster init --name NAME --api-server IP`"}
 
@@ -70,16 +64,14 @@ func (s *Service) ClusterInit(_ context.Context, c model.Cluster) (model.Cluster
 	if err != nil {
 		return c, err
 	}
-	err = s.st.Update(func(tx store.Tx) error {
-		if old := tx.Get("cluster", []byte(clusterKey)); old != nil {
-			var o model.Cluster
-			_ = json.Unmarshal(old, &o)
+	err = s.st.Update(func(tx state.Tx) error {
+		if o, exists, _ := tx.Cluster(); exists {
 			return fault.Conflictf("cluster %q already exists; bootsrv provisions one cluster per data dir (use another --data-dir for another cluster)", o.Name)
 		}
-		if err := putJSON(tx, "cluster", pkiKey, cp); err != nil {
+		if err := tx.PutPKI(cp); err != nil {
 			return err
 		}
-		return putJSON(tx, "cluster", clusterKey, c)
+		return tx.PutCluster(c)
 	})
 	return c, err
 }
@@ -87,16 +79,17 @@ func (s *Service) ClusterInit(_ context.Context, c model.Cluster) (model.Cluster
 // Cluster returns the cluster, or a not-found error that says how to make one.
 func (s *Service) Cluster(_ context.Context) (model.Cluster, error) {
 	var c model.Cluster
-	err := s.st.View(func(tx store.Tx) error { return getCluster(tx, &c) })
+	err := s.st.View(func(tx state.Tx) error { return getCluster(tx, &c) })
 	return c, err
 }
 
-func getCluster(tx store.Tx, c *model.Cluster) error {
-	v := tx.Get("cluster", []byte(clusterKey))
-	if v == nil {
-		return errNoCluster
+func getCluster(tx state.Tx, c *model.Cluster) error {
+	got, ok, err := tx.Cluster()
+	if err == nil && !ok {
+		err = errNoCluster
 	}
-	return json.Unmarshal(v, c)
+	*c = got
+	return err
 }
 
 // AddProfiles stores profiles, all or none. A name already stored is a
@@ -117,13 +110,12 @@ func (s *Service) AddProfiles(_ context.Context, ps []model.Profile, replace boo
 		seen[p.Name] = p.Source
 		ps[i] = p
 	}
-	err := s.st.Update(func(tx store.Tx) error {
+	err := s.st.Update(func(tx state.Tx) error {
 		for _, p := range ps {
-			if !replace && tx.Get("profiles", []byte(p.Name)) != nil {
+			if !replace && tx.ProfileRaw(p.Name) != nil {
 				return fault.At(p.Source, fault.Conflictf("profile %s already exists: remove it first, or use --replace", p.Name))
 			}
-			p.Source = ""
-			if err := putJSON(tx, "profiles", p.Name, p); err != nil {
+			if err := tx.PutProfile(p); err != nil {
 				return err
 			}
 		}
@@ -141,12 +133,8 @@ func (s *Service) AddProfiles(_ context.Context, ps []model.Profile, replace boo
 // Profiles lists every profile by name.
 func (s *Service) Profiles(_ context.Context) ([]model.Profile, error) {
 	var out []model.Profile
-	err := s.st.View(func(tx store.Tx) error {
-		return tx.Scan("profiles", nil, func(_, v []byte) error {
-			var p model.Profile
-			if err := json.Unmarshal(v, &p); err != nil {
-				return err
-			}
+	err := s.st.View(func(tx state.Tx) error {
+		return tx.Profiles(func(p model.Profile) error {
 			out = append(out, p)
 			return nil
 		})
@@ -157,30 +145,31 @@ func (s *Service) Profiles(_ context.Context) ([]model.Profile, error) {
 // Profile returns one profile.
 func (s *Service) Profile(_ context.Context, name string) (model.Profile, error) {
 	var p model.Profile
-	err := s.st.View(func(tx store.Tx) error { return getProfile(tx, name, &p) })
+	err := s.st.View(func(tx state.Tx) error { return getProfile(tx, name, &p) })
 	return p, err
 }
 
-func getProfile(tx store.Tx, name string, p *model.Profile) error {
-	v := tx.Get("profiles", []byte(name))
-	if v == nil {
-		return fault.NotFoundf("profile %q does not exist: list them with `bootsrv profile list`, add one with `bootsrv profile add`", name)
+func getProfile(tx state.Tx, name string, p *model.Profile) error {
+	got, ok, err := tx.Profile(name)
+	if err == nil && !ok {
+		err = fault.NotFoundf("profile %q does not exist: list them with `bootsrv profile list`, add one with `bootsrv profile add`", name)
 	}
-	return json.Unmarshal(v, p)
+	*p = got
+	return err
 }
 
 // RemoveProfile deletes a profile no machine uses.
 func (s *Service) RemoveProfile(_ context.Context, name string) error {
-	return s.st.Update(func(tx store.Tx) error {
+	return s.st.Update(func(tx state.Tx) error {
 		var p model.Profile
 		if err := getProfile(tx, name, &p); err != nil {
 			return err
 		}
 		var users []string
-		err := tx.Scan("idx_profile", []byte(name+"\x00"), func(k, _ []byte) error {
-			users = append(users, string(k[len(name)+1:]))
+		err := tx.MachinesOfProfile(name, func(mac string) error {
+			users = append(users, mac)
 			if len(users) == 3 {
-				return store.ErrStop
+				return state.ErrStop
 			}
 			return nil
 		})
@@ -194,7 +183,7 @@ func (s *Service) RemoveProfile(_ context.Context, name string) error {
 			}
 			return fault.Conflictf("profile %s is in use by machine(s) %s%s: remove them first (bootsrv machine rm MAC)", name, strings.Join(users, ", "), more)
 		}
-		return tx.Delete("profiles", []byte(name))
+		return tx.DeleteProfile(name)
 	})
 }
 
@@ -206,7 +195,7 @@ func (s *Service) AddMachines(_ context.Context, ms []model.Machine) ([]model.Ma
 		return nil, fault.Invalidf("no machines given")
 	}
 	now := s.now()
-	err := s.st.Update(func(tx store.Tx) error {
+	err := s.st.Update(func(tx state.Tx) error {
 		var c model.Cluster
 		if err := getCluster(tx, &c); err != nil {
 			return err
@@ -224,28 +213,35 @@ func (s *Service) AddMachines(_ context.Context, ms []model.Machine) ([]model.Ma
 			}
 			var adopted model.Machine
 			if !profileOK[m.Profile] {
-				if tx.Get("profiles", []byte(m.Profile)) == nil {
+				if tx.ProfileRaw(m.Profile) == nil {
 					return fault.At(m.Source, fault.NotFoundf("field profile: profile %q does not exist: add it with `bootsrv profile add %s --role ...` first", m.Profile, m.Profile))
 				}
 				profileOK[m.Profile] = true
 			}
-			for _, key := range []struct{ kind, val, bucket string }{
-				{"mac", m.MAC, "machines"}, {"ip", m.IP, "idx_ip"}, {"hostname", m.Hostname, "idx_hostname"},
+			for _, key := range []struct {
+				kind, val string
+				owner     func(string) string
+			}{
+				{"mac", m.MAC, nil}, {"ip", m.IP, tx.MachineByIP}, {"hostname", m.Hostname, tx.MachineByHostname},
 			} {
 				if prev, dup := batch[key.kind+":"+key.val]; dup {
-					return fault.At(m.Source, fault.Invalidf("field %s: %s is given twice (first at %s)", key.kind, key.val, orHere(prev)))
+					return fault.At(m.Source, fault.Field(fault.KindInvalid, key.kind, "field %s: %s is given twice (first at %s)", key.kind, key.val, orHere(prev)))
 				}
 				batch[key.kind+":"+key.val] = m.Source
-				owner := tx.Get(key.bucket, []byte(key.val))
-				if owner == nil {
+				if key.owner != nil {
+					if owner := key.owner(key.val); owner != "" {
+						return fault.At(m.Source, fault.Field(fault.KindConflict, key.kind, "field %s: %s is already used by machine %s", key.kind, key.val, owner))
+					}
 					continue
 				}
-				if key.kind != "mac" {
-					return fault.At(m.Source, fault.Conflictf("field %s: %s is already used by machine %s", key.kind, key.val, owner))
+				old, found, err := tx.Machine(m.MAC)
+				if err != nil {
+					return err
 				}
-				if err := json.Unmarshal(owner, &adopted); err != nil {
-					return fmt.Errorf("decode machine %s: %w", m.MAC, err)
+				if !found {
+					continue
 				}
+				adopted = old
 				if adopted.Profile != "" {
 					return fault.At(m.Source, fault.Conflictf("field mac: machine %s already exists: remove it first with `bootsrv machine rm %s`", m.MAC, m.MAC))
 				}
@@ -256,10 +252,7 @@ func (s *Service) AddMachines(_ context.Context, ms []model.Machine) ([]model.Ma
 			m.Arch, m.UUID, m.VendorClass = "", "", ""
 			// A MAC removed and added again continues its generations, so
 			// tokens of an earlier install stay dead.
-			m.Generation = 0
-			if v := tx.Get("meta", []byte(genKeyPrefix+m.MAC)); len(v) == 8 {
-				m.Generation = binary.BigEndian.Uint64(v)
-			}
+			m.Generation = tx.NextGeneration(m.MAC)
 			if adopted.MAC != "" {
 				// A machine DHCP discovered gets its profile: keep what its
 				// firmware said and its history.
@@ -270,7 +263,7 @@ func (s *Service) AddMachines(_ context.Context, ms []model.Machine) ([]model.Ma
 				return err
 			}
 			m.Source = ""
-			if err := putMachine(tx, m, nil); err != nil {
+			if err := tx.PutMachine(m); err != nil {
 				return err
 			}
 			ms[i] = m
@@ -290,48 +283,11 @@ func orHere(src string) string {
 	return src
 }
 
-// putMachine writes m and keeps the index buckets in step with it; old is
-// the stored record it replaces (nil for a new machine).
-func putMachine(tx store.Tx, m model.Machine, old *model.Machine) error {
-	if old != nil {
-		for _, d := range []struct{ bucket, oldKey, newKey string }{
-			{"idx_ip", old.IP, m.IP}, {"idx_hostname", old.Hostname, m.Hostname},
-			{"idx_profile", old.Profile + "\x00" + old.MAC, m.Profile + "\x00" + m.MAC},
-		} {
-			if d.oldKey != d.newKey && d.oldKey != "" && d.oldKey != "\x00"+old.MAC {
-				if err := tx.Delete(d.bucket, []byte(d.oldKey)); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	if m.IP != "" {
-		if err := tx.Put("idx_ip", []byte(m.IP), []byte(m.MAC)); err != nil {
-			return err
-		}
-	}
-	if m.Hostname != "" {
-		if err := tx.Put("idx_hostname", []byte(m.Hostname), []byte(m.MAC)); err != nil {
-			return err
-		}
-	}
-	if m.Profile != "" {
-		if err := tx.Put("idx_profile", []byte(m.Profile+"\x00"+m.MAC), nil); err != nil {
-			return err
-		}
-	}
-	return putJSON(tx, "machines", m.MAC, m)
-}
-
 // Machines lists every machine by MAC.
 func (s *Service) Machines(_ context.Context) ([]model.Machine, error) {
 	var out []model.Machine
-	err := s.st.View(func(tx store.Tx) error {
-		return tx.Scan("machines", nil, func(_, v []byte) error {
-			var m model.Machine
-			if err := json.Unmarshal(v, &m); err != nil {
-				return err
-			}
+	err := s.st.View(func(tx state.Tx) error {
+		return tx.Machines(func(m model.Machine) error {
 			out = append(out, m)
 			return nil
 		})
@@ -346,29 +302,30 @@ func (s *Service) Machine(_ context.Context, mac string) (model.Machine, error) 
 	if err != nil {
 		return m, err
 	}
-	err = s.st.View(func(tx store.Tx) error { return getMachine(tx, n, &m) })
+	err = s.st.View(func(tx state.Tx) error { return getMachine(tx, n, &m) })
 	return m, err
 }
 
 // MachineByIP returns the machine whose reserved IP is ip.
 func (s *Service) MachineByIP(_ context.Context, ip string) (model.Machine, error) {
 	var m model.Machine
-	err := s.st.View(func(tx store.Tx) error {
-		mac := tx.Get("idx_ip", []byte(ip))
-		if mac == nil {
+	err := s.st.View(func(tx state.Tx) error {
+		mac := tx.MachineByIP(ip)
+		if mac == "" {
 			return fault.NotFoundf("no machine has IP %s", ip)
 		}
-		return getMachine(tx, string(mac), &m)
+		return getMachine(tx, mac, &m)
 	})
 	return m, err
 }
 
-func getMachine(tx store.Tx, mac string, m *model.Machine) error {
-	v := tx.Get("machines", []byte(mac))
-	if v == nil {
-		return fault.NotFoundf("machine %s does not exist: list them with `bootsrv machine list`", mac)
+func getMachine(tx state.Tx, mac string, m *model.Machine) error {
+	got, ok, err := tx.Machine(mac)
+	if err == nil && !ok {
+		err = fault.NotFoundf("machine %s does not exist: list them with `bootsrv machine list`", mac)
 	}
-	return json.Unmarshal(v, m)
+	*m = got
+	return err
 }
 
 // RemoveMachine deletes a machine, its index entries and its events.
@@ -377,37 +334,15 @@ func (s *Service) RemoveMachine(_ context.Context, mac string) error {
 	if err != nil {
 		return err
 	}
-	return s.st.Update(func(tx store.Tx) error {
+	return s.st.Update(func(tx state.Tx) error {
 		var m model.Machine
 		if err := getMachine(tx, n, &m); err != nil {
 			return err
 		}
-		for _, d := range []struct{ bucket, key string }{
-			{"idx_ip", m.IP}, {"idx_hostname", m.Hostname}, {"idx_profile", m.Profile + "\x00" + m.MAC}, {"machines", m.MAC},
-			{"certs", m.MAC}, {"rendered", m.MAC},
-		} {
-			if err := tx.Delete(d.bucket, []byte(d.key)); err != nil {
-				return err
-			}
-		}
-		var next [8]byte
-		binary.BigEndian.PutUint64(next[:], m.Generation+1)
-		if err := tx.Put("meta", []byte(genKeyPrefix+m.MAC), next[:]); err != nil {
+		if err := tx.DeleteMachine(m.MAC); err != nil {
 			return err
 		}
-		var keys [][]byte
-		if err := tx.Scan("events", []byte(m.MAC+"\x00"), func(k, _ []byte) error {
-			keys = append(keys, append([]byte(nil), k...))
-			return nil
-		}); err != nil {
-			return err
-		}
-		for _, k := range keys {
-			if err := tx.Delete("events", k); err != nil {
-				return err
-			}
-		}
-		return nil
+		return tx.PutNextGeneration(m.MAC, m.Generation+1)
 	})
 }
 
@@ -418,16 +353,12 @@ func (s *Service) MachineEvents(_ context.Context, mac string) ([]model.Event, e
 		return nil, err
 	}
 	var out []model.Event
-	err = s.st.View(func(tx store.Tx) error {
+	err = s.st.View(func(tx state.Tx) error {
 		var m model.Machine
 		if err := getMachine(tx, n, &m); err != nil {
 			return err
 		}
-		return tx.Scan("events", []byte(n+"\x00"), func(_, v []byte) error {
-			var e model.Event
-			if err := json.Unmarshal(v, &e); err != nil {
-				return err
-			}
+		return tx.Events(n, func(e model.Event) error {
 			out = append(out, e)
 			return nil
 		})
@@ -442,28 +373,21 @@ func (s *Service) MachineEvents(_ context.Context, mac string) ([]model.Event, e
 // deniedEvery is how often a refused request may be recorded per machine.
 const deniedEvery = time.Minute
 
-func eventKey(mac string, seq uint64) []byte {
-	k := make([]byte, len(mac)+1+8)
-	copy(k, mac)
-	binary.BigEndian.PutUint64(k[len(mac)+1:], seq)
-	return k
-}
-
 // appendEvent adds e to m's history in tx, dropping the oldest past
 // MaxEvents, and moves m's state when e is a state. The caller writes m.
-func appendEvent(tx store.Tx, m *model.Machine, e model.Event) error {
+func appendEvent(tx state.Tx, m *model.Machine, e model.Event) error {
 	if e.Type == "denied" && m.LastEvent == "denied" && e.Time.Sub(m.UpdatedAt) < deniedEvery {
 		// Refused requests are anyone's to send: at most one a minute goes
 		// into the bounded history, so a flood cannot push the real
 		// journey out of it. The log and the metrics count every one.
 		return nil
 	}
-	if err := putJSONKey(tx, "events", eventKey(m.MAC, m.EventNext), e); err != nil {
+	if err := tx.PutEvent(m.MAC, m.EventNext, e); err != nil {
 		return err
 	}
 	m.EventNext++
 	for m.EventNext-m.EventFirst > model.MaxEvents {
-		if err := tx.Delete("events", eventKey(m.MAC, m.EventFirst)); err != nil {
+		if err := tx.DeleteEvent(m.MAC, m.EventFirst); err != nil {
 			return err
 		}
 		m.EventFirst++
@@ -528,7 +452,7 @@ func (s *Service) RecordEvent(_ context.Context, mac string, e model.Event) erro
 // transaction shared with concurrent writers (group commit); with discover
 // an unknown MAC becomes a discovered record, otherwise it is not found.
 func (s *Service) recordNow(mac string, fw model.Firmware, e model.Event, discover bool) error {
-	return s.st.Batch(func(tx store.Tx) error {
+	return s.st.Batch(func(tx state.Tx) error {
 		var m model.Machine
 		err := getMachine(tx, mac, &m)
 		if err != nil && (fault.KindOf(err) != fault.KindNotFound || !discover) {
@@ -537,20 +461,8 @@ func (s *Service) recordNow(mac string, fw model.Firmware, e model.Event, discov
 		if err := observed(tx, &m, err == nil, mac, fw, e); err != nil {
 			return err
 		}
-		return putJSON(tx, "machines", m.MAC, m)
+		return tx.PutMachine(m)
 	})
-}
-
-func putJSON(tx store.Tx, bucket, key string, v any) error {
-	return putJSONKey(tx, bucket, []byte(key), v)
-}
-
-func putJSONKey(tx store.Tx, bucket string, key []byte, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("encode %s/%q: %w", bucket, key, err)
-	}
-	return tx.Put(bucket, key, b)
 }
 
 // Observe records event e for the machine with this MAC together with what
@@ -575,7 +487,7 @@ func (s *Service) Observe(_ context.Context, mac string, fw model.Firmware, e mo
 
 // observed applies event e and what the firmware said to m; a machine not
 // stored yet (found false) becomes a discovered record. The caller writes m.
-func observed(tx store.Tx, m *model.Machine, found bool, mac string, fw model.Firmware, e model.Event) error {
+func observed(tx state.Tx, m *model.Machine, found bool, mac string, fw model.Firmware, e model.Event) error {
 	if !found {
 		*m = model.Machine{MAC: mac, State: model.StateDiscovered, StateAt: e.Time, CreatedAt: e.Time}
 		if e.Type != model.StateDiscovered {
@@ -611,17 +523,10 @@ func (s *Service) StateCounts() map[string]float64 {
 }
 
 func (s *Service) countStates() map[string]float64 {
-	out := map[string]float64{}
-	_ = s.st.View(func(tx store.Tx) error {
-		return tx.Scan("machines", nil, func(_, v []byte) error {
-			var m struct {
-				State string `json:"state"`
-			}
-			if json.Unmarshal(v, &m) == nil {
-				out[m.State]++
-			}
-			return nil
-		})
+	var out map[string]float64
+	_ = s.st.View(func(tx state.Tx) error {
+		out = tx.CountByState()
+		return nil
 	})
 	return out
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/bootsrv/bootsrv/pkg/fault"
 	"github.com/bootsrv/bootsrv/pkg/fault/faulttest"
 	"github.com/bootsrv/bootsrv/pkg/model"
+	"github.com/bootsrv/bootsrv/pkg/state"
 	"github.com/bootsrv/bootsrv/pkg/store"
 )
 
@@ -37,13 +38,13 @@ func (c *countingStore) writes() int64 { return c.updates.Load() + c.batches.Loa
 // 192.168.1.0/24 and the profiles master and worker.
 func newTestService(t testing.TB) (*Service, *countingStore) {
 	t.Helper()
-	st, err := store.Open(t.TempDir(), 0)
+	st, err := state.Open(t.TempDir(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	cs := &countingStore{Store: st}
-	s := NewService(cs)
+	cs := &countingStore{Store: st.Engine()}
+	s := NewService(state.New(cs), nil)
 	ctx := context.Background()
 	if _, err := s.ClusterInit(ctx, model.Cluster{Name: "lab", APIServer: "192.168.1.10"}); err != nil {
 		t.Fatal(err)
@@ -147,12 +148,12 @@ func TestAddMachinesBad(t *testing.T) {
 }
 
 func TestAddMachinesNoCluster(t *testing.T) {
-	st, err := store.Open(t.TempDir(), 0)
+	st, err := state.Open(t.TempDir(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	_, err = NewService(st).AddMachines(context.Background(), []model.Machine{mach(1)})
+	_, err = NewService(st, nil).AddMachines(context.Background(), []model.Machine{mach(1)})
 	faulttest.Want(t, err, fault.KindNotFound, "no cluster yet", "bootsrv cluster init")
 }
 
@@ -180,13 +181,22 @@ func TestImportAllOrNothing(t *testing.T) {
 	if after := snapshot(t, s); after != before {
 		t.Fatalf("a failed import changed the state:\nbefore %s\nafter  %s", before, after)
 	}
-	err = s.Store().View(func(tx store.Tx) error {
-		for _, kv := range [][2]string{{"idx_ip", "192.168.1.11"}, {"idx_hostname", "node1"}, {"machines", "52:54:00:00:00:01"}, {"idx_profile", "worker\x0052:54:00:00:00:01"}} {
-			if tx.Get(kv[0], []byte(kv[1])) != nil {
-				t.Errorf("%s/%q was stored by a failed import", kv[0], kv[1])
-			}
+	err = s.st.View(func(tx state.Tx) error {
+		if mac := tx.MachineByIP("192.168.1.11"); mac != "" {
+			t.Errorf("address index entry 192.168.1.11 -> %s was stored by a failed import", mac)
 		}
-		return nil
+		if mac := tx.MachineByHostname("node1"); mac != "" {
+			t.Errorf("hostname index entry node1 -> %s was stored by a failed import", mac)
+		}
+		if _, ok, _ := tx.Machine("52:54:00:00:00:01"); ok {
+			t.Errorf("machine 52:54:00:00:00:01 was stored by a failed import")
+		}
+		return tx.MachinesOfProfile("worker", func(mac string) error {
+			if mac == "52:54:00:00:00:01" {
+				t.Errorf("profile index entry worker/%s was stored by a failed import", mac)
+			}
+			return nil
+		})
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -246,11 +256,9 @@ func TestRemoveMachineFreesIndexes(t *testing.T) {
 	}
 	faulttest.Want(t, s.RemoveMachine(ctx, "52:54:00:00:00:01"), fault.KindNotFound, "machine 52:54:00:00:00:01 does not exist")
 	faulttest.Want(t, s.RemoveMachine(ctx, "nope"), fault.KindInvalid, `"nope" is not a MAC address`)
-	err := s.Store().View(func(tx store.Tx) error {
-		for _, b := range []string{"machines", "idx_ip", "idx_hostname", "idx_profile", "events"} {
-			if n := tx.Count(b); n != 0 {
-				t.Errorf("bucket %s holds %d keys after the only machine was removed", b, n)
-			}
+	err := s.st.View(func(tx state.Tx) error {
+		if z := tx.Sizes(); z.Machines+z.IPIndex+z.HostnameIndex+z.ProfileIndex+z.Events != 0 {
+			t.Errorf("records left after the only machine was removed: %+v", z)
 		}
 		return nil
 	})
@@ -452,8 +460,8 @@ func TestEventsBounded(t *testing.T) {
 		t.Errorf("kept events %s..%s, want the newest %d..%d", evs[0].Detail, evs[len(evs)-1].Detail, extra, model.MaxEvents+extra-1)
 	}
 	var n int
-	err = s.Store().View(func(tx store.Tx) error {
-		n = tx.Count("events")
+	err = s.st.View(func(tx state.Tx) error {
+		n = tx.Sizes().Events
 		return nil
 	})
 	if err != nil || n != model.MaxEvents {
@@ -517,10 +525,11 @@ func TestImport10000OneTransaction(t *testing.T) {
 	if len(got) != 10000 {
 		t.Errorf("stored %d machines", len(got))
 	}
-	err = s.Store().View(func(tx store.Tx) error {
-		for _, b := range []string{"machines", "idx_ip", "idx_hostname", "idx_profile"} {
-			if n := tx.Count(b); n != 10000 {
-				t.Errorf("bucket %s holds %d keys, want 10000", b, n)
+	err = s.st.View(func(tx state.Tx) error {
+		z := tx.Sizes()
+		for name, n := range map[string]int{"machines": z.Machines, "address index": z.IPIndex, "hostname index": z.HostnameIndex, "profile index": z.ProfileIndex} {
+			if n != 10000 {
+				t.Errorf("%s holds %d records, want 10000", name, n)
 			}
 		}
 		return nil
@@ -533,13 +542,13 @@ func TestImport10000OneTransaction(t *testing.T) {
 // newBigClusterService is newTestService on a /8, room for 100,000 machines.
 func newBigClusterService(t testing.TB) (*Service, *countingStore) {
 	t.Helper()
-	st, err := store.Open(t.TempDir(), 0)
+	st, err := state.Open(t.TempDir(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	cs := &countingStore{Store: st}
-	s := NewService(cs)
+	cs := &countingStore{Store: st.Engine()}
+	s := NewService(state.New(cs), nil)
 	ctx := context.Background()
 	if _, err := s.ClusterInit(ctx, model.Cluster{Name: "big", APIServer: "10.0.0.1", Network: model.Network{Subnet: "10.0.0.0/8"},
 		PodNetwork: "172.16.0.0/16", ServiceRange: "172.17.0.0/24", DNSServiceIP: "172.17.0.10"}); err != nil {

@@ -1,6 +1,6 @@
-// Package store is the one place that touches bbolt: it opens the state file,
-// checks its schema version and offers transactions over keys in named
-// buckets. The interface is kept narrow (get, put, delete, compare-and-swap,
+// Package store is the engine under pkg/state, and the one place that
+// touches bbolt: it opens the state file, checks its schema version and
+// offers transactions over keys in the buckets pkg/state names. The interface is kept narrow (get, put, delete, compare-and-swap,
 // scan a prefix) so that another engine, such as etcd, can stand beside bbolt
 // without touching the rest of bootsrv.
 package store
@@ -18,30 +18,16 @@ import (
 	bolterrors "go.etcd.io/bbolt/errors"
 )
 
-// SchemaVersion is the layout of the state file this binary reads and writes.
-// Bump it (and add a migration in Open) whenever buckets or encodings change.
-const SchemaVersion = 1
+// Schema is what a state file holds: its layout version and its buckets
+// (pkg/state owns both). The engine adds "meta", where it keeps the
+// version.
+type Schema struct {
+	Version int
+	Buckets []string
+}
 
 // FileName is the state file's name inside the data dir.
 const FileName = "bootsrv.db"
-
-// Buckets every schema-1 file has. Other packages name the bucket they use;
-// a bucket that is not listed here does not exist.
-var Buckets = []string{
-	"meta",          // schema version
-	"cluster",       // the one cluster's settings and keys
-	"profiles",      // name -> profile
-	"machines",      // mac -> machine
-	"idx_ip",        // ip -> mac
-	"idx_hostname",  // hostname -> mac
-	"idx_profile",   // profile \x00 mac -> ""
-	"events",        // mac \x00 seq(8 bytes, big endian) -> event
-	"leases",        // ip -> lease
-	"idx_lease_mac", // mac -> ip of its lease
-	"certs",         // mac -> the machine's issued certificates and keys
-	"rendered",      // mac -> hash of its inputs + the validated Ignition config
-	"releases",      // component/version/arch/name -> an imported release binary
-}
 
 // ErrLocked means another process (normally a running bootsrv serve) holds
 // the state file.
@@ -88,13 +74,14 @@ type Store interface {
 
 // DB is the bbolt implementation of Store.
 type DB struct {
-	db   *bolt.DB
-	path string
+	db     *bolt.DB
+	path   string
+	schema Schema
 }
 
 // Open opens (creating if needed) the state file in dataDir. It fails with
 // ErrLocked when another process holds the file for longer than lockWait.
-func Open(dataDir string, lockWait time.Duration) (*DB, error) {
+func Open(dataDir string, lockWait time.Duration, schema Schema) (*DB, error) {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir %s: %w (choose another with --data-dir or BOOTSRV_DATA_DIR)", dataDir, err)
 	}
@@ -116,7 +103,7 @@ func Open(dataDir string, lockWait time.Duration) (*DB, error) {
 	// one fsync. 2 ms keeps a lone client's latency low.
 	bdb.MaxBatchDelay = 2 * time.Millisecond
 	bdb.MaxBatchSize = 2000
-	s := &DB{db: bdb, path: path}
+	s := &DB{db: bdb, path: path, schema: schema}
 	if err := s.initSchema(); err != nil {
 		bdb.Close()
 		return nil, err
@@ -145,17 +132,17 @@ func (s *DB) initSchema() error {
 			if err != nil {
 				return fmt.Errorf("%s: unreadable schema version %q", s.path, v)
 			}
-			if n > SchemaVersion {
+			if n > s.schema.Version {
 				return fmt.Errorf("%s has schema %d, this bootsrv knows up to %d: %w; run a bootsrv at least as new as the one that wrote it",
-					s.path, n, SchemaVersion, ErrNewerSchema)
+					s.path, n, s.schema.Version, ErrNewerSchema)
 			}
 		}
-		for _, b := range Buckets {
+		for _, b := range s.schema.Buckets {
 			if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
 				return fmt.Errorf("create bucket %s: %w", b, err)
 			}
 		}
-		return meta.Put([]byte("schema"), []byte(strconv.Itoa(SchemaVersion)))
+		return meta.Put([]byte("schema"), []byte(strconv.Itoa(s.schema.Version)))
 	})
 }
 
@@ -187,7 +174,7 @@ type boltTx struct{ tx *bolt.Tx }
 func (t boltTx) bucket(name string) *bolt.Bucket {
 	b := t.tx.Bucket([]byte(name))
 	if b == nil {
-		// A bucket name not in Buckets is a programming error, not bad input.
+		// A bucket name not in the schema is a programming error, not bad input.
 		panic("store: unknown bucket " + name)
 	}
 	return b

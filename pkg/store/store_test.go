@@ -17,7 +17,7 @@ import (
 )
 
 func TestTxOperations(t *testing.T) {
-	s, err := Open(t.TempDir(), 0)
+	s, err := Open(t.TempDir(), 0, testSchema)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,15 +109,15 @@ func TestTxOperations(t *testing.T) {
 
 func TestNewerSchema(t *testing.T) {
 	dir := t.TempDir()
-	s, err := Open(dir, 0)
+	s, err := Open(dir, 0, testSchema)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetSchemaForTest(SchemaVersion + 1); err != nil {
+	if err := s.SetSchemaForTest(testSchema.Version + 1); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
-	s, err = Open(dir, 0)
+	s, err = Open(dir, 0, testSchema)
 	if err == nil {
 		s.Close()
 		t.Fatal("a file of a newer schema was opened")
@@ -131,7 +131,7 @@ func TestNewerSchema(t *testing.T) {
 		}
 	}
 	// The refused open did not stamp the file down to this schema.
-	s2, err := Open(dir, 0)
+	s2, err := Open(dir, 0, testSchema)
 	if err == nil {
 		s2.Close()
 		t.Error("second open of the newer file succeeded: the failed open rewrote its schema")
@@ -140,12 +140,12 @@ func TestNewerSchema(t *testing.T) {
 
 func TestLocked(t *testing.T) {
 	dir := t.TempDir()
-	s, err := Open(dir, 0)
+	s, err := Open(dir, 0, testSchema)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	s2, err := Open(dir, 50*time.Millisecond)
+	s2, err := Open(dir, 50*time.Millisecond, testSchema)
 	if err == nil {
 		s2.Close()
 		t.Fatal("opened a file another handle holds")
@@ -167,7 +167,7 @@ func TestDataDirUnderFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(f, "data")
-	s, err := Open(dir, 0)
+	s, err := Open(dir, 0, testSchema)
 	if err == nil {
 		s.Close()
 		t.Fatal("opened a data dir under a regular file")
@@ -185,7 +185,7 @@ func TestDataDirUnderFile(t *testing.T) {
 func TestDataDirNotWritable(t *testing.T) {
 	if dir := os.Getenv("BOOTSRV_STORE_HELPER_DIR"); dir != "" {
 		// Child: report the error on stdout.
-		s, err := Open(dir, 0)
+		s, err := Open(dir, 0, testSchema)
 		if err == nil {
 			s.Close()
 			os.Stdout.WriteString("OPENED")
@@ -210,7 +210,7 @@ func TestDataDirNotWritable(t *testing.T) {
 		if err := os.Chmod(dir, 0o555); err != nil {
 			t.Fatal(err)
 		}
-		s, err := Open(dir, 0)
+		s, err := Open(dir, 0, testSchema)
 		if err == nil {
 			s.Close()
 			t.Fatal("opened a data dir without write permission")
@@ -265,8 +265,8 @@ func copyFile(from, to string) error {
 // and a state file written before it existed (same schema, fewer buckets)
 // gets it on open, its data kept.
 func TestReleasesBucket(t *testing.T) {
-	if !slices.Contains(Buckets, "releases") {
-		t.Fatalf("Buckets %q lack releases", Buckets)
+	if !slices.Contains(testSchema.Buckets, "releases") {
+		t.Fatalf("testSchema.Buckets %q lack releases", testSchema.Buckets)
 	}
 	dir := t.TempDir()
 	old, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
@@ -274,7 +274,10 @@ func TestReleasesBucket(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = old.Update(func(tx *bolt.Tx) error {
-		for _, b := range Buckets {
+		if _, err := tx.CreateBucket([]byte("meta")); err != nil {
+			return err
+		}
+		for _, b := range testSchema.Buckets {
 			if b == "releases" {
 				continue
 			}
@@ -282,7 +285,7 @@ func TestReleasesBucket(t *testing.T) {
 				return err
 			}
 		}
-		if err := tx.Bucket([]byte("meta")).Put([]byte("schema"), []byte(strconv.Itoa(SchemaVersion))); err != nil {
+		if err := tx.Bucket([]byte("meta")).Put([]byte("schema"), []byte(strconv.Itoa(testSchema.Version))); err != nil {
 			return err
 		}
 		return tx.Bucket([]byte("machines")).Put([]byte("m"), []byte("kept"))
@@ -292,7 +295,7 @@ func TestReleasesBucket(t *testing.T) {
 	}
 	old.Close()
 
-	s, err := Open(dir, 0)
+	s, err := Open(dir, 0, testSchema)
 	if err != nil {
 		t.Fatalf("open a file from before the releases bucket: %v", err)
 	}
@@ -312,3 +315,6 @@ func TestReleasesBucket(t *testing.T) {
 		return nil
 	})
 }
+
+// testSchema is a layout like pkg/state's: the engine knows none of its own.
+var testSchema = Schema{Version: 1, Buckets: []string{"cluster", "profiles", "machines", "events", "releases"}}

@@ -48,4 +48,6 @@ var (
 type errorBody struct {
 	Error string     `json:"error"`
 	Kind  fault.Kind `json:"kind,omitempty"`
+	// Field is the input field at fault, as the model names it.
+	Field string `json:"field,omitempty"`
 }

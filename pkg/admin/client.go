@@ -78,7 +78,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 			return fmt.Errorf("admin API %s %s: HTTP %d", method, path, resp.StatusCode)
 		}
 		if eb.Kind != "" {
-			return &fault.Error{Kind: eb.Kind, Msg: eb.Error}
+			return &fault.Error{Kind: eb.Kind, Field: eb.Field, Msg: eb.Error}
 		}
 		return errors.New(eb.Error)
 	}

@@ -89,13 +89,6 @@ func vars(r *http.Request) (map[string]string, error) {
 	return out, nil
 }
 
-// flush makes reads see every event the boot servers queued before them.
-func (h *handler) flush() {
-	if f, ok := h.api.(interface{ Flush() }); ok {
-		f.Flush()
-	}
-}
-
 func (h *handler) reply(w http.ResponseWriter, r *http.Request, v any, err error) {
 	w.Header().Set("Content-Type", "application/json")
 	if err != nil {
@@ -104,7 +97,7 @@ func (h *handler) reply(w http.ResponseWriter, r *http.Request, v any, err error
 			h.log.Error("admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		}
 		w.WriteHeader(code)
-		_ = json.NewEncoder(w).Encode(errorBody{Error: err.Error(), Kind: fault.KindOf(err)})
+		_ = json.NewEncoder(w).Encode(errorBody{Error: err.Error(), Kind: fault.KindOf(err), Field: fault.FieldOf(err)})
 		return
 	}
 	if v == nil {
@@ -175,7 +168,6 @@ func (h *handler) rmProfile(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) listMachines(w http.ResponseWriter, r *http.Request) {
-	h.flush()
 	ms, err := h.api.Machines(r.Context())
 	h.reply(w, r, nonNil(ms), err)
 }
@@ -196,7 +188,6 @@ func (h *handler) getMachine(w http.ResponseWriter, r *http.Request) {
 		h.reply(w, r, nil, err)
 		return
 	}
-	h.flush()
 	m, err := h.api.Machine(r.Context(), v["mac"])
 	h.reply(w, r, m, err)
 }
@@ -216,7 +207,6 @@ func (h *handler) machineEvents(w http.ResponseWriter, r *http.Request) {
 		h.reply(w, r, nil, err)
 		return
 	}
-	h.flush()
 	es, err := h.api.MachineEvents(r.Context(), v["mac"])
 	h.reply(w, r, nonNil(es), err)
 }

@@ -41,12 +41,7 @@ type Server struct {
 	log    *slog.Logger
 	now    func() time.Time
 
-	wg sync.WaitGroup // handlers and event writers in flight
-
-	pmu     sync.Mutex
-	pending map[string]*pendingOffer // OFFER events waiting for their ACK, by MAC
-	closing bool
-	twg     sync.WaitGroup // pending OFFER events being written by their timers
+	wg sync.WaitGroup // exchanges in flight
 }
 
 // Enabled says whether cfg answers DHCP at all (a mode other than off,
@@ -69,8 +64,7 @@ func New(ctx context.Context, cfg Config, inv Inventory, leases *lease.Table) (*
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, inv: inv, leases: leases, log: cfg.Logger.With("server", "dhcp"), now: func() time.Time { return time.Now().UTC() },
-		pending: map[string]*pendingOffer{}}
+	s := &Server{cfg: cfg, inv: inv, leases: leases, log: cfg.Logger.With("server", "dhcp"), now: func() time.Time { return time.Now().UTC() }}
 	if !s.enabled() {
 		return s, nil
 	}
@@ -193,7 +187,6 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 	}
 	s.wg.Wait()
-	s.flushOffers()
 	return err
 }
 
@@ -303,7 +296,7 @@ func (s *Server) handle(ctx context.Context, l *listener, pkt []byte, peer netip
 		return
 	}
 	var m *model.Machine
-	if rec, err := s.inv.Machine(ctx, c.MAC); err == nil {
+	if rec, err := s.inv.Lookup(ctx, c.MAC); err == nil {
 		m = &rec
 	} else if fault.KindOf(err) != fault.KindNotFound {
 		s.log.Error("dhcp: look up machine", "mac", c.MAC, "err", err)
@@ -344,23 +337,9 @@ func (s *Server) handle(ctx context.Context, l *listener, pkt []byte, peer netip
 	}
 }
 
-// offerEventDelay is how long an OFFER's event waits for the REQUEST of the
-// same client. An ACK within it is recorded as one event carrying the
-// offer's time and address: one write per boot instead of two, and the two
-// steps can never be committed out of order. OVMF takes ~4 s between OFFER
-// and REQUEST.
-const offerEventDelay = 10 * time.Second
-
-type pendingOffer struct {
-	e        model.Event
-	fw       model.Firmware
-	discover bool
-	offers   int
-	timer    *time.Timer
-}
-
 // record writes the exchange on the machine's record without holding up
-// the reply; concurrent writers share commits (store.Batch).
+// the reply: the journal queues it. An OFFER is held for the REQUEST of
+// the same client, so that a boot costs one event (see journey.HoldFor).
 func (s *Server) record(c Client, d Decision, out string, discover bool) {
 	fields := map[string]string{"request": c.Type.String()}
 	set := func(k, v string) {
@@ -377,81 +356,17 @@ func (s *Server) record(c Client, d Decision, out string, discover bool) {
 	set("relay", ipOrEmpty(c.GIAddr))
 	fw := model.Firmware{Arch: c.ArchName(), UUID: c.UUID, VendorClass: c.VendorClass}
 	e := model.Event{Time: s.now(), Type: d.Event, Detail: d.Reason, Fields: fields}
-
-	s.pmu.Lock()
-	p := s.pending[c.MAC]
-	if p != nil {
-		p.timer.Stop()
-		delete(s.pending, c.MAC)
-	}
-	if d.Event == EventOffer {
-		n := 1
-		if p != nil {
-			n += p.offers // a retried DISCOVER: keep one event, count them
-			discover = discover || p.discover
-		}
-		np := &pendingOffer{e: e, fw: fw, discover: discover, offers: n}
-		np.e.Fields["offers"] = fmt.Sprint(n)
-		np.timer = time.AfterFunc(offerEventDelay, func() { s.flushOffer(c.MAC, np) })
-		s.pending[c.MAC] = np
-		s.pmu.Unlock()
-		return
-	}
-	s.pmu.Unlock()
-	var first *pendingOffer
-	if p != nil {
-		if d.Event == model.StateDHCP || d.Event == EventAckOnly {
-			e.Fields["offer_time"] = p.e.Time.Format(time.RFC3339Nano)
-			e.Fields["offer_ip"] = p.e.Fields["ip"]
-			e.Fields["offers"] = p.e.Fields["offers"]
-			discover = discover || p.discover
-		} else {
-			first = p
-		}
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		if first != nil {
-			s.observe(c.MAC, first.fw, first.e, first.discover)
-		}
-		s.observe(c.MAC, fw, e, discover)
-	}()
-}
-
-// flushOffer records an OFFER no REQUEST followed in time.
-func (s *Server) flushOffer(mac string, p *pendingOffer) {
-	s.pmu.Lock()
-	if s.pending[mac] != p || s.closing {
-		s.pmu.Unlock()
-		return // taken by a later exchange, or by shutdown
-	}
-	delete(s.pending, mac)
-	s.twg.Add(1)
-	s.pmu.Unlock()
-	defer s.twg.Done()
-	s.observe(mac, p.fw, p.e, p.discover)
-}
-
-// flushOffers records every pending OFFER at once (shutdown).
-func (s *Server) flushOffers() {
-	s.pmu.Lock()
-	s.closing = true
-	ps := s.pending
-	s.pending = map[string]*pendingOffer{}
-	s.pmu.Unlock()
-	for mac, p := range ps {
-		p.timer.Stop()
-		s.observe(mac, p.fw, p.e, p.discover)
-	}
-	s.twg.Wait() // offers whose timers fired just before
-}
-
-func (s *Server) observe(mac string, fw model.Firmware, e model.Event, discover bool) {
 	// Not the request's context: the write should land even when shutdown
 	// has begun.
-	if err := s.inv.Observe(context.Background(), mac, fw, e, discover); err != nil {
-		s.log.Warn("dhcp: record event", "mac", mac, "event", e.Type, "err", err)
+	ctx := context.Background()
+	var err error
+	if d.Event == EventOffer {
+		err = s.inv.HoldOffer(ctx, c.MAC, fw, e, discover, model.StateDHCP, EventAckOnly)
+	} else {
+		err = s.inv.Observe(ctx, c.MAC, fw, e, discover)
+	}
+	if err != nil {
+		s.log.Warn("dhcp: record event", "mac", c.MAC, "event", e.Type, "err", err)
 	}
 }
 
@@ -486,9 +401,14 @@ func Apply(t *lease.Table, mac string, d Decision) error {
 // Inventory is what the DHCP server needs of the core: the machine a MAC
 // names, the cluster's network, and a place to record what happened.
 type Inventory interface {
-	Machine(ctx context.Context, mac string) (model.Machine, error)
+	// Lookup is the machine record of a MAC as committed (not waiting for
+	// queued events): it is read on every packet.
+	Lookup(ctx context.Context, mac string) (model.Machine, error)
 	Cluster(ctx context.Context) (model.Cluster, error)
 	Observe(ctx context.Context, mac string, fw model.Firmware, e model.Event, discover bool) error
+	// HoldOffer records an OFFER to be merged into the ACK (one of
+	// ackTypes) that follows it.
+	HoldOffer(ctx context.Context, mac string, fw model.Firmware, e model.Event, discover bool, ackTypes ...string) error
 }
 
 var _ LeaseView = (*lease.Table)(nil)

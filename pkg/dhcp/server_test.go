@@ -16,7 +16,7 @@ import (
 
 // TestRecordEvents: an OFFER followed by its ACK is one event on the
 // machine; an OFFER nobody REQUESTs is written at shutdown (or after
-// offerEventDelay); an unknown client in discover mode becomes a
+// journey.HoldFor); an unknown client in discover mode becomes a
 // discovered machine with what its firmware said.
 func TestRecordEvents(t *testing.T) {
 	st := openStore(t, t.TempDir())
@@ -27,7 +27,6 @@ func TestRecordEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.pending = map[string]*pendingOffer{}
 	uuid := []byte{0, 0x44, 0x33, 0x22, 0x11, 0x66, 0x55, 0x88, 0x47, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff, 0x00}
 	client := func(hw string, mt dhcpv4.MessageType) Client {
 		req := pkt{hw: mustMAC(hw), mt: mt, arch: 7, vendor: vcUEFI}.build(t)
@@ -47,8 +46,8 @@ func TestRecordEvents(t *testing.T) {
 	// B: DISCOVER only.
 	b := "02:00:00:00:00:0b"
 	s.record(client(b, dhcpv4.MessageTypeDiscover), Decision{IP: ip.Next(), Event: EventOffer, Discover: true}, "OFFER", true)
-	s.wg.Wait()
-	s.flushOffers()
+	// Closing the journal appends the offer still held for B.
+	svc.Close()
 
 	evA, err := svc.MachineEvents(ctx, a)
 	if err != nil {

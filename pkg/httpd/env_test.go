@@ -238,7 +238,6 @@ func (e *testEnv) get(pathQuery string) resp { return e.do(http.MethodGet, pathQ
 
 func (e *testEnv) machine(mac string) model.Machine {
 	e.t.Helper()
-	e.svc.Flush()
 	m, err := e.svc.Machine(context.Background(), mac)
 	if err != nil {
 		e.t.Fatal(err)
@@ -248,7 +247,6 @@ func (e *testEnv) machine(mac string) model.Machine {
 
 func (e *testEnv) events(mac string) []model.Event {
 	e.t.Helper()
-	e.svc.Flush()
 	evs, err := e.svc.MachineEvents(context.Background(), mac)
 	if err != nil {
 		e.t.Fatal(err)

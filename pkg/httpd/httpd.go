@@ -25,6 +25,7 @@ import (
 
 	"github.com/bootsrv/bootsrv/pkg/fault/httpcode"
 	"github.com/bootsrv/bootsrv/pkg/metrics"
+	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
 	"github.com/bootsrv/bootsrv/pkg/render"
 )
@@ -45,7 +46,7 @@ type Config struct {
 // Server is the HTTP side of bootsrv.
 type Server struct {
 	cfg    Config
-	svc    *profiles.Service
+	svc    BootChain
 	log    *slog.Logger
 	root   *os.Root
 	reg    *metrics.Registry
@@ -59,11 +60,25 @@ type Server struct {
 	etags sync.Map
 }
 
+// BootChain is what the HTTP door needs of the core: the boot script, the
+// Ignition config, certificates and reports of one machine, and a record
+// of what it fetched. *profiles.Service implements it; handlers are tested
+// against fakes.
+type BootChain interface {
+	IPXE(ctx context.Context, req profiles.BootRequest, record bool) (string, error)
+	Ignition(ctx context.Context, req profiles.BootRequest) ([]byte, error)
+	NodeCertificates(ctx context.Context, req profiles.BootRequest, have string) ([]byte, error)
+	Report(ctx context.Context, req profiles.BootRequest, state, detail string) (model.Machine, error)
+	AssetFetched(ip netip.Addr, path string, status int)
+}
+
+var _ BootChain = (*profiles.Service)(nil)
+
 // maxQuery bounds query strings: a MAC and a token need about 100 bytes.
 const maxQuery = 2048
 
 // New prepares the server; Listen and Serve start it.
-func New(cfg Config, svc *profiles.Service, reg *metrics.Registry, log *slog.Logger) (*Server, error) {
+func New(cfg Config, svc BootChain, reg *metrics.Registry, log *slog.Logger) (*Server, error) {
 	if cfg.Addr == "" {
 		cfg.Addr = ":8080"
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/bootsrv/bootsrv/pkg/fault"
+	"github.com/bootsrv/bootsrv/pkg/journey"
 	"github.com/bootsrv/bootsrv/pkg/lease"
 	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/nodeconfig"
@@ -557,11 +558,10 @@ func (s *Service) Report(_ context.Context, req BootRequest, said, detail string
 		return m, err
 	}
 	gen := cur.Generation
-	// Events queued before the report (ignition, kernel) must land first,
-	// or a late one would move a provisioned machine back.
-	s.Flush()
 	e := model.Event{Time: s.now(), Type: "report", Detail: detail, Fields: map[string]string{"state": said, "from": req.RemoteIP.String()}}
-	err = s.st.Update(func(tx state.Tx) error {
+	// The journal's writer commits it after every event queued before it
+	// (ignition, kernel): a late one cannot move a provisioned machine back.
+	err = s.j.Do(func(tx state.Tx) error {
 		if err := getMachine(tx, mac, &m); err != nil {
 			return err
 		}
@@ -576,21 +576,21 @@ func (s *Service) Report(_ context.Context, req BootRequest, said, detail string
 		if m.State == model.StateProvisioned && !m.Reprovision && !live {
 			return &fault.Error{Kind: fault.KindDenied, Msg: fmt.Sprintf("machine %s is already provisioned: its report token is spent", mac)}
 		}
-		if err := appendEvent(tx, &m, e); err != nil {
+		if err := journey.Append(tx, &m, e); err != nil {
 			return err
 		}
 		switch said {
 		case ReportInstalled:
-			if err := appendEvent(tx, &m, model.Event{Time: e.Time, Type: model.StateInstalled, Detail: "installed to disk: rebooting into it"}); err != nil {
+			if err := journey.Append(tx, &m, model.Event{Time: e.Time, Type: model.StateInstalled, Detail: "installed to disk: rebooting into it"}); err != nil {
 				return err
 			}
 		case ReportBooted:
 			m.Reprovision = false
-			if err := appendEvent(tx, &m, model.Event{Time: e.Time, Type: model.StateProvisioned}); err != nil {
+			if err := journey.Append(tx, &m, model.Event{Time: e.Time, Type: model.StateProvisioned}); err != nil {
 				return err
 			}
 		case ReportFailed:
-			if err := appendEvent(tx, &m, model.Event{Time: e.Time, Type: model.StateFailed, Detail: "machine reported failure: " + detail}); err != nil {
+			if err := journey.Append(tx, &m, model.Event{Time: e.Time, Type: model.StateFailed, Detail: "machine reported failure: " + detail}); err != nil {
 				return err
 			}
 		}
@@ -617,7 +617,7 @@ func (s *Service) Reprovision(_ context.Context, mac string) (model.Machine, err
 		if err := tx.DeleteCerts(n); err != nil {
 			return err
 		}
-		if err := appendEvent(tx, &m, model.Event{Time: s.now(), Type: "reprovision", Detail: "operator asked to install again"}); err != nil {
+		if err := journey.Append(tx, &m, model.Event{Time: s.now(), Type: "reprovision", Detail: "operator asked to install again"}); err != nil {
 			return err
 		}
 		return tx.PutMachine(m)
@@ -696,10 +696,9 @@ func (s *Service) machineAt(ip netip.Addr) (string, model.Profile, bool) {
 // within timeout as failed, and those installed to disk whose installed
 // system did not report its first boot within timeout; it returns how many.
 func (s *Service) FailSilent(timeout time.Duration) (int, error) {
-	s.Flush()
 	now := s.now()
 	var late []string
-	err := s.st.View(func(tx state.Tx) error {
+	err := s.j.View(func(tx state.Tx) error {
 		return tx.MachinesInState(func(m model.Machine) error {
 			if waiting(m) && now.Sub(m.StateAt) > timeout {
 				late = append(late, m.MAC)
@@ -711,7 +710,8 @@ func (s *Service) FailSilent(timeout time.Duration) (int, error) {
 		return 0, err
 	}
 	n := 0
-	err = s.st.Update(func(tx state.Tx) error {
+	err = s.j.Do(func(tx state.Tx) error {
+		n = 0 // a retried transaction counts again
 		for _, mac := range late {
 			var m model.Machine
 			if err := getMachine(tx, mac, &m); err != nil {
@@ -724,7 +724,7 @@ func (s *Service) FailSilent(timeout time.Duration) (int, error) {
 			if m.State == model.StateInstalled {
 				why = fmt.Sprintf("installed to disk, but the installed system did not report within %s", timeout)
 			}
-			if err := appendEvent(tx, &m, model.Event{Time: now, Type: model.StateFailed, Detail: why}); err != nil {
+			if err := journey.Append(tx, &m, model.Event{Time: now, Type: model.StateFailed, Detail: why}); err != nil {
 				return err
 			}
 			if err := tx.PutMachine(m); err != nil {

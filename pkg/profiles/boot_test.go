@@ -96,7 +96,6 @@ func provision(t *testing.T, s *profiles.Service) {
 
 func machineState(t *testing.T, s *profiles.Service) string {
 	t.Helper()
-	s.Flush()
 	m, err := s.Machine(context.Background(), bootMAC)
 	if err != nil {
 		t.Fatal(err)
@@ -144,7 +143,7 @@ func TestProvisionedStaysProvisioned(t *testing.T) {
 					}
 					provision(t, s)
 					c.step(s)
-					s.Flush()
+					_ = machineState(t, s) // a read through the journal: the step's events are in
 					script, err := s.IPXE(context.Background(), profiles.BootRequest{MAC: bootMAC, BaseURL: "http://x"}, false)
 					if err != nil {
 						t.Fatal(err)
@@ -295,7 +294,6 @@ func TestBootEventsBounded(t *testing.T) {
 		}
 	}
 	s.AssetFetched(netip.MustParseAddr("10.9.0.21"), "/assets/k", 200)
-	s.Flush()
 	evs, err := s.MachineEvents(ctx, bootMAC)
 	if err != nil {
 		t.Fatal(err)

@@ -141,7 +141,6 @@ func TestObserveQueued(t *testing.T) {
 	if err := s.Observe(ctx, k8sWorker1, fw, model.Event{Type: model.StateDHCP}, false); err != nil {
 		t.Fatal(err)
 	}
-	s.Flush()
 	m, err := s.Machine(ctx, "52:54:00:00:09:01")
 	if err != nil {
 		t.Fatal(err)

@@ -153,7 +153,6 @@ func (s *Service) RenewCerts(ctx context.Context, macs []string) ([]CertInfo, er
 		s.record(in.m.MAC, model.Event{Type: "certs", Detail: "operator asked to renew the certificates"})
 		renewed[in.m.MAC] = true
 	}
-	s.Flush()
 	all, err := s.Certs(ctx)
 	if err != nil {
 		return nil, err

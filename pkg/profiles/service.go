@@ -6,7 +6,9 @@ package profiles
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"sort"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/bootsrv/bootsrv/pkg/fault"
+	"github.com/bootsrv/bootsrv/pkg/journey"
 	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/state"
 )
@@ -23,7 +26,7 @@ import (
 type Service struct {
 	st  *state.DB
 	now func() time.Time
-	rec *recorder
+	j   *journey.Journal
 
 	decoded  decodeCache
 	boot     BootConfig
@@ -42,7 +45,8 @@ type Service struct {
 // table when bootsrv hands out addresses (nil otherwise): a token is then
 // only accepted from the address a machine holds.
 func NewService(st *state.DB, leases LeaseView) *Service {
-	s := &Service{st: st, now: func() time.Time { return time.Now().UTC() }}
+	now := func() time.Time { return time.Now().UTC() }
+	s := &Service{st: st, now: now, j: journey.New(st, now)}
 	if leases != nil && !isNilTable(leases) {
 		s.leases = leases
 	}
@@ -259,7 +263,7 @@ func (s *Service) AddMachines(_ context.Context, ms []model.Machine) ([]model.Ma
 				m.CreatedAt, m.EventFirst, m.EventNext = adopted.CreatedAt, adopted.EventFirst, adopted.EventNext
 				m.Arch, m.UUID, m.VendorClass = adopted.Arch, adopted.UUID, adopted.VendorClass
 			}
-			if err := appendEvent(tx, &m, model.Event{Time: now, Type: model.StateRegistered, Detail: "profile " + m.Profile}); err != nil {
+			if err := journey.Append(tx, &m, model.Event{Time: now, Type: model.StateRegistered, Detail: "profile " + m.Profile}); err != nil {
 				return err
 			}
 			m.Source = ""
@@ -286,7 +290,7 @@ func orHere(src string) string {
 // Machines lists every machine by MAC.
 func (s *Service) Machines(_ context.Context) ([]model.Machine, error) {
 	var out []model.Machine
-	err := s.st.View(func(tx state.Tx) error {
+	err := s.j.View(func(tx state.Tx) error {
 		return tx.Machines(func(m model.Machine) error {
 			out = append(out, m)
 			return nil
@@ -297,6 +301,19 @@ func (s *Service) Machines(_ context.Context) ([]model.Machine, error) {
 
 // Machine returns one machine by MAC, in any spelling.
 func (s *Service) Machine(_ context.Context, mac string) (model.Machine, error) {
+	var m model.Machine
+	n, err := model.NormalizeMAC(mac)
+	if err != nil {
+		return m, err
+	}
+	err = s.j.View(func(tx state.Tx) error { return getMachine(tx, n, &m) })
+	return m, err
+}
+
+// Lookup is Machine without waiting for queued events: what a DHCP
+// exchange reads on every packet. It may lag events recorded
+// milliseconds ago, never a change made through the inventory.
+func (s *Service) Lookup(_ context.Context, mac string) (model.Machine, error) {
 	var m model.Machine
 	n, err := model.NormalizeMAC(mac)
 	if err != nil {
@@ -353,7 +370,7 @@ func (s *Service) MachineEvents(_ context.Context, mac string) ([]model.Event, e
 		return nil, err
 	}
 	var out []model.Event
-	err = s.st.View(func(tx state.Tx) error {
+	err = s.j.View(func(tx state.Tx) error {
 		var m model.Machine
 		if err := getMachine(tx, n, &m); err != nil {
 			return err
@@ -370,143 +387,58 @@ func (s *Service) MachineEvents(_ context.Context, mac string) ([]model.Event, e
 	return out, err
 }
 
-// deniedEvery is how often a refused request may be recorded per machine.
-const deniedEvery = time.Minute
-
-// appendEvent adds e to m's history in tx, dropping the oldest past
-// MaxEvents, and moves m's state when e is a state. The caller writes m.
-func appendEvent(tx state.Tx, m *model.Machine, e model.Event) error {
-	if e.Type == "denied" && m.LastEvent == "denied" && e.Time.Sub(m.UpdatedAt) < deniedEvery {
-		// Refused requests are anyone's to send: at most one a minute goes
-		// into the bounded history, so a flood cannot push the real
-		// journey out of it. The log and the metrics count every one.
-		return nil
-	}
-	if err := tx.PutEvent(m.MAC, m.EventNext, e); err != nil {
-		return err
-	}
-	m.EventNext++
-	for m.EventNext-m.EventFirst > model.MaxEvents {
-		if err := tx.DeleteEvent(m.MAC, m.EventFirst); err != nil {
-			return err
-		}
-		m.EventFirst++
-	}
-	m.LastEvent, m.UpdatedAt = e.Type, e.Time
-	if isState(e.Type) && (advances(*m, e.Type) || e.Type == m.State) {
-		// The same state again (a retried fetch) restarts its clock.
-		m.State, m.StateAt = e.Type, e.Time
-	}
-	return nil
-}
-
-var states = map[string]bool{
-	model.StateDiscovered: true, model.StateDHCP: true, model.StatePXE: true, model.StateIPXE: true,
-	model.StateKernel: true, model.StateIgnition: true, model.StateInstalled: true, model.StateProvisioned: true, model.StateFailed: true,
-}
-
-func isState(t string) bool { return states[t] }
-
-// journey ranks the states of one provisioning run.
-var journey = map[string]int{
-	model.StateRegistered: 0, model.StateDiscovered: 0, model.StateDHCP: 1, model.StatePXE: 2, model.StateIPXE: 3,
-	model.StateKernel: 4, model.StateIgnition: 5, model.StateInstalled: 6, model.StateProvisioned: 7,
-}
-
-// advances says whether a step moves the machine's state. Within a run the
-// state only moves forward: the installed OS's own DHCP, or a provisioned
-// machine's DHCP renewals and local boots, are events but not regressions.
-// failed always applies; after failed, or once re-provisioning is asked, a
-// new run starts from whatever step comes first.
-func advances(m model.Machine, next string) bool {
-	switch {
-	case next == model.StateFailed:
-		return m.State != model.StateFailed
-	case m.State == model.StateFailed:
-		return true
-	case m.State == model.StateProvisioned:
-		return m.Reprovision && next != model.StateProvisioned
-	case next == model.StateIPXE:
-		// A boot script handed out is a new network boot: a machine that
-		// retries its install starts its run again there.
-		return true
-	}
-	return journey[next] > journey[m.State]
-}
-
 // RecordEvent appends an event to a known machine's history and, when the
-// event names a state, moves the machine to it, in one transaction shared
-// with other concurrent recorders (group commit).
+// event names a state, moves the machine to it, in order with every event
+// recorded before it.
 func (s *Service) RecordEvent(_ context.Context, mac string, e model.Event) error {
 	mac, err := model.NormalizeMAC(mac)
 	if err != nil {
 		return err
 	}
-	if e.Time.IsZero() {
-		e.Time = s.now()
+	if err := s.j.Append(mac, e); errors.Is(err, journey.ErrUnknown) {
+		return fault.NotFoundf("machine %s does not exist: list them with `bootsrv machine list`", mac)
+	} else if err != nil {
+		return err
 	}
-	return s.recordNow(mac, model.Firmware{}, e, false)
-}
-
-// recordNow writes event e, and what the firmware said, for mac in one
-// transaction shared with concurrent writers (group commit); with discover
-// an unknown MAC becomes a discovered record, otherwise it is not found.
-func (s *Service) recordNow(mac string, fw model.Firmware, e model.Event, discover bool) error {
-	return s.st.Batch(func(tx state.Tx) error {
-		var m model.Machine
-		err := getMachine(tx, mac, &m)
-		if err != nil && (fault.KindOf(err) != fault.KindNotFound || !discover) {
-			return err
-		}
-		if err := observed(tx, &m, err == nil, mac, fw, e); err != nil {
-			return err
-		}
-		return tx.PutMachine(m)
-	})
+	return nil
 }
 
 // Observe records event e for the machine with this MAC together with what
 // its firmware said. An unknown MAC is recorded as a discovered machine
 // (no profile, no address) when discover is set, so an operator can see it
-// and assign it; otherwise nothing is stored (and, without the recorder,
-// Observe returns a not-found error). With the recorder running the write
-// is queued: the DHCP reply never waits for its event.
+// and assign it; otherwise nothing is stored. The write is queued when the
+// journal runs: the DHCP reply never waits for its event.
 func (s *Service) Observe(_ context.Context, mac string, fw model.Firmware, e model.Event, discover bool) error {
 	mac, err := model.NormalizeMAC(mac)
 	if err != nil {
 		return err
 	}
-	if e.Time.IsZero() {
-		e.Time = s.now()
-	}
-	if s.enqueue(pending{mac: mac, e: e, fw: &fw, discover: discover}) {
-		return nil
-	}
-	return s.recordNow(mac, fw, e, discover)
+	s.j.Observe(mac, fw, e, discover)
+	return nil
 }
 
-// observed applies event e and what the firmware said to m; a machine not
-// stored yet (found false) becomes a discovered record. The caller writes m.
-func observed(tx state.Tx, m *model.Machine, found bool, mac string, fw model.Firmware, e model.Event) error {
-	if !found {
-		*m = model.Machine{MAC: mac, State: model.StateDiscovered, StateAt: e.Time, CreatedAt: e.Time}
-		if e.Type != model.StateDiscovered {
-			if err := appendEvent(tx, m, model.Event{Time: e.Time, Type: model.StateDiscovered}); err != nil {
-				return err
-			}
-		}
+// HoldOffer records a DHCP OFFER the way Observe does, but holds it back
+// for up to journey.HoldFor: an ACK of the same machine (one of ackTypes)
+// within it carries the offer's time, address and count instead of adding
+// a second event.
+func (s *Service) HoldOffer(_ context.Context, mac string, fw model.Firmware, e model.Event, discover bool, ackTypes ...string) error {
+	mac, err := model.NormalizeMAC(mac)
+	if err != nil {
+		return err
 	}
-	if fw.Arch != "" {
-		m.Arch = fw.Arch
-	}
-	if fw.UUID != "" {
-		m.UUID = fw.UUID
-	}
-	if fw.VendorClass != "" {
-		m.VendorClass = fw.VendorClass
-	}
-	return appendEvent(tx, m, e)
+	s.j.Hold(mac, fw, e, discover, ackTypes...)
+	return nil
 }
+
+// StartRecorder makes event recording asynchronous and batched until
+// Close. Without it (the CLI path) events are written at once.
+func (s *Service) StartRecorder(log *slog.Logger) { s.j.Start(log) }
+
+// Close records every held and queued event and stops the journal.
+func (s *Service) Close() { s.j.Close() }
+
+// record stores an event for a known machine.
+func (s *Service) record(mac string, e model.Event) { s.j.Record(mac, e) }
 
 // StateCounts counts machines by state, for the metrics page. The count
 // scans every machine, so a scrape reuses one made in the last 10 s:
@@ -524,7 +456,7 @@ func (s *Service) StateCounts() map[string]float64 {
 
 func (s *Service) countStates() map[string]float64 {
 	var out map[string]float64
-	_ = s.st.View(func(tx state.Tx) error {
+	_ = s.j.View(func(tx state.Tx) error {
 		out = tx.CountByState()
 		return nil
 	})

@@ -355,12 +355,16 @@ func TestAddProfilesBad(t *testing.T) {
 	}
 }
 
-// TestObserveUnknown: without discover, an unknown MAC is not stored.
+// TestObserveUnknown: without discover, an unknown MAC is not stored, and
+// Observe says so the same way with the journal's writer running or not
+// (it used to return not-found only without it): the event is dropped.
 func TestObserveUnknown(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newTestService(t)
-	err := s.Observe(ctx, "52:54:00:00:00:07", model.Firmware{Arch: "x86-64 UEFI"}, model.Event{Type: model.StateDHCP}, false)
-	faulttest.Want(t, err, fault.KindNotFound, "52:54:00:00:00:07")
+	if err := s.Observe(ctx, "52:54:00:00:00:07", model.Firmware{Arch: "x86-64 UEFI"}, model.Event{Type: model.StateDHCP}, false); err != nil {
+		t.Fatalf("Observe of an unknown MAC = %v, want nil (nothing to record on)", err)
+	}
+	faulttest.Want(t, s.Observe(ctx, "not-a-mac", model.Firmware{}, model.Event{Type: model.StateDHCP}, false), fault.KindInvalid, "not-a-mac")
 	if got := snapshot(t, s); got != "null" {
 		t.Errorf("machines = %s, want none", got)
 	}

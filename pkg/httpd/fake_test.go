@@ -1,0 +1,102 @@
+package httpd_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/bootsrv/bootsrv/pkg/fault"
+	"github.com/bootsrv/bootsrv/pkg/httpd"
+	"github.com/bootsrv/bootsrv/pkg/metrics"
+	"github.com/bootsrv/bootsrv/pkg/model"
+	"github.com/bootsrv/bootsrv/pkg/profiles"
+)
+
+// fakeChain is a BootChain that answers what it is told and remembers
+// what it was asked: the handlers' own logic, without a state file.
+type fakeChain struct {
+	script string
+	err    error
+	got    []profiles.BootRequest
+	said   []string
+}
+
+func (f *fakeChain) IPXE(_ context.Context, req profiles.BootRequest, _ bool) (string, error) {
+	f.got = append(f.got, req)
+	return f.script, f.err
+}
+func (f *fakeChain) Ignition(_ context.Context, req profiles.BootRequest) ([]byte, error) {
+	f.got = append(f.got, req)
+	return []byte(`{"ignition":{"version":"3.4.0"}}`), f.err
+}
+func (f *fakeChain) NodeCertificates(_ context.Context, req profiles.BootRequest, _ string) ([]byte, error) {
+	f.got = append(f.got, req)
+	return nil, f.err
+}
+func (f *fakeChain) Report(_ context.Context, req profiles.BootRequest, state, detail string) (model.Machine, error) {
+	f.got = append(f.got, req)
+	f.said = append(f.said, state+":"+detail)
+	return model.Machine{MAC: req.MAC, State: model.StateProvisioned}, f.err
+}
+func (f *fakeChain) AssetFetched(netip.Addr, string, int) {}
+
+func fakeServer(t *testing.T, f *fakeChain) http.Handler {
+	t.Helper()
+	s, err := httpd.New(httpd.Config{}, f, metrics.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.Handler()
+}
+
+func call(h http.Handler, method, target, body string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(method, target, strings.NewReader(body))
+	r.RemoteAddr = "10.0.0.7:5000"
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w
+}
+
+// Each fault kind becomes its status; a refusal tells the machine why, a
+// failure of bootsrv's own keeps the cause for the log.
+func TestHandlersMapFaults(t *testing.T) {
+	for _, tc := range []struct {
+		err      error
+		code     int
+		says     string
+		mustNot  string
+		endpoint string
+	}{
+		{fault.Deniedf("token refused: expired"), 403, "token refused: expired", "", "/ignition?mac=52:54:00:00:00:01&token=x"},
+		{fault.NotFoundf("machine 52:54:00:00:00:01 does not exist"), 404, "does not exist", "", "/ipxe?mac=52:54:00:00:00:01"},
+		{errors.New("disk full at /var/lib/bootsrv"), 500, "server log", "disk full", "/ignition?mac=52:54:00:00:00:01&token=x"},
+	} {
+		f := &fakeChain{err: tc.err}
+		w := call(fakeServer(t, f), http.MethodGet, tc.endpoint, "")
+		if w.Code != tc.code || !strings.Contains(w.Body.String(), tc.says) || (tc.mustNot != "" && strings.Contains(w.Body.String(), tc.mustNot)) {
+			t.Errorf("%s with %v: %d %q; want %d saying %q and not %q", tc.endpoint, tc.err, w.Code, w.Body, tc.code, tc.says, tc.mustNot)
+		}
+	}
+}
+
+// The report handler passes the machine's words and its address on, and
+// answers with the state the core gives.
+func TestReportPassesWhatTheMachineSaid(t *testing.T) {
+	f := &fakeChain{}
+	w := call(fakeServer(t, f), http.MethodPost, "/report?mac=52-54-00-00-00-01&token=t&state=failed", "disk /dev/sda missing")
+	if w.Code != 200 || !strings.Contains(w.Body.String(), "ok 52-54-00-00-00-01 provisioned") {
+		t.Fatalf("report: %d %q", w.Code, w.Body)
+	}
+	if len(f.got) != 1 || f.got[0].Token != "t" || f.got[0].RemoteIP != netip.MustParseAddr("10.0.0.7") || f.said[0] != "failed:disk /dev/sda missing" {
+		t.Fatalf("core was asked %+v %q", f.got, f.said)
+	}
+	if w := call(fakeServer(t, f), http.MethodGet, "/report?mac=52:54:00:00:00:01", ""); w.Code != 400 {
+		t.Errorf("report without a state: %d, want 400", w.Code)
+	}
+}

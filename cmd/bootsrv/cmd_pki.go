@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/bootsrv/bootsrv/pkg/admin"
-	"github.com/bootsrv/bootsrv/pkg/profiles"
+	"github.com/bootsrv/bootsrv/pkg/nodecerts"
 )
 
 func caCommand() *command {
@@ -91,9 +91,9 @@ func kubeconfigCommand() *command {
 	}
 }
 
-func printCerts(c *cli, o *opts, cs []profiles.CertInfo, machines bool) error {
+func printCerts(c *cli, o *opts, cs []nodecerts.CertInfo, machines bool) error {
 	if cs == nil {
-		cs = []profiles.CertInfo{}
+		cs = []nodecerts.CertInfo{}
 	}
 	now := time.Now()
 	return emit(c.stdout, o.output, cs, func(tw *tabwriter.Writer) {

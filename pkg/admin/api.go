@@ -8,7 +8,9 @@ import (
 	"context"
 
 	"github.com/bootsrv/bootsrv/pkg/fault"
+	"github.com/bootsrv/bootsrv/pkg/inventory"
 	"github.com/bootsrv/bootsrv/pkg/model"
+	"github.com/bootsrv/bootsrv/pkg/nodecerts"
 	"github.com/bootsrv/bootsrv/pkg/profiles"
 	"github.com/bootsrv/bootsrv/pkg/release"
 )
@@ -32,12 +34,12 @@ type API interface {
 	RemoveMachine(ctx context.Context, mac string) error
 	Reprovision(ctx context.Context, mac string) (model.Machine, error)
 	Render(ctx context.Context, kind, mac, baseURL string) (string, error)
-	CAs(ctx context.Context) ([]profiles.CertInfo, error)
-	Certs(ctx context.Context) ([]profiles.CertInfo, error)
+	CAs(ctx context.Context) ([]nodecerts.CertInfo, error)
+	Certs(ctx context.Context) ([]nodecerts.CertInfo, error)
 	AdminKubeconfig(ctx context.Context, user string) (string, error)
-	ImportReleases(ctx context.Context, src, assetsDir string) (profiles.ImportResult, error)
+	ImportReleases(ctx context.Context, src, assetsDir string) (inventory.ImportResult, error)
 	Releases(ctx context.Context) ([]release.Asset, error)
-	RenewCerts(ctx context.Context, macs []string) ([]profiles.CertInfo, error)
+	RenewCerts(ctx context.Context, macs []string) ([]nodecerts.CertInfo, error)
 }
 
 var (

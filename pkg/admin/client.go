@@ -15,8 +15,9 @@ import (
 	"time"
 
 	"github.com/bootsrv/bootsrv/pkg/fault"
+	"github.com/bootsrv/bootsrv/pkg/inventory"
 	"github.com/bootsrv/bootsrv/pkg/model"
-	"github.com/bootsrv/bootsrv/pkg/profiles"
+	"github.com/bootsrv/bootsrv/pkg/nodecerts"
 	"github.com/bootsrv/bootsrv/pkg/release"
 )
 
@@ -173,14 +174,14 @@ func (c *Client) Render(ctx context.Context, kind, mac, baseURL string) (string,
 	return out.Output, err
 }
 
-func (c *Client) CAs(ctx context.Context) ([]profiles.CertInfo, error) {
-	var out []profiles.CertInfo
+func (c *Client) CAs(ctx context.Context) ([]nodecerts.CertInfo, error) {
+	var out []nodecerts.CertInfo
 	err := c.do(ctx, http.MethodGet, "/v1/ca", nil, &out)
 	return out, err
 }
 
-func (c *Client) Certs(ctx context.Context) ([]profiles.CertInfo, error) {
-	var out []profiles.CertInfo
+func (c *Client) Certs(ctx context.Context) ([]nodecerts.CertInfo, error) {
+	var out []nodecerts.CertInfo
 	err := c.do(ctx, http.MethodGet, "/v1/certs", nil, &out)
 	return out, err
 }
@@ -193,8 +194,8 @@ func (c *Client) AdminKubeconfig(ctx context.Context, user string) (string, erro
 
 // ImportReleases asks the server to import src, a path on the server's own
 // machine (the socket is local), into its assets dir or assetsDir.
-func (c *Client) ImportReleases(ctx context.Context, src, assetsDir string) (profiles.ImportResult, error) {
-	var out profiles.ImportResult
+func (c *Client) ImportReleases(ctx context.Context, src, assetsDir string) (inventory.ImportResult, error) {
+	var out inventory.ImportResult
 	err := c.do(ctx, http.MethodPost, "/v1/releases", importRequest{Src: src, AssetsDir: assetsDir}, &out)
 	return out, err
 }
@@ -205,8 +206,8 @@ func (c *Client) Releases(ctx context.Context) ([]release.Asset, error) {
 	return out, err
 }
 
-func (c *Client) RenewCerts(ctx context.Context, macs []string) ([]profiles.CertInfo, error) {
-	var out []profiles.CertInfo
+func (c *Client) RenewCerts(ctx context.Context, macs []string) ([]nodecerts.CertInfo, error) {
+	var out []nodecerts.CertInfo
 	err := c.do(ctx, http.MethodPost, "/v1/certs/renew", renewRequest{MACs: macs}, &out)
 	return out, err
 }

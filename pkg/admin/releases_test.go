@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/bootsrv/bootsrv/pkg/fault"
-	"github.com/bootsrv/bootsrv/pkg/profiles"
+	"github.com/bootsrv/bootsrv/pkg/nodecerts"
 	"github.com/bootsrv/bootsrv/pkg/release/releasetest"
 )
 
@@ -130,7 +130,7 @@ func TestClientRenewCerts(t *testing.T) {
 	if err != nil || cs == nil || len(cs) != 0 {
 		t.Errorf("renew with no machines = %#v, %v; want an empty list", cs, err)
 	}
-	var out []profiles.CertInfo
+	var out []nodecerts.CertInfo
 	err = c.do(ctx, http.MethodPost, "/v1/certs/renew", map[string]any{"mac": []string{"52:54:00:00:00:01"}}, &out)
 	if fault.KindOf(err) != fault.KindInvalid {
 		t.Errorf("renew with a misspelt field = %v, want invalid", err)

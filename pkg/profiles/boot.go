@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"github.com/bootsrv/bootsrv/pkg/fault"
+	"github.com/bootsrv/bootsrv/pkg/inventory"
 	"github.com/bootsrv/bootsrv/pkg/journey"
 	"github.com/bootsrv/bootsrv/pkg/lease"
 	"github.com/bootsrv/bootsrv/pkg/model"
+	"github.com/bootsrv/bootsrv/pkg/nodecerts"
 	"github.com/bootsrv/bootsrv/pkg/nodeconfig"
 	"github.com/bootsrv/bootsrv/pkg/render"
 	"github.com/bootsrv/bootsrv/pkg/state"
@@ -67,6 +69,7 @@ func (s *Service) Configure(cfg BootConfig) {
 		cfg.BaseURL = DefaultBootConfig.BaseURL
 	}
 	s.boot = cfg
+	s.Inventory.AssetsDir = cfg.AssetsDir
 }
 
 // isNilTable catches a nil *lease.Table passed as a LeaseView: an
@@ -305,7 +308,7 @@ func (s *Service) tokenHolder(req BootRequest, what string, purpose func(model.M
 	if err != nil {
 		return m, err
 	}
-	if err := s.st.View(func(tx state.Tx) error { return getMachine(tx, mac, &m) }); err != nil {
+	if err := s.st.View(func(tx state.Tx) error { return inventory.GetMachine(tx, mac, &m) }); err != nil {
 		if fault.KindOf(err) == fault.KindNotFound {
 			return m, &fault.Error{Kind: fault.KindDenied, Msg: fmt.Sprintf("%s token for %s refused", what, mac)}
 		}
@@ -416,7 +419,7 @@ func (s *Service) renderIgnition(mac, baseURL string, gen *uint64, stage, ignTok
 		// Kept only while the machine is still this install: a machine
 		// removed or re-provisioned meanwhile keeps nothing of it.
 		var cur model.Machine
-		if getMachine(tx, m.MAC, &cur) != nil || cur.Generation != m.Generation {
+		if inventory.GetMachine(tx, m.MAC, &cur) != nil || cur.Generation != m.Generation {
 			return nil
 		}
 		return tx.PutRendered(m.MAC, append(append([]byte(nil), h...), out...))
@@ -451,7 +454,7 @@ func (s *Service) loadIgnitionInputs(tx state.Tx, mac string) (ignitionInputs, e
 		if in.masters, err = s.masters(tx); err != nil {
 			return in, err
 		}
-		in.certsID = certsID(tx, in.m.MAC)
+		in.certsID = nodecerts.ID(tx, in.m.MAC)
 		if in.bins, err = binariesFor(tx, in.c, in.p.Role); err != nil {
 			return in, fmt.Errorf("render ignition for %s: %w", in.m.MAC, err)
 		}
@@ -469,17 +472,17 @@ func (s *Service) loadBootInputs(tx state.Tx, mac string) (ignitionInputs, error
 	if err != nil {
 		return in, err
 	}
-	if err := getMachine(tx, n, &in.m); err != nil {
+	if err := inventory.GetMachine(tx, n, &in.m); err != nil {
 		return in, err
 	}
 	if in.m.Profile == "" {
 		return in, fault.NotFoundf("machine %s was discovered but has no profile: assign one with `bootsrv machine add %s --profile NAME --hostname H --ip IP`", n, n)
 	}
 	if in.profileRaw = tx.ProfileRaw(in.m.Profile); in.profileRaw == nil {
-		return in, getProfile(tx, in.m.Profile, &in.p)
+		return in, inventory.GetProfile(tx, in.m.Profile, &in.p)
 	}
 	if in.clRaw = tx.ClusterRaw(); in.clRaw == nil {
-		return in, errNoCluster
+		return in, inventory.ErrNoCluster
 	}
 	if in.p, err = s.decoded.profile(in.m.Profile, in.profileRaw); err != nil {
 		return in, err
@@ -562,7 +565,7 @@ func (s *Service) Report(_ context.Context, req BootRequest, said, detail string
 	// The journal's writer commits it after every event queued before it
 	// (ignition, kernel): a late one cannot move a provisioned machine back.
 	err = s.j.Do(func(tx state.Tx) error {
-		if err := getMachine(tx, mac, &m); err != nil {
+		if err := inventory.GetMachine(tx, mac, &m); err != nil {
 			return err
 		}
 		if m.Generation != gen {
@@ -570,7 +573,7 @@ func (s *Service) Report(_ context.Context, req BootRequest, said, detail string
 			return &fault.Error{Kind: fault.KindDenied, Msg: fmt.Sprintf("report token for %s refused: the machine was re-provisioned", mac)}
 		}
 		var p model.Profile
-		live := m.Profile != "" && getProfile(tx, m.Profile, &p) == nil && p.Install != model.InstallDisk
+		live := m.Profile != "" && inventory.GetProfile(tx, m.Profile, &p) == nil && p.Install != model.InstallDisk
 		// A live machine boots its config again on every netboot and says
 		// so each time; an installed one reports its first boot once.
 		if m.State == model.StateProvisioned && !m.Reprovision && !live {
@@ -609,7 +612,7 @@ func (s *Service) Reprovision(_ context.Context, mac string) (model.Machine, err
 		return m, err
 	}
 	err = s.st.Update(func(tx state.Tx) error {
-		if err := getMachine(tx, n, &m); err != nil {
+		if err := inventory.GetMachine(tx, n, &m); err != nil {
 			return err
 		}
 		m.Reprovision = true
@@ -680,12 +683,12 @@ func (s *Service) machineAt(ip netip.Addr) (string, model.Profile, bool) {
 			}
 		}
 		var m model.Machine
-		if err := getMachine(tx, mac, &m); err != nil {
+		if err := inventory.GetMachine(tx, mac, &m); err != nil {
 			return nil
 		}
 		found = true
 		if m.Profile != "" {
-			_ = getProfile(tx, m.Profile, &p)
+			_ = inventory.GetProfile(tx, m.Profile, &p)
 		}
 		return nil
 	})
@@ -714,7 +717,7 @@ func (s *Service) FailSilent(timeout time.Duration) (int, error) {
 		n = 0 // a retried transaction counts again
 		for _, mac := range late {
 			var m model.Machine
-			if err := getMachine(tx, mac, &m); err != nil {
+			if err := inventory.GetMachine(tx, mac, &m); err != nil {
 				continue
 			}
 			if !waiting(m) || now.Sub(m.StateAt) <= timeout {

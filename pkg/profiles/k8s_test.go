@@ -51,6 +51,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/bootsrv/bootsrv/pkg/fault"
+	"github.com/bootsrv/bootsrv/pkg/inventory"
 	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/nodeconfig"
 	"github.com/bootsrv/bootsrv/pkg/pki"
@@ -117,7 +118,7 @@ func k8sLabWith(tb testing.TB, edit func(*model.Cluster), extra ...model.Machine
 
 // k8sImport imports the release tree src into the lab's assets dir (a
 // new one the first time).
-func k8sImport(tb testing.TB, s *profiles.Service, src string) profiles.ImportResult {
+func k8sImport(tb testing.TB, s *profiles.Service, src string) inventory.ImportResult {
 	tb.Helper()
 	dir, _ := k8sAssets.LoadOrStore(s, tb.TempDir())
 	res, err := s.ImportReleases(context.Background(), src, dir.(string))

@@ -14,6 +14,7 @@ import (
 
 	"github.com/bootsrv/bootsrv/pkg/fault"
 	"github.com/bootsrv/bootsrv/pkg/model"
+	"github.com/bootsrv/bootsrv/pkg/nodecerts"
 	"github.com/bootsrv/bootsrv/pkg/nodeconfig"
 	"github.com/bootsrv/bootsrv/pkg/state"
 	"github.com/bootsrv/bootsrv/pkg/token"
@@ -70,7 +71,7 @@ func (s *Service) NodeCertificates(_ context.Context, req BootRequest, have stri
 	if !model.IsKubernetes(in.p) {
 		return nil, notKubernetes(in.m, in.p)
 	}
-	certs, cp, _, err := s.certsFor(in.m, in.p, in.c, false)
+	certs, cp, _, err := s.For(in.m, in.p, in.c, false)
 	if err != nil {
 		return nil, fmt.Errorf("certificates for %s: %w", mac, err)
 	}
@@ -116,7 +117,7 @@ func notKubernetes(m model.Machine, p model.Profile) error {
 // Kubernetes machine when macs is empty); their nodes install them at
 // their next check (within 12 hours), or at once with
 // `systemctl start bootsrv-renew-certs`. It returns the new certificates.
-func (s *Service) RenewCerts(ctx context.Context, macs []string) ([]CertInfo, error) {
+func (s *Service) RenewCerts(ctx context.Context, macs []string) ([]nodecerts.CertInfo, error) {
 	var targets []ignitionInputs
 	err := s.st.View(func(tx state.Tx) error {
 		if len(macs) == 0 {
@@ -147,7 +148,7 @@ func (s *Service) RenewCerts(ctx context.Context, macs []string) ([]CertInfo, er
 	for _, in := range targets {
 		// One transaction replaces the set (and forgets the kept config);
 		// the event follows.
-		if _, _, _, err := s.certsFor(in.m, in.p, in.c, true); err != nil {
+		if _, _, _, err := s.For(in.m, in.p, in.c, true); err != nil {
 			return nil, fmt.Errorf("renew certificates of %s: %w", in.m.MAC, err)
 		}
 		s.record(in.m.MAC, model.Event{Type: "certs", Detail: "operator asked to renew the certificates"})
@@ -157,7 +158,7 @@ func (s *Service) RenewCerts(ctx context.Context, macs []string) ([]CertInfo, er
 	if err != nil {
 		return nil, err
 	}
-	var out []CertInfo
+	var out []nodecerts.CertInfo
 	for _, c := range all {
 		if renewed[c.MAC] {
 			out = append(out, c)

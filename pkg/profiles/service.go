@@ -1,29 +1,29 @@
-// Package profiles is the core behind every door (CLI, admin API, DHCP,
-// TFTP, HTTP): the inventory use cases, the boot chain and the Ignition
-// assembly over the state store. It is being split into packages with one
-// job each (see docs/architecture.md).
+// Package profiles is the boot chain (a machine's boot script, its
+// Ignition config, its reports, re-provisioning, the silent-failure sweep)
+// and the Service every door holds: the inventory, the certificate
+// authority and the boot chain over one state, recording through one
+// journal. The parts live in their own packages (see docs/architecture.md).
 package profiles
 
 import (
-	"context"
-	"errors"
-	"fmt"
 	"log/slog"
-	"net/netip"
-	"sort"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/bootsrv/bootsrv/pkg/fault"
+	"github.com/bootsrv/bootsrv/pkg/inventory"
 	"github.com/bootsrv/bootsrv/pkg/journey"
 	"github.com/bootsrv/bootsrv/pkg/model"
+	"github.com/bootsrv/bootsrv/pkg/nodecerts"
 	"github.com/bootsrv/bootsrv/pkg/state"
 )
 
-// Service is the one core: every door (CLI, admin API, DHCP, TFTP, HTTP)
-// calls these methods, and each change is one transaction.
+// Service is the core behind every door (CLI, admin API, DHCP, TFTP,
+// HTTP): the inventory's and the certificate authority's methods are
+// promoted from them, the boot chain's are its own.
 type Service struct {
+	*inventory.Inventory
+	*nodecerts.Issuer
+
 	st  *state.DB
 	now func() time.Time
 	j   *journey.Journal
@@ -33,401 +33,19 @@ type Service struct {
 	leases   LeaseView
 	keyMu    sync.Mutex
 	tokenKey []byte
-
-	importMu sync.Mutex // serializes release imports
-
-	countsMu sync.Mutex
-	counts   map[string]float64
-	countsAt time.Time
 }
 
-// NewService returns the service over st. leases is the DHCP lease
-// table when bootsrv hands out addresses (nil otherwise): a token is then
-// only accepted from the address a machine holds.
+// NewService returns the core over st. leases is the DHCP lease table
+// when bootsrv hands out addresses (nil otherwise): a token is then only
+// accepted from the address a machine holds.
 func NewService(st *state.DB, leases LeaseView) *Service {
 	now := func() time.Time { return time.Now().UTC() }
-	s := &Service{st: st, now: now, j: journey.New(st, now)}
+	j := journey.New(st, now)
+	s := &Service{Inventory: inventory.New(st, j, now), Issuer: nodecerts.NewIssuer(st, now), st: st, now: now, j: j}
 	if leases != nil && !isNilTable(leases) {
 		s.leases = leases
 	}
 	return s
-}
-
-var errNoCluster = &fault.Error{Kind: fault.KindNotFound, Msg: "no cluster yet: create it with `bootsrv cluster init --name NAME --api-server IP`"}
-
-// ClusterInit creates the cluster. It refuses to replace an existing one.
-func (s *Service) ClusterInit(_ context.Context, c model.Cluster) (model.Cluster, error) {
-	c, err := model.NormalizeCluster(c)
-	if err != nil {
-		return c, err
-	}
-	c.CreatedAt = s.now()
-	// Keys are made before the transaction: RSA keys take a while, and
-	// bbolt has one writer.
-	cp, err := newClusterPKI(c, c.CreatedAt)
-	if err != nil {
-		return c, err
-	}
-	err = s.st.Update(func(tx state.Tx) error {
-		if o, exists, _ := tx.Cluster(); exists {
-			return fault.Conflictf("cluster %q already exists; bootsrv provisions one cluster per data dir (use another --data-dir for another cluster)", o.Name)
-		}
-		if err := tx.PutPKI(cp); err != nil {
-			return err
-		}
-		return tx.PutCluster(c)
-	})
-	return c, err
-}
-
-// Cluster returns the cluster, or a not-found error that says how to make one.
-func (s *Service) Cluster(_ context.Context) (model.Cluster, error) {
-	var c model.Cluster
-	err := s.st.View(func(tx state.Tx) error { return getCluster(tx, &c) })
-	return c, err
-}
-
-func getCluster(tx state.Tx, c *model.Cluster) error {
-	got, ok, err := tx.Cluster()
-	if err == nil && !ok {
-		err = errNoCluster
-	}
-	*c = got
-	return err
-}
-
-// AddProfiles stores profiles, all or none. A name already stored is a
-// conflict unless replace is set.
-func (s *Service) AddProfiles(_ context.Context, ps []model.Profile, replace bool) ([]model.Profile, error) {
-	if len(ps) == 0 {
-		return nil, fault.Invalidf("no profiles given")
-	}
-	seen := map[string]string{}
-	for i := range ps {
-		p, err := model.NormalizeProfile(ps[i])
-		if err != nil {
-			return nil, err
-		}
-		if prev, dup := seen[p.Name]; dup {
-			return nil, fault.At(p.Source, fault.Invalidf("profile %s is given twice (first at %s)", p.Name, prev))
-		}
-		seen[p.Name] = p.Source
-		ps[i] = p
-	}
-	err := s.st.Update(func(tx state.Tx) error {
-		for _, p := range ps {
-			if !replace && tx.ProfileRaw(p.Name) != nil {
-				return fault.At(p.Source, fault.Conflictf("profile %s already exists: remove it first, or use --replace", p.Name))
-			}
-			if err := tx.PutProfile(p); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	for i := range ps {
-		ps[i].Source = ""
-	}
-	return ps, nil
-}
-
-// Profiles lists every profile by name.
-func (s *Service) Profiles(_ context.Context) ([]model.Profile, error) {
-	var out []model.Profile
-	err := s.st.View(func(tx state.Tx) error {
-		return tx.Profiles(func(p model.Profile) error {
-			out = append(out, p)
-			return nil
-		})
-	})
-	return out, err
-}
-
-// Profile returns one profile.
-func (s *Service) Profile(_ context.Context, name string) (model.Profile, error) {
-	var p model.Profile
-	err := s.st.View(func(tx state.Tx) error { return getProfile(tx, name, &p) })
-	return p, err
-}
-
-func getProfile(tx state.Tx, name string, p *model.Profile) error {
-	got, ok, err := tx.Profile(name)
-	if err == nil && !ok {
-		err = fault.NotFoundf("profile %q does not exist: list them with `bootsrv profile list`, add one with `bootsrv profile add`", name)
-	}
-	*p = got
-	return err
-}
-
-// RemoveProfile deletes a profile no machine uses.
-func (s *Service) RemoveProfile(_ context.Context, name string) error {
-	return s.st.Update(func(tx state.Tx) error {
-		var p model.Profile
-		if err := getProfile(tx, name, &p); err != nil {
-			return err
-		}
-		var users []string
-		err := tx.MachinesOfProfile(name, func(mac string) error {
-			users = append(users, mac)
-			if len(users) == 3 {
-				return state.ErrStop
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		if len(users) > 0 {
-			more := ""
-			if len(users) == 3 {
-				more = " and maybe more"
-			}
-			return fault.Conflictf("profile %s is in use by machine(s) %s%s: remove them first (bootsrv machine rm MAC)", name, strings.Join(users, ", "), more)
-		}
-		return tx.DeleteProfile(name)
-	})
-}
-
-// AddMachines stores machines, all or none: a whole rack in one
-// transaction. Each is checked against the cluster subnet, the profiles,
-// every stored machine and every other machine of the batch.
-func (s *Service) AddMachines(_ context.Context, ms []model.Machine) ([]model.Machine, error) {
-	if len(ms) == 0 {
-		return nil, fault.Invalidf("no machines given")
-	}
-	now := s.now()
-	err := s.st.Update(func(tx state.Tx) error {
-		var c model.Cluster
-		if err := getCluster(tx, &c); err != nil {
-			return err
-		}
-		subnet, err := netip.ParsePrefix(c.Network.Subnet)
-		if err != nil {
-			return fmt.Errorf("stored cluster subnet %q: %w", c.Network.Subnet, err)
-		}
-		profileOK := map[string]bool{}
-		batch := map[string]string{} // "mac:…", "ip:…", "host:…" -> source
-		for i := range ms {
-			m, err := model.NormalizeMachine(ms[i], subnet)
-			if err != nil {
-				return err
-			}
-			var adopted model.Machine
-			if !profileOK[m.Profile] {
-				if tx.ProfileRaw(m.Profile) == nil {
-					return fault.At(m.Source, fault.NotFoundf("field profile: profile %q does not exist: add it with `bootsrv profile add %s --role ...` first", m.Profile, m.Profile))
-				}
-				profileOK[m.Profile] = true
-			}
-			for _, key := range []struct {
-				kind, val string
-				owner     func(string) string
-			}{
-				{"mac", m.MAC, nil}, {"ip", m.IP, tx.MachineByIP}, {"hostname", m.Hostname, tx.MachineByHostname},
-			} {
-				if prev, dup := batch[key.kind+":"+key.val]; dup {
-					return fault.At(m.Source, fault.Field(fault.KindInvalid, key.kind, "field %s: %s is given twice (first at %s)", key.kind, key.val, orHere(prev)))
-				}
-				batch[key.kind+":"+key.val] = m.Source
-				if key.owner != nil {
-					if owner := key.owner(key.val); owner != "" {
-						return fault.At(m.Source, fault.Field(fault.KindConflict, key.kind, "field %s: %s is already used by machine %s", key.kind, key.val, owner))
-					}
-					continue
-				}
-				old, found, err := tx.Machine(m.MAC)
-				if err != nil {
-					return err
-				}
-				if !found {
-					continue
-				}
-				adopted = old
-				if adopted.Profile != "" {
-					return fault.At(m.Source, fault.Conflictf("field mac: machine %s already exists: remove it first with `bootsrv machine rm %s`", m.MAC, m.MAC))
-				}
-			}
-			// Runtime fields are bootsrv's, never the caller's.
-			m.State, m.CreatedAt, m.UpdatedAt, m.StateAt = model.StateRegistered, now, now, now
-			m.EventFirst, m.EventNext, m.LastEvent, m.Reprovision = 0, 0, "", false
-			m.Arch, m.UUID, m.VendorClass = "", "", ""
-			// A MAC removed and added again continues its generations, so
-			// tokens of an earlier install stay dead.
-			m.Generation = tx.NextGeneration(m.MAC)
-			if adopted.MAC != "" {
-				// A machine DHCP discovered gets its profile: keep what its
-				// firmware said and its history.
-				m.CreatedAt, m.EventFirst, m.EventNext = adopted.CreatedAt, adopted.EventFirst, adopted.EventNext
-				m.Arch, m.UUID, m.VendorClass = adopted.Arch, adopted.UUID, adopted.VendorClass
-			}
-			if err := journey.Append(tx, &m, model.Event{Time: now, Type: model.StateRegistered, Detail: "profile " + m.Profile}); err != nil {
-				return err
-			}
-			m.Source = ""
-			if err := tx.PutMachine(m); err != nil {
-				return err
-			}
-			ms[i] = m
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return ms, nil
-}
-
-func orHere(src string) string {
-	if src == "" {
-		return "an earlier entry"
-	}
-	return src
-}
-
-// Machines lists every machine by MAC.
-func (s *Service) Machines(_ context.Context) ([]model.Machine, error) {
-	var out []model.Machine
-	err := s.j.View(func(tx state.Tx) error {
-		return tx.Machines(func(m model.Machine) error {
-			out = append(out, m)
-			return nil
-		})
-	})
-	return out, err
-}
-
-// Machine returns one machine by MAC, in any spelling.
-func (s *Service) Machine(_ context.Context, mac string) (model.Machine, error) {
-	var m model.Machine
-	n, err := model.NormalizeMAC(mac)
-	if err != nil {
-		return m, err
-	}
-	err = s.j.View(func(tx state.Tx) error { return getMachine(tx, n, &m) })
-	return m, err
-}
-
-// Lookup is Machine without waiting for queued events: what a DHCP
-// exchange reads on every packet. It may lag events recorded
-// milliseconds ago, never a change made through the inventory.
-func (s *Service) Lookup(_ context.Context, mac string) (model.Machine, error) {
-	var m model.Machine
-	n, err := model.NormalizeMAC(mac)
-	if err != nil {
-		return m, err
-	}
-	err = s.st.View(func(tx state.Tx) error { return getMachine(tx, n, &m) })
-	return m, err
-}
-
-// MachineByIP returns the machine whose reserved IP is ip.
-func (s *Service) MachineByIP(_ context.Context, ip string) (model.Machine, error) {
-	var m model.Machine
-	err := s.st.View(func(tx state.Tx) error {
-		mac := tx.MachineByIP(ip)
-		if mac == "" {
-			return fault.NotFoundf("no machine has IP %s", ip)
-		}
-		return getMachine(tx, mac, &m)
-	})
-	return m, err
-}
-
-func getMachine(tx state.Tx, mac string, m *model.Machine) error {
-	got, ok, err := tx.Machine(mac)
-	if err == nil && !ok {
-		err = fault.NotFoundf("machine %s does not exist: list them with `bootsrv machine list`", mac)
-	}
-	*m = got
-	return err
-}
-
-// RemoveMachine deletes a machine, its index entries and its events.
-func (s *Service) RemoveMachine(_ context.Context, mac string) error {
-	n, err := model.NormalizeMAC(mac)
-	if err != nil {
-		return err
-	}
-	return s.st.Update(func(tx state.Tx) error {
-		var m model.Machine
-		if err := getMachine(tx, n, &m); err != nil {
-			return err
-		}
-		if err := tx.DeleteMachine(m.MAC); err != nil {
-			return err
-		}
-		return tx.PutNextGeneration(m.MAC, m.Generation+1)
-	})
-}
-
-// MachineEvents returns a machine's kept history, oldest first.
-func (s *Service) MachineEvents(_ context.Context, mac string) ([]model.Event, error) {
-	n, err := model.NormalizeMAC(mac)
-	if err != nil {
-		return nil, err
-	}
-	var out []model.Event
-	err = s.j.View(func(tx state.Tx) error {
-		var m model.Machine
-		if err := getMachine(tx, n, &m); err != nil {
-			return err
-		}
-		return tx.Events(n, func(e model.Event) error {
-			out = append(out, e)
-			return nil
-		})
-	})
-	// Events are stored in the order their writes commit; DHCP's and the
-	// HTTP queue's writes can cross by a few milliseconds, so the history
-	// is shown in the order things happened.
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
-	return out, err
-}
-
-// RecordEvent appends an event to a known machine's history and, when the
-// event names a state, moves the machine to it, in order with every event
-// recorded before it.
-func (s *Service) RecordEvent(_ context.Context, mac string, e model.Event) error {
-	mac, err := model.NormalizeMAC(mac)
-	if err != nil {
-		return err
-	}
-	if err := s.j.Append(mac, e); errors.Is(err, journey.ErrUnknown) {
-		return fault.NotFoundf("machine %s does not exist: list them with `bootsrv machine list`", mac)
-	} else if err != nil {
-		return err
-	}
-	return nil
-}
-
-// Observe records event e for the machine with this MAC together with what
-// its firmware said. An unknown MAC is recorded as a discovered machine
-// (no profile, no address) when discover is set, so an operator can see it
-// and assign it; otherwise nothing is stored. The write is queued when the
-// journal runs: the DHCP reply never waits for its event.
-func (s *Service) Observe(_ context.Context, mac string, fw model.Firmware, e model.Event, discover bool) error {
-	mac, err := model.NormalizeMAC(mac)
-	if err != nil {
-		return err
-	}
-	s.j.Observe(mac, fw, e, discover)
-	return nil
-}
-
-// HoldOffer records a DHCP OFFER the way Observe does, but holds it back
-// for up to journey.HoldFor: an ACK of the same machine (one of ackTypes)
-// within it carries the offer's time, address and count instead of adding
-// a second event.
-func (s *Service) HoldOffer(_ context.Context, mac string, fw model.Firmware, e model.Event, discover bool, ackTypes ...string) error {
-	mac, err := model.NormalizeMAC(mac)
-	if err != nil {
-		return err
-	}
-	s.j.Hold(mac, fw, e, discover, ackTypes...)
-	return nil
 }
 
 // StartRecorder makes event recording asynchronous and batched until
@@ -439,26 +57,3 @@ func (s *Service) Close() { s.j.Close() }
 
 // record stores an event for a known machine.
 func (s *Service) record(mac string, e model.Event) { s.j.Record(mac, e) }
-
-// StateCounts counts machines by state, for the metrics page. The count
-// scans every machine, so a scrape reuses one made in the last 10 s:
-// anyone who can reach /metrics must not be able to make bootsrv scan the
-// fleet at will.
-func (s *Service) StateCounts() map[string]float64 {
-	s.countsMu.Lock()
-	defer s.countsMu.Unlock()
-	if s.counts != nil && s.now().Sub(s.countsAt) < 10*time.Second {
-		return s.counts
-	}
-	s.counts, s.countsAt = s.countStates(), s.now()
-	return s.counts
-}
-
-func (s *Service) countStates() map[string]float64 {
-	var out map[string]float64
-	_ = s.j.View(func(tx state.Tx) error {
-		out = tx.CountByState()
-		return nil
-	})
-	return out
-}

@@ -1,4 +1,4 @@
-package profiles
+package inventory
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 // benchmark (b.Run calls its function again for each b.N).
 var (
 	benchMu     sync.Mutex
-	benchStores = map[int]*Service{}
+	benchStores = map[int]*Inventory{}
 	benchDirs   []string
 )
 
@@ -32,7 +32,7 @@ func TestMain(m *testing.M) {
 
 // storeWith returns a service over a store holding n machines, written with
 // one AddMachines (one transaction), built once per n.
-func storeWith(b *testing.B, n int) *Service {
+func storeWith(b *testing.B, n int) *Inventory {
 	benchMu.Lock()
 	defer benchMu.Unlock()
 	if s, ok := benchStores[n]; ok {
@@ -47,7 +47,7 @@ func storeWith(b *testing.B, n int) *Service {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := NewService(st, nil)
+	s := newInventory(st)
 	ctx := context.Background()
 	if _, err := s.ClusterInit(ctx, model.Cluster{Name: "big", APIServer: "10.0.0.1", Network: model.Network{Subnet: "10.0.0.0/8"},
 		PodNetwork: "172.16.0.0/16", ServiceRange: "172.17.0.0/24", DNSServiceIP: "172.17.0.10"}); err != nil {
@@ -104,7 +104,7 @@ func BenchmarkImport10000(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		s := NewService(st, nil)
+		s := newInventory(st)
 		if _, err := s.ClusterInit(ctx, model.Cluster{Name: "big", APIServer: "10.0.0.1", Network: model.Network{Subnet: "10.0.0.0/8"},
 			PodNetwork: "172.16.0.0/16", ServiceRange: "172.17.0.0/24", DNSServiceIP: "172.17.0.10"}); err != nil {
 			b.Fatal(err)

@@ -1,4 +1,4 @@
-package profiles
+package inventory
 
 import (
 	"context"
@@ -7,9 +7,11 @@ import (
 	"reflect"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/bootsrv/bootsrv/pkg/fault"
 	"github.com/bootsrv/bootsrv/pkg/fault/faulttest"
+	"github.com/bootsrv/bootsrv/pkg/journey"
 	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/state"
 	"github.com/bootsrv/bootsrv/pkg/store"
@@ -36,7 +38,7 @@ func (c *countingStore) writes() int64 { return c.updates.Load() + c.batches.Loa
 
 // newTestService opens a fresh store in a temp dir with a cluster on
 // 192.168.1.0/24 and the profiles master and worker.
-func newTestService(t testing.TB) (*Service, *countingStore) {
+func newTestService(t testing.TB) (*Inventory, *countingStore) {
 	t.Helper()
 	st, err := state.Open(t.TempDir(), 0)
 	if err != nil {
@@ -44,7 +46,7 @@ func newTestService(t testing.TB) (*Service, *countingStore) {
 	}
 	t.Cleanup(func() { st.Close() })
 	cs := &countingStore{Store: st.Engine()}
-	s := NewService(state.New(cs), nil)
+	s := newInventory(state.New(cs))
 	ctx := context.Background()
 	if _, err := s.ClusterInit(ctx, model.Cluster{Name: "lab", APIServer: "192.168.1.10"}); err != nil {
 		t.Fatal(err)
@@ -62,7 +64,7 @@ func mach(i int) model.Machine {
 
 // snapshot is every stored machine as JSON, to show that a failed call
 // changed nothing.
-func snapshot(t *testing.T, s *Service) string {
+func snapshot(t *testing.T, s *Inventory) string {
 	t.Helper()
 	ms, err := s.Machines(context.Background())
 	if err != nil {
@@ -153,7 +155,7 @@ func TestAddMachinesNoCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	_, err = NewService(st, nil).AddMachines(context.Background(), []model.Machine{mach(1)})
+	_, err = newInventory(st).AddMachines(context.Background(), []model.Machine{mach(1)})
 	faulttest.Want(t, err, fault.KindNotFound, "no cluster yet", "bootsrv cluster init")
 }
 
@@ -544,7 +546,7 @@ func TestImport10000OneTransaction(t *testing.T) {
 }
 
 // newBigClusterService is newTestService on a /8, room for 100,000 machines.
-func newBigClusterService(t testing.TB) (*Service, *countingStore) {
+func newBigClusterService(t testing.TB) (*Inventory, *countingStore) {
 	t.Helper()
 	st, err := state.Open(t.TempDir(), 0)
 	if err != nil {
@@ -552,7 +554,7 @@ func newBigClusterService(t testing.TB) (*Service, *countingStore) {
 	}
 	t.Cleanup(func() { st.Close() })
 	cs := &countingStore{Store: st.Engine()}
-	s := NewService(state.New(cs), nil)
+	s := newInventory(state.New(cs))
 	ctx := context.Background()
 	if _, err := s.ClusterInit(ctx, model.Cluster{Name: "big", APIServer: "10.0.0.1", Network: model.Network{Subnet: "10.0.0.0/8"},
 		PodNetwork: "172.16.0.0/16", ServiceRange: "172.17.0.0/24", DNSServiceIP: "172.17.0.10"}); err != nil {
@@ -608,4 +610,11 @@ func TestAddProfilesReturnsNoSource(t *testing.T) {
 	if ps[0].Source != "" {
 		t.Skipf("BUG: AddProfiles returns Source %q (AddMachines clears it); `profile add -f F -o json` prints \"source\"", ps[0].Source)
 	}
+}
+
+// newInventory is the inventory as the core builds it, events written at
+// once (no journal writer).
+func newInventory(st *state.DB) *Inventory {
+	now := func() time.Time { return time.Now().UTC() }
+	return New(st, journey.New(st, now), now)
 }

@@ -43,3 +43,13 @@ func GeneratedFor(role, os string) (paths, units []string) {
 	}
 	return paths, units
 }
+
+// StageFinal names the installed system's config in /ignition?stage=.
+const StageFinal = "final"
+
+// Report states a machine may send.
+const (
+	ReportInstalled = "installed"
+	ReportBooted    = "booted"
+	ReportFailed    = "failed"
+)

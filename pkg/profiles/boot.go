@@ -1,22 +1,18 @@
 package profiles
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"strings"
 	"time"
 
+	"github.com/bootsrv/bootsrv/pkg/assemble"
 	"github.com/bootsrv/bootsrv/pkg/fault"
 	"github.com/bootsrv/bootsrv/pkg/inventory"
 	"github.com/bootsrv/bootsrv/pkg/journey"
 	"github.com/bootsrv/bootsrv/pkg/lease"
 	"github.com/bootsrv/bootsrv/pkg/model"
-	"github.com/bootsrv/bootsrv/pkg/nodecerts"
-	"github.com/bootsrv/bootsrv/pkg/nodeconfig"
 	"github.com/bootsrv/bootsrv/pkg/render"
 	"github.com/bootsrv/bootsrv/pkg/state"
 	"github.com/bootsrv/bootsrv/pkg/token"
@@ -70,6 +66,7 @@ func (s *Service) Configure(cfg BootConfig) {
 	}
 	s.boot = cfg
 	s.Inventory.AssetsDir = cfg.AssetsDir
+	s.asm.Version, s.asm.ReportTTL = cfg.Version, cfg.ReportTTL
 }
 
 // isNilTable catches a nil *lease.Table passed as a LeaseView: an
@@ -148,9 +145,6 @@ func (s *Service) fromMachine(m model.Machine, remote netip.Addr) (netip.Addr, b
 
 // Tokens name the machine's install generation in their purpose, so that
 // re-provisioning kills every token of the earlier install.
-func reportPurpose(m model.Machine) string {
-	return fmt.Sprintf("%s/%d", token.PurposeReport, m.Generation)
-}
 func ignitionPurpose(m model.Machine) string {
 	return fmt.Sprintf("%s/%d", token.PurposeIgnition, m.Generation)
 }
@@ -166,17 +160,14 @@ type BootRequest struct {
 	Stage string
 }
 
-// StageFinal names the installed system's config in /ignition?stage=.
-const StageFinal = "final"
-
 // bootable loads the machine and its profile for a boot request.
 func (s *Service) bootable(mac string) (model.Machine, model.Profile, model.Cluster, error) {
-	var in ignitionInputs
+	var in assemble.Inputs
 	err := s.st.View(func(tx state.Tx) (err error) {
-		in, err = s.loadBootInputs(tx, mac)
+		in, err = s.asm.LoadBoot(tx, mac)
 		return err
 	})
-	return in.m, in.p, in.c, err
+	return in.Machine, in.Profile, in.Cluster, err
 }
 
 // IPXE returns the iPXE script for a machine: its profile's kernel and
@@ -239,7 +230,7 @@ func kernelArgs(p model.Profile, c model.Cluster, ignURL string) []string {
 		// reports "installed" once coreos-installer is done), never the
 		// final one: that is the installed system's.
 		a = []string{"ignition.firstboot", "ignition.platform.id=metal", "ignition.config.url=" + ignURL,
-			"coreos.inst.install_dev=" + p.InstallDevice, "coreos.inst.ignition_url=" + ignURL + "&stage=" + StageFinal}
+			"coreos.inst.install_dev=" + p.InstallDevice, "coreos.inst.ignition_url=" + ignURL + "&stage=" + model.StageFinal}
 	case p.OS == model.OSFlatcar:
 		a = []string{"flatcar.first_boot=1", "ignition.config.url=" + ignURL}
 	case p.OS == model.OSFCOS:
@@ -283,10 +274,10 @@ func (s *Service) Ignition(ctx context.Context, req BootRequest) ([]byte, error)
 		return nil, err
 	}
 	mac := m.MAC
-	if req.Stage != "" && req.Stage != StageFinal {
-		return nil, fault.Invalidf("stage %q: the only stage is %q (the installed system's config)", req.Stage, StageFinal)
+	if req.Stage != "" && req.Stage != model.StageFinal {
+		return nil, fault.Invalidf("stage %q: the only stage is %q (the installed system's config)", req.Stage, model.StageFinal)
 	}
-	cfg, err := s.renderIgnition(mac, req.BaseURL, &m.Generation, req.Stage, req.Token)
+	cfg, err := s.asm.Render(mac, req.BaseURL, &m.Generation, req.Stage, req.Token)
 	if err != nil {
 		s.record(mac, model.Event{Type: "error", Detail: "ignition: " + err.Error()})
 		return nil, err
@@ -348,196 +339,8 @@ func (s *Service) checkToken(m model.Machine, req BootRequest, purpose string) e
 // back. The report token is therefore derived (token.MintStable) with an
 // expiry rounded to the hour.
 func (s *Service) RenderIgnition(_ context.Context, mac, baseURL string) ([]byte, error) {
-	return s.renderIgnition(mac, baseURL, nil, StageFinal, "")
+	return s.asm.Render(mac, baseURL, nil, model.StageFinal, "")
 }
-
-// renderIgnition renders for the machine's current install, or, when gen
-// is given, only for that install: a token checked against one generation
-// must never receive the next one's config and keys. A Flatcar profile
-// installing to disk gets its installer config unless stage is final;
-// ignTok is the Ignition token the installer fetches the final config
-// with.
-func (s *Service) renderIgnition(mac, baseURL string, gen *uint64, stage, ignTok string) ([]byte, error) {
-	now := s.now()
-	key, err := s.key()
-	if err != nil {
-		return nil, err
-	}
-	rexp := now.Truncate(time.Hour).Add(s.bootConfig().ReportTTL + time.Hour)
-	var in ignitionInputs
-	var cached []byte
-	err = s.st.View(func(tx state.Tx) error {
-		var err error
-		if in, err = s.loadIgnitionInputs(tx, mac); err != nil {
-			return err
-		}
-		if gen != nil && in.m.Generation != *gen {
-			return &fault.Error{Kind: fault.KindDenied, Msg: fmt.Sprintf("ignition for %s refused: the machine was re-provisioned since its token was issued", in.m.MAC)}
-		}
-		if in.p.Install == model.InstallDisk && stage != StageFinal {
-			return nil // the installer config is never kept
-		}
-		h := in.hash(s.boot.Version, baseURL, rexp, in.certsID)
-		if v := tx.Rendered(in.m.MAC); len(v) > len(h) && bytes.Equal(v[:len(h)], h) {
-			cached = append([]byte(nil), v[len(h):]...)
-		}
-		return nil
-	})
-	if err != nil || cached != nil {
-		return cached, err
-	}
-	m, p, c := in.m, in.p, in.c
-	rtok := token.MintStable(key, m.MAC, reportPurpose(m), rexp)
-	reportURL := fmt.Sprintf("%s/report?mac=%s&token=%s", baseURL, m.MAC, rtok)
-	if p.Install == model.InstallDisk && stage != StageFinal {
-		// Not kept: it carries the Ignition token, and costs nothing.
-		finalURL := fmt.Sprintf("%s/ignition?mac=%s&token=%s&stage=%s", baseURL, m.MAC, ignTok, StageFinal)
-		out, err := render.Ignition(installerConfig(p, c, baseURL, finalURL, reportURL))
-		if err != nil {
-			return nil, fmt.Errorf("render installer ignition for %s (profile %s): %w", m.MAC, p.Name, err)
-		}
-		return out, nil
-	}
-	cfg := render.Config{SSHKeys: c.SSHKeys, Snippet: p.Ignition}
-	cfg.Files = append(cfg.Files,
-		render.File{Path: "/etc/hostname", Mode: 0o644, Contents: []byte(m.Hostname + "\n")},
-		render.File{Path: model.ReportEnvPath, Mode: 0o600, Contents: []byte(fmt.Sprintf("BOOTSRV_REPORT_URL=%q\n", reportURL))},
-	)
-	cfg.Units = append(cfg.Units, render.Unit{Name: model.ReportUnit, Enabled: true, Contents: reportUnit})
-	node, certs, err := s.nodeContent(in, baseURL)
-	if err != nil {
-		return nil, fmt.Errorf("render ignition for %s: %w", m.MAC, err)
-	}
-	cfg.Files = append(cfg.Files, node.Files...)
-	cfg.Units = append(cfg.Units, node.Units...)
-	out, err := render.Ignition(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("render ignition for %s (profile %s): %w", m.MAC, p.Name, err)
-	}
-	h := in.hash(s.boot.Version, baseURL, rexp, certs)
-	if err := s.st.Batch(func(tx state.Tx) error {
-		// Kept only while the machine is still this install: a machine
-		// removed or re-provisioned meanwhile keeps nothing of it.
-		var cur model.Machine
-		if inventory.GetMachine(tx, m.MAC, &cur) != nil || cur.Generation != m.Generation {
-			return nil
-		}
-		return tx.PutRendered(m.MAC, append(append([]byte(nil), h...), out...))
-	}); err != nil {
-		return nil, fmt.Errorf("keep rendered ignition for %s: %w", m.MAC, err)
-	}
-	return out, nil
-}
-
-// ignitionInputs is everything a machine's Ignition is made of.
-type ignitionInputs struct {
-	m                 model.Machine
-	p                 model.Profile
-	c                 model.Cluster
-	profileRaw, clRaw []byte
-	masters           []nodeconfig.Member
-	certsID           string
-	bins              map[string]nodeconfig.Binary
-	releasesID        string
-}
-
-func (s *Service) loadIgnitionInputs(tx state.Tx, mac string) (ignitionInputs, error) {
-	in, err := s.loadBootInputs(tx, mac)
-	if err != nil {
-		return in, err
-	}
-	// bbolt's bytes live only as long as the transaction; the hash is
-	// computed again after it when the config is rendered anew.
-	in.profileRaw = append([]byte(nil), in.profileRaw...)
-	in.clRaw = append([]byte(nil), in.clRaw...)
-	if model.IsKubernetes(in.p) {
-		if in.masters, err = s.masters(tx); err != nil {
-			return in, err
-		}
-		in.certsID = nodecerts.ID(tx, in.m.MAC)
-		if in.bins, err = binariesFor(tx, in.c, in.p.Role); err != nil {
-			return in, fmt.Errorf("render ignition for %s: %w", in.m.MAC, err)
-		}
-		in.releasesID = releasesID(tx)
-	}
-	return in, nil
-}
-
-// loadBootInputs reads a machine, its profile and the cluster; profile
-// and cluster come decoded from the cache when their bytes are unchanged.
-// The raw bytes it returns are only valid inside tx.
-func (s *Service) loadBootInputs(tx state.Tx, mac string) (ignitionInputs, error) {
-	var in ignitionInputs
-	n, err := model.NormalizeMAC(mac)
-	if err != nil {
-		return in, err
-	}
-	if err := inventory.GetMachine(tx, n, &in.m); err != nil {
-		return in, err
-	}
-	if in.m.Profile == "" {
-		return in, fault.NotFoundf("machine %s was discovered but has no profile: assign one with `bootsrv machine add %s --profile NAME --hostname H --ip IP`", n, n)
-	}
-	if in.profileRaw = tx.ProfileRaw(in.m.Profile); in.profileRaw == nil {
-		return in, inventory.GetProfile(tx, in.m.Profile, &in.p)
-	}
-	if in.clRaw = tx.ClusterRaw(); in.clRaw == nil {
-		return in, inventory.ErrNoCluster
-	}
-	if in.p, err = s.decoded.profile(in.m.Profile, in.profileRaw); err != nil {
-		return in, err
-	}
-	if in.c, err = s.decoded.cluster(in.clRaw); err != nil {
-		return in, err
-	}
-	return in, nil
-}
-
-// renderVersion changes whenever what bootsrv renders changes, so that
-// configs kept by an older bootsrv are not served by a newer one.
-const renderVersion = "ignition/2"
-
-func (in ignitionInputs) hash(version, baseURL string, reportExp time.Time, certs string) []byte {
-	h := sha256.New()
-	m := in.m
-	// Only what the config is made of: not the machine's state or events.
-	mj, _ := json.Marshal([]any{m.MAC, m.Hostname, m.IP, m.Iface, m.Labels, m.Generation})
-	for _, part := range [][]byte{[]byte(renderVersion), []byte(version), mj, in.profileRaw, in.clRaw, []byte(baseURL),
-		[]byte(reportExp.UTC().Format(time.RFC3339)), []byte(certs), []byte(in.releasesID)} {
-		fmt.Fprintf(h, "%d:", len(part))
-		h.Write(part)
-	}
-	for _, ms := range in.masters {
-		fmt.Fprintf(h, "master:%s=%s;", ms.Hostname, ms.IP)
-	}
-	return h.Sum(nil)
-}
-
-// reportUnit tells bootsrv the machine came up, once, retrying until
-// bootsrv answers; the stamp file keeps it from reporting every boot.
-const reportUnit = `[Unit]
-Description=Report to bootsrv that this machine booted
-Wants=network-online.target
-After=network-online.target
-ConditionPathExists=!/var/lib/bootsrv-reported
-
-[Service]
-Type=oneshot
-EnvironmentFile=/etc/bootsrv/report.env
-ExecStart=/bin/sh -c 'until curl -fsS -X POST "$BOOTSRV_REPORT_URL&state=booted"; do sleep 10; done'
-ExecStartPost=/bin/touch /var/lib/bootsrv-reported
-RemainAfterExit=yes
-
-[Install]
-WantedBy=multi-user.target
-`
-
-// Report states a machine may send.
-const (
-	ReportInstalled = "installed"
-	ReportBooted    = "booted"
-	ReportFailed    = "failed"
-)
 
 // Report records what a machine says about itself; "booted" makes it
 // provisioned, after which its report token is spent.
@@ -548,7 +351,7 @@ func (s *Service) Report(_ context.Context, req BootRequest, said, detail string
 		return m, err
 	}
 	switch said {
-	case ReportInstalled, ReportBooted, ReportFailed:
+	case model.ReportInstalled, model.ReportBooted, model.ReportFailed:
 	default:
 		return m, fault.Invalidf("state %q is not one of installed, booted, failed", said)
 	}
@@ -556,7 +359,7 @@ func (s *Service) Report(_ context.Context, req BootRequest, said, detail string
 	if len(detail) > 32<<10 {
 		detail = detail[:32<<10]
 	}
-	cur, err := s.tokenHolder(req, "report", reportPurpose)
+	cur, err := s.tokenHolder(req, "report", assemble.ReportPurpose)
 	if err != nil {
 		return m, err
 	}
@@ -583,16 +386,16 @@ func (s *Service) Report(_ context.Context, req BootRequest, said, detail string
 			return err
 		}
 		switch said {
-		case ReportInstalled:
+		case model.ReportInstalled:
 			if err := journey.Append(tx, &m, model.Event{Time: e.Time, Type: model.StateInstalled, Detail: "installed to disk: rebooting into it"}); err != nil {
 				return err
 			}
-		case ReportBooted:
+		case model.ReportBooted:
 			m.Reprovision = false
 			if err := journey.Append(tx, &m, model.Event{Time: e.Time, Type: model.StateProvisioned}); err != nil {
 				return err
 			}
-		case ReportFailed:
+		case model.ReportFailed:
 			if err := journey.Append(tx, &m, model.Event{Time: e.Time, Type: model.StateFailed, Detail: "machine reported failure: " + detail}); err != nil {
 				return err
 			}
@@ -771,85 +574,4 @@ func (s *Service) Render(ctx context.Context, kind, mac, baseURL string) (string
 		return string(b), err
 	}
 	return "", fault.Invalidf("nothing to render called %q: use ipxe or ignition", kind)
-}
-
-// Installing to disk runs from the OS's live image with a small installer
-// config of bootsrv's, never with the final one (the installed system's).
-// Flatcar: bootsrv-install.service fetches the final config and runs
-// flatcar-install with it; the disk image comes from bootsrv's assets
-// (ASSETS/flatcar/VERSION/flatcar_production_image.bin.bz2 and its .sig,
-// VERSION being the live image's own, which flatcar-install asks for),
-// never from the internet. Fedora CoreOS: coreos-installer, started by the
-// kernel arguments, installs; bootsrv-installed.service only reports.
-// Either way "installed" is reported before the reboot, so the next netboot
-// is sent to the disk, and a failed install reports "failed".
-const (
-	installEnvPath   = "/etc/bootsrv/install.env" // the installer's settings (its tokens: owner only)
-	installUnitName  = "bootsrv-install.service"
-	installedName    = "bootsrv-installed.service"
-	installFailedKey = "bootsrv-install-failed.service"
-)
-
-// flatcarInstallUnit: the fetch retries a few minutes, not forever, so an
-// expired token ends as a reported failure rather than a hung install.
-const flatcarInstallUnit = `[Unit]
-Description=Install Flatcar to disk with this machine's final config (bootsrv)
-Wants=network-online.target
-After=network-online.target
-OnFailure=` + installFailedKey + `
-
-[Service]
-Type=oneshot
-TimeoutStartSec=1h
-EnvironmentFile=` + installEnvPath + `
-ExecStart=/usr/bin/curl -fsS --retry 20 --retry-delay 10 --retry-all-errors -o /run/bootsrv-final.ign ${BOOTSRV_FINAL_URL}
-ExecStart=/usr/bin/flatcar-install -d ${BOOTSRV_INSTALL_DEVICE} -b ${BOOTSRV_IMAGE_URL} -i /run/bootsrv-final.ign
-ExecStart=/usr/bin/curl -fsS --retry 20 --retry-delay 10 --retry-all-errors -X POST ${BOOTSRV_INSTALLED_URL}
-ExecStart=/usr/bin/systemctl reboot
-
-[Install]
-WantedBy=multi-user.target
-`
-
-// fcosInstalledUnit reports once coreos-installer has written the disk and
-// before its own reboot.
-const fcosInstalledUnit = `[Unit]
-Description=Report to bootsrv that coreos-installer installed this machine
-Requires=coreos-installer.service
-After=coreos-installer.service
-Before=coreos-installer-reboot.service
-OnFailure=` + installFailedKey + `
-
-[Service]
-Type=oneshot
-EnvironmentFile=` + installEnvPath + `
-ExecStart=/usr/bin/curl -fsS --retry 20 --retry-delay 10 --retry-all-errors -X POST ${BOOTSRV_INSTALLED_URL}
-
-[Install]
-RequiredBy=coreos-installer-reboot.service
-`
-
-const installFailedUnit = `[Unit]
-Description=Report to bootsrv that installing this machine failed
-
-[Service]
-Type=oneshot
-EnvironmentFile=` + installEnvPath + `
-ExecStart=/usr/bin/curl -fsS --retry 5 --retry-delay 10 -X POST ${BOOTSRV_FAILED_URL}
-`
-
-func installerConfig(p model.Profile, c model.Cluster, baseURL, finalURL, reportURL string) render.Config {
-	env := fmt.Sprintf("BOOTSRV_FINAL_URL=%q\nBOOTSRV_INSTALLED_URL=%q\nBOOTSRV_FAILED_URL=%q\nBOOTSRV_INSTALL_DEVICE=%s\nBOOTSRV_IMAGE_URL=%s/assets/flatcar\n",
-		finalURL, reportURL+"&state="+ReportInstalled, reportURL+"&state="+ReportFailed+"&detail=install+failed", p.InstallDevice, baseURL)
-	cfg := render.Config{
-		SSHKeys: c.SSHKeys,
-		Files:   []render.File{{Path: installEnvPath, Mode: 0o600, Contents: []byte(env)}},
-		Units:   []render.Unit{{Name: installFailedKey, Contents: installFailedUnit}},
-	}
-	if p.OS == model.OSFCOS {
-		cfg.Units = append(cfg.Units, render.Unit{Name: installedName, Enabled: true, Contents: fcosInstalledUnit})
-	} else {
-		cfg.Units = append(cfg.Units, render.Unit{Name: installUnitName, Enabled: true, Contents: flatcarInstallUnit})
-	}
-	return cfg
 }

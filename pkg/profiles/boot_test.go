@@ -88,7 +88,7 @@ func reportToken(t *testing.T, s *profiles.Service) string {
 
 func provision(t *testing.T, s *profiles.Service) {
 	t.Helper()
-	m, err := s.Report(context.Background(), profiles.BootRequest{MAC: bootMAC, Token: reportToken(t, s)}, profiles.ReportBooted, "")
+	m, err := s.Report(context.Background(), profiles.BootRequest{MAC: bootMAC, Token: reportToken(t, s)}, model.ReportBooted, "")
 	if err != nil || m.State != model.StateProvisioned {
 		t.Fatalf("report booted: %v, state %q", err, m.State)
 	}
@@ -211,7 +211,7 @@ func TestReportTokenOutlivesIgnitionToken(t *testing.T) {
 		t.Fatalf("expired Ignition token: %v", err)
 	}
 	provision(t, s) // with the report token, whose TTL is a week
-	if _, err := s.Report(ctx, profiles.BootRequest{MAC: bootMAC, Token: reportToken(t, s)}, profiles.ReportBooted, ""); fault.KindOf(err) != fault.KindDenied {
+	if _, err := s.Report(ctx, profiles.BootRequest{MAC: bootMAC, Token: reportToken(t, s)}, model.ReportBooted, ""); fault.KindOf(err) != fault.KindDenied {
 		t.Errorf("report after provisioned: %v, want denied", err)
 	}
 }
@@ -397,7 +397,7 @@ func TestLiveNetbootsAgain(t *testing.T) {
 		if !strings.Contains(string(cfg), model.ReportEnvPath) {
 			t.Errorf("boot %d: the config has no report.env", boot)
 		}
-		m, err := report(t, s, profiles.ReportBooted)
+		m, err := report(t, s, model.ReportBooted)
 		if err != nil || m.State != model.StateProvisioned {
 			t.Fatalf("boot %d: report booted again: %v, state %q", boot, err, m.State)
 		}
@@ -501,7 +501,7 @@ func TestFlatcarDiskInstall(t *testing.T) {
 				t.Errorf("render ignition (%v) is not the final config the installer gets", err)
 			}
 
-			m, err := report(t, s, profiles.ReportInstalled)
+			m, err := report(t, s, model.ReportInstalled)
 			if err != nil || m.State != model.StateInstalled {
 				t.Fatalf("report installed: %v, state %q", err, m.State)
 			}
@@ -512,14 +512,14 @@ func TestFlatcarDiskInstall(t *testing.T) {
 			if got := machineState(t, s); got != model.StateInstalled {
 				t.Errorf("state %q after the local boot, want installed", got)
 			}
-			m, err = report(t, s, profiles.ReportBooted)
+			m, err = report(t, s, model.ReportBooted)
 			if err != nil || m.State != model.StateProvisioned {
 				t.Fatalf("report booted: %v, state %q", err, m.State)
 			}
 			if script, _ := bootScript(t, s); !strings.Contains(script, "local disk") {
 				t.Errorf("a provisioned disk machine is not sent to its disk:\n%s", script)
 			}
-			if _, err := report(t, s, profiles.ReportBooted); fault.KindOf(err) != fault.KindDenied {
+			if _, err := report(t, s, model.ReportBooted); fault.KindOf(err) != fault.KindDenied {
 				t.Errorf("second booted report of a disk install: %v, want denied", err)
 			}
 			// Reprovision installs again.
@@ -558,20 +558,20 @@ func TestFCOSDiskInstallArgs(t *testing.T) {
 		strings.Contains(string(inst), "/etc/hostname") || strings.Contains(string(inst), "kubelet") {
 		t.Errorf("the FCOS live system's config is not the installer's report alone:\n%s", inst)
 	}
-	if m, err := report(t, s, profiles.ReportInstalled); err != nil || m.State != model.StateInstalled {
+	if m, err := report(t, s, model.ReportInstalled); err != nil || m.State != model.StateInstalled {
 		t.Fatalf("report installed: %+v %v", m, err)
 	}
 	if script, _ := bootScript(t, s); !strings.Contains(script, "local disk") {
 		t.Errorf("an installed FCOS machine's next netboot is not sent to its disk (a reinstall loop):\n%s", script)
 	}
-	cfg, err := s.Ignition(ctx, profiles.BootRequest{MAC: bootMAC, Token: tok, BaseURL: base, Stage: profiles.StageFinal})
+	cfg, err := s.Ignition(ctx, profiles.BootRequest{MAC: bootMAC, Token: tok, BaseURL: base, Stage: model.StageFinal})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(cfg), "/etc/hostname") {
 		t.Errorf("the final config is not the node's: %s", cfg)
 	}
-	if _, err := report(t, s, profiles.ReportBooted); err != nil {
+	if _, err := report(t, s, model.ReportBooted); err != nil {
 		t.Fatal(err)
 	}
 	if script, _ := bootScript(t, s); !strings.Contains(script, "local disk") {
@@ -611,7 +611,7 @@ func TestFailSilentInstalled(t *testing.T) {
 	if _, err := s.Ignition(ctx, profiles.BootRequest{MAC: bootMAC, Token: tok, BaseURL: "http://10.9.0.1:8080"}); err != nil {
 		t.Fatal(err)
 	}
-	if m, err := report(t, s, profiles.ReportInstalled); err != nil || m.State != model.StateInstalled {
+	if m, err := report(t, s, model.ReportInstalled); err != nil || m.State != model.StateInstalled {
 		t.Fatalf("report installed: %+v %v", m, err)
 	}
 	if n, err := s.FailSilent(time.Hour); err != nil || n != 0 {

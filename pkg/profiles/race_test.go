@@ -108,7 +108,7 @@ func TestReaddKeepsTokensDead(t *testing.T) {
 	if _, err := s.AddMachines(ctx, []model.Machine{m}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.Report(ctx, profiles.BootRequest{MAC: k8sWorker1, Token: string(tok[1])}, profiles.ReportBooted, "")
+	_, err = s.Report(ctx, profiles.BootRequest{MAC: k8sWorker1, Token: string(tok[1])}, model.ReportBooted, "")
 	if fault.KindOf(err) != fault.KindDenied {
 		t.Fatalf("the earlier install's report token on the re-added machine: %v, want denied", err)
 	}

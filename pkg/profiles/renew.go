@@ -5,19 +5,16 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
 	"fmt"
 	"strings"
-	"time"
 
+	"github.com/bootsrv/bootsrv/pkg/assemble"
 	"github.com/bootsrv/bootsrv/pkg/fault"
 	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/nodecerts"
 	"github.com/bootsrv/bootsrv/pkg/nodeconfig"
 	"github.com/bootsrv/bootsrv/pkg/state"
-	"github.com/bootsrv/bootsrv/pkg/token"
 )
 
 // Certificates are renewed by bootsrv, not by the kubelet: the CA keys
@@ -28,27 +25,6 @@ import (
 // node's timer fetches its set from /certs with a token of its own and
 // installs it when it changed (nodeconfig's renewal unit).
 
-func renewPurpose(m model.Machine) string { return fmt.Sprintf("renew/%d", m.Generation) }
-
-// renewURL is the node's own /certs URL. Its token lives as long as the
-// cluster CA, derived (not random) so that kept configs stay valid; it
-// dies with the install (the generation is in its purpose) and works only
-// from the machine's address.
-func (s *Service) renewURL(m model.Machine, baseURL string, caPEM []byte) (string, error) {
-	key, err := s.key()
-	if err != nil {
-		return "", err
-	}
-	exp := s.now().Add(10 * 365 * 24 * time.Hour).Truncate(24 * time.Hour)
-	if b, _ := pem.Decode(caPEM); b != nil {
-		if ca, err := x509.ParseCertificate(b.Bytes); err == nil {
-			exp = ca.NotAfter.UTC().Truncate(time.Second)
-		}
-	}
-	tok := token.MintStable(key, m.MAC, renewPurpose(m), exp)
-	return fmt.Sprintf("%s/certs?mac=%s&token=%s", baseURL, m.MAC, tok), nil
-}
-
 // NodeCertificates serves a machine its current certificates, issuing a
 // new set first when it is due, as a tar of the files at their paths on
 // the node (keys 0600). The token must be the machine's renewal token,
@@ -56,22 +32,22 @@ func (s *Service) renewURL(m model.Machine, baseURL string, caPEM []byte) (strin
 // certificate the node holds: when it is the current one, nothing is sent
 // (nil, with no error), so keys cross the network only when they changed.
 func (s *Service) NodeCertificates(_ context.Context, req BootRequest, have string) ([]byte, error) {
-	m, err := s.tokenHolder(req, "certificates", renewPurpose)
+	m, err := s.tokenHolder(req, "certificates", assemble.RenewPurpose)
 	if err != nil {
 		return nil, err
 	}
 	mac := m.MAC
-	var in ignitionInputs
-	if err := s.st.View(func(tx state.Tx) (err error) { in, err = s.loadBootInputs(tx, mac); return }); err != nil {
+	var in assemble.Inputs
+	if err := s.st.View(func(tx state.Tx) (err error) { in, err = s.asm.LoadBoot(tx, mac); return }); err != nil {
 		return nil, fmt.Errorf("certificates for %s: %w", mac, err)
 	}
-	if in.m.Generation != m.Generation {
+	if in.Machine.Generation != m.Generation {
 		return nil, &fault.Error{Kind: fault.KindDenied, Msg: fmt.Sprintf("certificates token for %s refused: the machine was re-provisioned", mac)}
 	}
-	if !model.IsKubernetes(in.p) {
-		return nil, notKubernetes(in.m, in.p)
+	if !model.IsKubernetes(in.Profile) {
+		return nil, notKubernetes(in.Machine, in.Profile)
 	}
-	certs, cp, _, err := s.For(in.m, in.p, in.c, false)
+	certs, cp, _, err := s.For(in.Machine, in.Profile, in.Cluster, false)
 	if err != nil {
 		return nil, fmt.Errorf("certificates for %s: %w", mac, err)
 	}
@@ -80,7 +56,7 @@ func (s *Service) NodeCertificates(_ context.Context, req BootRequest, have stri
 			return nil, nil
 		}
 	}
-	ni := nodeconfig.Input{Machine: nodeconfig.Machine{Role: in.p.Role}, CA: cp.CA.CertPEM, EtcdCA: cp.EtcdCA.CertPEM,
+	ni := nodeconfig.Input{Machine: nodeconfig.Machine{Role: in.Profile.Role}, CA: cp.CA.CertPEM, EtcdCA: cp.EtcdCA.CertPEM,
 		FrontProxyCA: cp.FrontProxyCA.CertPEM, ServiceAccount: nodeconfig.KeyPair{Public: cp.SAPub, Private: cp.SAKey},
 		Certs: make(map[string]nodeconfig.CertKey, len(certs))}
 	for name, pair := range certs {
@@ -118,24 +94,24 @@ func notKubernetes(m model.Machine, p model.Profile) error {
 // their next check (within 12 hours), or at once with
 // `systemctl start bootsrv-renew-certs`. It returns the new certificates.
 func (s *Service) RenewCerts(ctx context.Context, macs []string) ([]nodecerts.CertInfo, error) {
-	var targets []ignitionInputs
+	var targets []assemble.Inputs
 	err := s.st.View(func(tx state.Tx) error {
 		if len(macs) == 0 {
 			return tx.AllCerts(func(mac string, _ []byte) error {
-				in, err := s.loadBootInputs(tx, mac)
-				if err == nil && model.IsKubernetes(in.p) {
+				in, err := s.asm.LoadBoot(tx, mac)
+				if err == nil && model.IsKubernetes(in.Profile) {
 					targets = append(targets, in)
 				}
 				return nil
 			})
 		}
 		for _, mac := range macs {
-			in, err := s.loadBootInputs(tx, mac)
+			in, err := s.asm.LoadBoot(tx, mac)
 			if err != nil {
 				return err
 			}
-			if !model.IsKubernetes(in.p) {
-				return notKubernetes(in.m, in.p)
+			if !model.IsKubernetes(in.Profile) {
+				return notKubernetes(in.Machine, in.Profile)
 			}
 			targets = append(targets, in)
 		}
@@ -148,11 +124,11 @@ func (s *Service) RenewCerts(ctx context.Context, macs []string) ([]nodecerts.Ce
 	for _, in := range targets {
 		// One transaction replaces the set (and forgets the kept config);
 		// the event follows.
-		if _, _, _, err := s.For(in.m, in.p, in.c, true); err != nil {
-			return nil, fmt.Errorf("renew certificates of %s: %w", in.m.MAC, err)
+		if _, _, _, err := s.For(in.Machine, in.Profile, in.Cluster, true); err != nil {
+			return nil, fmt.Errorf("renew certificates of %s: %w", in.Machine.MAC, err)
 		}
-		s.record(in.m.MAC, model.Event{Type: "certs", Detail: "operator asked to renew the certificates"})
-		renewed[in.m.MAC] = true
+		s.record(in.Machine.MAC, model.Event{Type: "certs", Detail: "operator asked to renew the certificates"})
+		renewed[in.Machine.MAC] = true
 	}
 	all, err := s.Certs(ctx)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bootsrv/bootsrv/pkg/assemble"
 	"github.com/bootsrv/bootsrv/pkg/inventory"
 	"github.com/bootsrv/bootsrv/pkg/journey"
 	"github.com/bootsrv/bootsrv/pkg/model"
@@ -28,7 +29,7 @@ type Service struct {
 	now func() time.Time
 	j   *journey.Journal
 
-	decoded  decodeCache
+	asm      *assemble.Assembler
 	boot     BootConfig
 	leases   LeaseView
 	keyMu    sync.Mutex
@@ -41,7 +42,10 @@ type Service struct {
 func NewService(st *state.DB, leases LeaseView) *Service {
 	now := func() time.Time { return time.Now().UTC() }
 	j := journey.New(st, now)
-	s := &Service{Inventory: inventory.New(st, j, now), Issuer: nodecerts.NewIssuer(st, now), st: st, now: now, j: j}
+	certs := nodecerts.NewIssuer(st, now)
+	s := &Service{Inventory: inventory.New(st, j, now), Issuer: certs, st: st, now: now, j: j}
+	s.asm = assemble.New(st, now, certs, s.key)
+	s.asm.ReportTTL = DefaultBootConfig.ReportTTL
 	if leases != nil && !isNilTable(leases) {
 		s.leases = leases
 	}

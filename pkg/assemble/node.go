@@ -1,4 +1,4 @@
-package profiles
+package assemble
 
 import (
 	"sort"
@@ -12,10 +12,10 @@ import (
 
 // masters lists every master machine (hostname and IP) through the
 // profile index: the cost is the number of masters, not of machines.
-func (s *Service) masters(tx state.Tx) ([]nodeconfig.Member, error) {
+func (a *Assembler) masters(tx state.Tx) ([]nodeconfig.Member, error) {
 	var roles []string
 	if err := tx.ProfilesRaw(func(name string, v []byte) error {
-		p, err := s.decoded.profile(name, v)
+		p, err := a.decoded.profile(name, v)
 		if err != nil {
 			return err
 		}
@@ -46,15 +46,15 @@ func (s *Service) masters(tx state.Tx) ([]nodeconfig.Member, error) {
 
 // nodeContent is what a machine's role adds to its Ignition: for master
 // and worker, everything that makes it a Kubernetes node.
-func (s *Service) nodeContent(in0 ignitionInputs, baseURL string) (render.Config, string, error) {
-	if !model.IsKubernetes(in0.p) {
+func (a *Assembler) nodeContent(in0 Inputs, baseURL string) (render.Config, string, error) {
+	if !model.IsKubernetes(in0.Profile) {
 		return render.Config{}, "", nil
 	}
-	in, id, err := s.nodeInput(in0, baseURL)
+	in, id, err := a.nodeInput(in0, baseURL)
 	if err != nil {
 		return render.Config{}, "", err
 	}
-	if in.RenewURL, err = s.renewURL(in0.m, baseURL, in.CA); err != nil {
+	if in.RenewURL, err = a.renewURL(in0.Machine, baseURL, in.CA); err != nil {
 		return render.Config{}, "", err
 	}
 	node, err := nodeconfig.Render(in)
@@ -78,9 +78,9 @@ func (s *Service) nodeContent(in0 ignitionInputs, baseURL string) (render.Config
 // nodeInput gathers what nodeconfig renders a Kubernetes node from,
 // issuing the machine's certificates when it has none (or they are due),
 // and names the certificate set it used.
-func (s *Service) nodeInput(in0 ignitionInputs, baseURL string) (nodeconfig.Input, string, error) {
-	m, p, c, ms := in0.m, in0.p, in0.c, in0.masters
-	certs, cp, id, err := s.For(m, p, c, false)
+func (a *Assembler) nodeInput(in0 Inputs, baseURL string) (nodeconfig.Input, string, error) {
+	m, p, c, ms := in0.Machine, in0.Profile, in0.Cluster, in0.masters
+	certs, cp, id, err := a.certs.For(m, p, c, false)
 	if err != nil {
 		return nodeconfig.Input{}, "", err
 	}

@@ -17,9 +17,9 @@ import (
 	"time"
 
 	"github.com/bootsrv/bootsrv/pkg/admin"
+	"github.com/bootsrv/bootsrv/pkg/core"
 	"github.com/bootsrv/bootsrv/pkg/fault"
 	"github.com/bootsrv/bootsrv/pkg/model"
-	"github.com/bootsrv/bootsrv/pkg/profiles"
 	"github.com/bootsrv/bootsrv/pkg/state"
 )
 
@@ -329,7 +329,7 @@ func openAPI(o *opts) (admin.API, func(), error) {
 		}
 		return nil, nil, err
 	}
-	return profiles.NewService(st, nil), func() { st.Close() }, nil
+	return core.NewService(st, nil), func() { st.Close() }, nil
 }
 
 func rootCommand() *command {

@@ -19,11 +19,12 @@ import (
 
 	"github.com/bootsrv/bootsrv/assets"
 	"github.com/bootsrv/bootsrv/pkg/admin"
+	"github.com/bootsrv/bootsrv/pkg/bootchain"
+	"github.com/bootsrv/bootsrv/pkg/core"
 	"github.com/bootsrv/bootsrv/pkg/dhcp"
 	"github.com/bootsrv/bootsrv/pkg/httpd"
 	"github.com/bootsrv/bootsrv/pkg/lease"
 	"github.com/bootsrv/bootsrv/pkg/metrics"
-	"github.com/bootsrv/bootsrv/pkg/profiles"
 	"github.com/bootsrv/bootsrv/pkg/state"
 	"github.com/bootsrv/bootsrv/pkg/tftp"
 )
@@ -69,7 +70,7 @@ Stops cleanly on SIGTERM or SIGINT, committing every queued event.`,
 			fs.StringVar(&o.serve.ipxeDir, "ipxe-dir", assets.DefaultIPXEDir, "where to find iPXE binaries a build without embedded ones serves")
 			fs.StringVar(&o.serve.tftpAddr, "tftp-addr", ":69", "TFTP listen address (\"\" turns TFTP off)")
 			fs.IntVar(&o.serve.tftpMaxBlksize, "tftp-max-blksize", 1468, "largest TFTP block size granted (512 for buggy ROMs)")
-			fs.DurationVar(&o.serve.tokenTTL, "token-ttl", profiles.DefaultBootConfig.TokenTTL, "how long a boot script's Ignition token is valid")
+			fs.DurationVar(&o.serve.tokenTTL, "token-ttl", bootchain.DefaultBootConfig.TokenTTL, "how long a boot script's Ignition token is valid")
 			fs.StringVar(&o.serve.tokenBind, "token-bind", "address", "address: a machine's boot script and tokens are only served to its own address (leased, else reserved); any: to any address (when another DHCP server hands out other addresses)")
 			fs.DurationVar(&o.serve.reportTimeout, "report-timeout", time.Hour, "mark a machine failed when it has not reported this long after fetching Ignition")
 		},
@@ -125,8 +126,8 @@ func runServe(ctx context.Context, c *cli, o *opts, args []string) error {
 			return err
 		}
 	}
-	svc := profiles.NewService(st, leases)
-	svc.Configure(profiles.BootConfig{TokenTTL: so.tokenTTL, BaseURL: baseURL, Version: versionString(),
+	svc := core.NewService(st, leases)
+	svc.Configure(bootchain.BootConfig{TokenTTL: so.tokenTTL, BaseURL: baseURL, Version: versionString(),
 		AnyAddress: so.tokenBind == "any", AssetsDir: so.assetsDir})
 	ds, err := dhcp.New(ctx, dcfg, svc, leases)
 	if err != nil {
@@ -241,7 +242,7 @@ func tftpResult(err error) string {
 }
 
 // sweepSilent marks machines that never reported after Ignition as failed.
-func sweepSilent(ctx context.Context, svc *profiles.Service, timeout time.Duration, log *slog.Logger) error {
+func sweepSilent(ctx context.Context, svc *core.Service, timeout time.Duration, log *slog.Logger) error {
 	every := min(timeout/4, 30*time.Second)
 	t := time.NewTicker(every)
 	defer t.Stop()

@@ -36,11 +36,12 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/bootsrv/bootsrv/pkg/bootchain"
+	"github.com/bootsrv/bootsrv/pkg/core"
 	"github.com/bootsrv/bootsrv/pkg/httpd"
 	"github.com/bootsrv/bootsrv/pkg/metrics"
 	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/noderun"
-	"github.com/bootsrv/bootsrv/pkg/profiles"
 	"github.com/bootsrv/bootsrv/pkg/state"
 )
 
@@ -265,9 +266,9 @@ func TestMasterControlPlaneRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	svc := profiles.NewService(st, nil)
+	svc := core.NewService(st, nil)
 	assetsDir := filepath.Join(dir, "assets")
-	cfg := profiles.DefaultBootConfig
+	cfg := bootchain.DefaultBootConfig
 	cfg.AssetsDir = assetsDir
 	svc.Configure(cfg)
 	read := func(n string) []byte {

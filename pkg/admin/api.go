@@ -7,18 +7,18 @@ package admin
 import (
 	"context"
 
+	"github.com/bootsrv/bootsrv/pkg/core"
 	"github.com/bootsrv/bootsrv/pkg/fault"
 	"github.com/bootsrv/bootsrv/pkg/inventory"
 	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/nodecerts"
-	"github.com/bootsrv/bootsrv/pkg/profiles"
 	"github.com/bootsrv/bootsrv/pkg/release"
 )
 
 // SocketName is the admin socket's name inside the data dir.
 const SocketName = "bootsrv.sock"
 
-// API is what the CLI can ask of bootsrv. *profiles.Service implements it
+// API is what the CLI can ask of bootsrv. *core.Service implements it
 // directly (no server running) and *Client over the socket.
 type API interface {
 	ClusterInit(ctx context.Context, c model.Cluster) (model.Cluster, error)
@@ -43,7 +43,7 @@ type API interface {
 }
 
 var (
-	_ API = (*profiles.Service)(nil)
+	_ API = (*core.Service)(nil)
 	_ API = (*Client)(nil)
 )
 

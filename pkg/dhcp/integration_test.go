@@ -16,9 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bootsrv/bootsrv/pkg/core"
 	"github.com/bootsrv/bootsrv/pkg/lease"
 	"github.com/bootsrv/bootsrv/pkg/model"
-	"github.com/bootsrv/bootsrv/pkg/profiles"
 	"github.com/bootsrv/bootsrv/pkg/state"
 )
 
@@ -67,7 +67,7 @@ func runHelper() int {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 2
 	}
-	svc := profiles.NewService(st, leases)
+	svc := core.NewService(st, leases)
 	mode, _ := ParseMode(os.Getenv("MODE"))
 	unknown, _ := ParseUnknown(os.Getenv("UNKNOWN"))
 	set := Settings{Mode: mode, Unknown: unknown, LeaseTime: time.Hour}
@@ -178,7 +178,7 @@ func newLabNet(t *testing.T, tag, net string, bits int) *lab {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	svc := profiles.NewService(st, nil)
+	svc := core.NewService(st, nil)
 	ctx := context.Background()
 	if _, err := svc.ClusterInit(ctx, model.Cluster{Name: "lab", APIServer: srvAddr,
 		Network: model.Network{Subnet: subnet.String(), Gateway: srvAddr, DNS: []string{srvAddr}}}); err != nil {
@@ -296,13 +296,13 @@ func (l *lab) udhcpc(args ...string) map[string]string {
 	return env
 }
 
-func (l *lab) withStore(fn func(svc *profiles.Service, st *state.DB)) {
+func (l *lab) withStore(fn func(svc *core.Service, st *state.DB)) {
 	st, err := state.Open(l.data, 2*time.Second)
 	if err != nil {
 		l.t.Fatal(err)
 	}
 	defer st.Close()
-	fn(profiles.NewService(st, nil), st)
+	fn(core.NewService(st, nil), st)
 }
 
 func TestIntegrationUdhcpc(t *testing.T) {
@@ -343,7 +343,7 @@ func TestIntegrationUdhcpc(t *testing.T) {
 		t.Fatalf("first pool client got %q", first)
 	}
 	l.stopServer()
-	l.withStore(func(svc *profiles.Service, st *state.DB) {
+	l.withStore(func(svc *core.Service, st *state.DB) {
 		m, err := svc.Machine(context.Background(), "02:00:00:00:00:a1")
 		if err != nil {
 			t.Fatalf("unknown client not recorded as discovered: %v", err)
@@ -442,7 +442,7 @@ exit 0
 	// RELEASE (dhclient -r) frees the lease; the running dhclient exits.
 	dh("-r")
 	l.stopServer()
-	l.withStore(func(svc *profiles.Service, st *state.DB) {
+	l.withStore(func(svc *core.Service, st *state.DB) {
 		le, err := lease.Open(st, time.Now)
 		if err != nil {
 			t.Fatal(err)
@@ -462,7 +462,7 @@ exit 0
 // It returns the number of leases and of ACKed machines.
 func (l *lab) checkLeasesDurable(pool lease.Pool) (leases, acked int) {
 	t := l.t
-	l.withStore(func(svc *profiles.Service, st *state.DB) {
+	l.withStore(func(svc *core.Service, st *state.DB) {
 		le, err := lease.Open(st, time.Now)
 		if err != nil {
 			t.Fatal(err)

@@ -9,9 +9,9 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
+	"github.com/bootsrv/bootsrv/pkg/core"
 	"github.com/bootsrv/bootsrv/pkg/lease"
 	"github.com/bootsrv/bootsrv/pkg/model"
-	"github.com/bootsrv/bootsrv/pkg/profiles"
 )
 
 // TestRecordEvents: an OFFER followed by its ACK is one event on the
@@ -21,7 +21,7 @@ import (
 func TestRecordEvents(t *testing.T) {
 	st := openStore(t, t.TempDir())
 	defer st.Close()
-	svc := profiles.NewService(st, nil)
+	svc := core.NewService(st, nil)
 	ctx := context.Background()
 	s, err := New(ctx, Config{Settings: *testSettings(ModeFull, UnknownDiscover)}, svc, nil)
 	if err != nil {
@@ -79,7 +79,7 @@ func TestRecordEvents(t *testing.T) {
 func TestServeOff(t *testing.T) {
 	st := openStore(t, t.TempDir())
 	defer st.Close()
-	svc := profiles.NewService(st, nil)
+	svc := core.NewService(st, nil)
 	for _, cfg := range []Config{{}, {Settings: Settings{Mode: ModeOff}, Interfaces: []string{"lo"}}} {
 		if cfg.Enabled() {
 			t.Fatalf("config %+v counts as enabled", cfg)

@@ -12,10 +12,11 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/bootsrv/bootsrv/pkg/bootchain"
+	"github.com/bootsrv/bootsrv/pkg/core"
 	"github.com/bootsrv/bootsrv/pkg/httpd"
 	"github.com/bootsrv/bootsrv/pkg/metrics"
 	"github.com/bootsrv/bootsrv/pkg/model"
-	"github.com/bootsrv/bootsrv/pkg/profiles"
 	"github.com/bootsrv/bootsrv/pkg/release/releasetest"
 	"github.com/bootsrv/bootsrv/pkg/state"
 )
@@ -39,7 +40,7 @@ func (d *discardWriter) reset() {
 
 // benchFleet is a server over n stored machines with the recorder
 // running, as under `bootsrv serve`.
-func benchFleet(b *testing.B, n int, role string) (http.Handler, *profiles.Service, []string) {
+func benchFleet(b *testing.B, n int, role string) (http.Handler, *core.Service, []string) {
 	b.Helper()
 	ctx := context.Background()
 	st, err := state.Open(b.TempDir(), 0)
@@ -47,10 +48,10 @@ func benchFleet(b *testing.B, n int, role string) (http.Handler, *profiles.Servi
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { st.Close() })
-	svc := profiles.NewService(st, nil)
+	svc := core.NewService(st, nil)
 	// Every request comes from one client address: bind no token to the
 	// machine's (what is measured is the render, not the address check).
-	svc.Configure(profiles.BootConfig{AnyAddress: true})
+	svc.Configure(bootchain.BootConfig{AnyAddress: true})
 	if _, err := svc.ClusterInit(ctx, model.Cluster{Name: "bench", APIServer: "10.100.1.1", Network: model.Network{Subnet: "10.100.0.0/16"}}); err != nil {
 		b.Fatal(err)
 	}
@@ -103,13 +104,13 @@ func benchRequests(b *testing.B, n int, ignition bool, role string, warm int) (h
 	reqs := make([]*http.Request, len(macs))
 	for i, mac := range macs {
 		if ignition && role != model.RoleCustom {
-			if _, err := svc.Render(context.Background(), profiles.RenderIgnition, mac, "http://10.100.0.1:8080"); err != nil {
+			if _, err := svc.Render(context.Background(), bootchain.RenderIgnition, mac, "http://10.100.0.1:8080"); err != nil {
 				b.Fatal(err)
 			}
 		}
 		target := "/ipxe?mac=" + mac
 		if ignition {
-			script, err := svc.Render(context.Background(), profiles.RenderIPXE, mac, "http://10.100.0.1:8080")
+			script, err := svc.Render(context.Background(), bootchain.RenderIPXE, mac, "http://10.100.0.1:8080")
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -21,10 +21,11 @@ import (
 	"github.com/coreos/ignition/v2/config/v3_4/types"
 	"github.com/vincent-petithory/dataurl"
 
+	"github.com/bootsrv/bootsrv/pkg/bootchain"
+	"github.com/bootsrv/bootsrv/pkg/core"
 	"github.com/bootsrv/bootsrv/pkg/httpd"
 	"github.com/bootsrv/bootsrv/pkg/metrics"
 	"github.com/bootsrv/bootsrv/pkg/model"
-	"github.com/bootsrv/bootsrv/pkg/profiles"
 	"github.com/bootsrv/bootsrv/pkg/release/releasetest"
 	"github.com/bootsrv/bootsrv/pkg/state"
 )
@@ -83,8 +84,8 @@ func (l leases) LeasedMAC(ip netip.Addr) (string, bool) {
 }
 
 type envOpts struct {
-	boot   profiles.BootConfig
-	leases profiles.LeaseView
+	boot   bootchain.BootConfig
+	leases bootchain.LeaseView
 	// bind keeps bootsrv's default: a machine's boot script and tokens only
 	// for its own address. Without it the env serves any address, since
 	// every test client comes from 127.0.0.1 (macA's reservation).
@@ -97,7 +98,7 @@ type envOpts struct {
 
 type testEnv struct {
 	t      testing.TB
-	svc    *profiles.Service
+	svc    *core.Service
 	st     *state.DB
 	srv    *httpd.Server
 	ts     *httptest.Server
@@ -118,7 +119,7 @@ func newEnv(t testing.TB, o envOpts) *testEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	svc := profiles.NewService(st, o.leases)
+	svc := core.NewService(st, o.leases)
 	if !o.bind {
 		o.boot.AnyAddress = true
 	}
@@ -273,7 +274,7 @@ var tokenRe = regexp.MustCompile(`/ignition\?mac=([0-9a-f:]+)&token=([A-Za-z0-9_
 // no address check), for tests that then ask from a chosen address.
 func (e *testEnv) previewToken(mac string) string {
 	e.t.Helper()
-	script, err := e.svc.Render(context.Background(), profiles.RenderIPXE, mac, e.ts.URL)
+	script, err := e.svc.Render(context.Background(), bootchain.RenderIPXE, mac, e.ts.URL)
 	if err != nil {
 		e.t.Fatalf("render ipxe %s: %v", mac, err)
 	}

@@ -11,11 +11,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bootsrv/bootsrv/pkg/bootchain"
 	"github.com/bootsrv/bootsrv/pkg/fault"
 	"github.com/bootsrv/bootsrv/pkg/httpd"
 	"github.com/bootsrv/bootsrv/pkg/metrics"
 	"github.com/bootsrv/bootsrv/pkg/model"
-	"github.com/bootsrv/bootsrv/pkg/profiles"
 )
 
 // fakeChain is a BootChain that answers what it is told and remembers
@@ -23,23 +23,23 @@ import (
 type fakeChain struct {
 	script string
 	err    error
-	got    []profiles.BootRequest
+	got    []bootchain.BootRequest
 	said   []string
 }
 
-func (f *fakeChain) IPXE(_ context.Context, req profiles.BootRequest, _ bool) (string, error) {
+func (f *fakeChain) IPXE(_ context.Context, req bootchain.BootRequest, _ bool) (string, error) {
 	f.got = append(f.got, req)
 	return f.script, f.err
 }
-func (f *fakeChain) Ignition(_ context.Context, req profiles.BootRequest) ([]byte, error) {
+func (f *fakeChain) Ignition(_ context.Context, req bootchain.BootRequest) ([]byte, error) {
 	f.got = append(f.got, req)
 	return []byte(`{"ignition":{"version":"3.4.0"}}`), f.err
 }
-func (f *fakeChain) NodeCertificates(_ context.Context, req profiles.BootRequest, _ string) ([]byte, error) {
+func (f *fakeChain) NodeCertificates(_ context.Context, req bootchain.BootRequest, _ string) ([]byte, error) {
 	f.got = append(f.got, req)
 	return nil, f.err
 }
-func (f *fakeChain) Report(_ context.Context, req profiles.BootRequest, state, detail string) (model.Machine, error) {
+func (f *fakeChain) Report(_ context.Context, req bootchain.BootRequest, state, detail string) (model.Machine, error) {
 	f.got = append(f.got, req)
 	f.said = append(f.said, state+":"+detail)
 	return model.Machine{MAC: req.MAC, State: model.StateProvisioned}, f.err

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"github.com/bootsrv/bootsrv/pkg/core"
 	"github.com/bootsrv/bootsrv/pkg/httpd"
 	"github.com/bootsrv/bootsrv/pkg/metrics"
-	"github.com/bootsrv/bootsrv/pkg/profiles"
 	"github.com/bootsrv/bootsrv/pkg/state"
 )
 
@@ -24,7 +24,7 @@ func TestFirstStage(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	svc := profiles.NewService(st, nil)
+	svc := core.NewService(st, nil)
 	first := fstest.MapFS{
 		"ipxe.efi":      {Data: []byte("EFI-BUILD-A")},
 		"undionly.kpxe": {Data: []byte("BIOS-BUILD1")}, // same size as ipxe.efi

@@ -23,10 +23,10 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/bootsrv/bootsrv/pkg/bootchain"
 	"github.com/bootsrv/bootsrv/pkg/fault/httpcode"
 	"github.com/bootsrv/bootsrv/pkg/metrics"
 	"github.com/bootsrv/bootsrv/pkg/model"
-	"github.com/bootsrv/bootsrv/pkg/profiles"
 	"github.com/bootsrv/bootsrv/pkg/render"
 )
 
@@ -62,17 +62,17 @@ type Server struct {
 
 // BootChain is what the HTTP door needs of the core: the boot script, the
 // Ignition config, certificates and reports of one machine, and a record
-// of what it fetched. *profiles.Service implements it; handlers are tested
+// of what it fetched. *bootchain.Chain (and so the core) implements it; handlers are tested
 // against fakes.
 type BootChain interface {
-	IPXE(ctx context.Context, req profiles.BootRequest, record bool) (string, error)
-	Ignition(ctx context.Context, req profiles.BootRequest) ([]byte, error)
-	NodeCertificates(ctx context.Context, req profiles.BootRequest, have string) ([]byte, error)
-	Report(ctx context.Context, req profiles.BootRequest, state, detail string) (model.Machine, error)
+	IPXE(ctx context.Context, req bootchain.BootRequest, record bool) (string, error)
+	Ignition(ctx context.Context, req bootchain.BootRequest) ([]byte, error)
+	NodeCertificates(ctx context.Context, req bootchain.BootRequest, have string) ([]byte, error)
+	Report(ctx context.Context, req bootchain.BootRequest, state, detail string) (model.Machine, error)
 	AssetFetched(ip netip.Addr, path string, status int)
 }
 
-var _ BootChain = (*profiles.Service)(nil)
+var _ BootChain = (*bootchain.Chain)(nil)
 
 // maxQuery bounds query strings: a MAC and a token need about 100 bytes.
 const maxQuery = 2048
@@ -235,7 +235,7 @@ func (s *Server) ipxe(w http.ResponseWriter, r *http.Request) int {
 		return http.StatusOK
 	}
 	start := time.Now()
-	script, err := s.svc.IPXE(r.Context(), profiles.BootRequest{MAC: mac, BaseURL: baseURL(r), RemoteIP: remoteIP(r)}, true)
+	script, err := s.svc.IPXE(r.Context(), bootchain.BootRequest{MAC: mac, BaseURL: baseURL(r), RemoteIP: remoteIP(r)}, true)
 	if err == nil {
 		s.render.Observe(time.Since(start).Seconds())
 	}
@@ -262,7 +262,7 @@ func (s *Server) ignition(w http.ResponseWriter, r *http.Request) int {
 		return http.StatusBadRequest
 	}
 	start := time.Now()
-	cfg, err := s.svc.Ignition(r.Context(), profiles.BootRequest{MAC: mac, Token: q.Get("token"), BaseURL: baseURL(r), RemoteIP: remoteIP(r), Stage: q.Get("stage")})
+	cfg, err := s.svc.Ignition(r.Context(), bootchain.BootRequest{MAC: mac, Token: q.Get("token"), BaseURL: baseURL(r), RemoteIP: remoteIP(r), Stage: q.Get("stage")})
 	if err == nil {
 		s.render.Observe(time.Since(start).Seconds())
 	}
@@ -300,7 +300,7 @@ func (s *Server) certs(w http.ResponseWriter, r *http.Request) int {
 		http.Error(w, "missing mac", http.StatusBadRequest)
 		return http.StatusBadRequest
 	}
-	b, err := s.svc.NodeCertificates(r.Context(), profiles.BootRequest{MAC: mac, Token: q.Get("token"), BaseURL: baseURL(r), RemoteIP: remoteIP(r)}, q.Get("have"))
+	b, err := s.svc.NodeCertificates(r.Context(), bootchain.BootRequest{MAC: mac, Token: q.Get("token"), BaseURL: baseURL(r), RemoteIP: remoteIP(r)}, q.Get("have"))
 	if err != nil {
 		return s.refuse(w, r, "certificates", "issue this machine's certificates", mac, err)
 	}
@@ -334,7 +334,7 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request) int {
 	if d := q.Get("detail"); d != "" && detail == "" {
 		detail = d
 	}
-	m, err := s.svc.Report(r.Context(), profiles.BootRequest{MAC: mac, Token: q.Get("token"), RemoteIP: remoteIP(r)}, state, detail)
+	m, err := s.svc.Report(r.Context(), bootchain.BootRequest{MAC: mac, Token: q.Get("token"), RemoteIP: remoteIP(r)}, state, detail)
 	if err != nil {
 		code := statusOf(err)
 		s.log.Warn("report refused", "mac", mac, "state", state, "from", r.RemoteAddr, "code", code, "reason", err)

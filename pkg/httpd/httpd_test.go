@@ -18,8 +18,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	prommodel "github.com/prometheus/common/model"
 
+	"github.com/bootsrv/bootsrv/pkg/bootchain"
 	"github.com/bootsrv/bootsrv/pkg/model"
-	"github.com/bootsrv/bootsrv/pkg/profiles"
 )
 
 func TestBootIPXE(t *testing.T) {
@@ -382,11 +382,11 @@ func TestIgnitionBadInput(t *testing.T) {
 // bugNoTokenEvent: Service.checkToken returns 403 for a missing token
 // before it records anything, though the issue wants "a wrong, expired or
 // missing token is 403 and an event".
-const bugNoTokenEvent = "a missing token is refused (403) but no denied event is recorded on the machine (profiles.Service.checkToken returns before recordIfKnown)"
+const bugNoTokenEvent = "a missing token is refused (403) but no denied event is recorded on the machine (core.Service.checkToken returns before recordIfKnown)"
 
 func TestIgnitionExpiredToken(t *testing.T) {
 	// A TTL of 1ns: every token is expired by the time it comes back.
-	e := newEnv(t, envOpts{boot: profiles.BootConfig{TokenTTL: time.Nanosecond}})
+	e := newEnv(t, envOpts{boot: bootchain.BootConfig{TokenTTL: time.Nanosecond}})
 	tok := e.ignitionToken(macA)
 	r := e.get("/ignition?mac=" + macA + "&token=" + tok)
 	if r.code != http.StatusForbidden || !strings.Contains(r.body, "expired") {

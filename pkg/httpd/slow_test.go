@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bootsrv/bootsrv/pkg/core"
 	"github.com/bootsrv/bootsrv/pkg/httpd"
 	"github.com/bootsrv/bootsrv/pkg/metrics"
-	"github.com/bootsrv/bootsrv/pkg/profiles"
 	"github.com/bootsrv/bootsrv/pkg/state"
 )
 
@@ -24,7 +24,7 @@ func TestSlowClientIsCutOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	svc := profiles.NewService(st, nil)
+	svc := core.NewService(st, nil)
 	srv, err := httpd.New(httpd.Config{Addr: "127.0.0.1:0", ReadHeaderTimeout: 300 * time.Millisecond},
 		svc, metrics.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {

@@ -212,7 +212,7 @@ func TestRenderPathsModesAndContents(t *testing.T) {
 						t.Errorf("kubeconfig %s is not 0600", p)
 					}
 				}
-				// What every profile gets is the caller's (pkg/profiles
+				// What every profile gets is the caller's (pkg/assemble
 				// writes it for every role); a second copy would be a
 				// duplicate path.
 				for _, p := range []string{"/etc/hostname", "/etc/bootsrv/report.env"} {
@@ -1455,7 +1455,7 @@ func TestRenderIsStable(t *testing.T) {
 }
 
 // What Render makes is a valid Ignition config once converted, as
-// pkg/profiles does: the binaries as fetched files with their hashes.
+// pkg/assemble does: the binaries as fetched files with their hashes.
 func TestNodeIsValidIgnition(t *testing.T) {
 	for _, role := range []string{RoleMaster, RoleWorker} {
 		t.Run(role, func(t *testing.T) {

@@ -93,7 +93,7 @@ func CertPath(name string) string { return SSLDir + "/" + name + ".pem" }
 func KeyPath(name string) string { return SSLDir + "/" + name + "-key.pem" }
 
 // NodeFacts are the facts about one machine that its certificates depend
-// on, as plain values so this package needs nothing from pkg/profiles.
+// on, as plain values so this package needs nothing from the core.
 type NodeFacts struct {
 	// Hostname is the node name: the kubelet's --hostname-override and the
 	// CN of its cert. Lower case (see checkNodeName).

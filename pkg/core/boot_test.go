@@ -1,4 +1,4 @@
-package profiles_test
+package core_test
 
 import (
 	"bytes"
@@ -14,10 +14,11 @@ import (
 	ign "github.com/coreos/ignition/v2/config/v3_4"
 	"github.com/vincent-petithory/dataurl"
 
+	"github.com/bootsrv/bootsrv/pkg/bootchain"
+	"github.com/bootsrv/bootsrv/pkg/core"
 	"github.com/bootsrv/bootsrv/pkg/fault"
 	"github.com/bootsrv/bootsrv/pkg/fault/httpcode"
 	"github.com/bootsrv/bootsrv/pkg/model"
-	"github.com/bootsrv/bootsrv/pkg/profiles"
 	"github.com/bootsrv/bootsrv/pkg/state"
 )
 
@@ -25,7 +26,7 @@ const bootMAC = "52:54:00:aa:00:01"
 
 // newBootService is a service over bbolt in a temp dir with one machine
 // (bootMAC, 10.9.0.21) on a plain profile (live: the default).
-func newBootService(t *testing.T, cfg profiles.BootConfig) *profiles.Service {
+func newBootService(t *testing.T, cfg bootchain.BootConfig) *core.Service {
 	t.Helper()
 	return newBootServiceOn(t, cfg, model.Profile{Name: "plain", Role: model.RoleCustom, Kernel: "/assets/k", Initrds: []string{"/assets/i"}})
 }
@@ -35,14 +36,14 @@ var diskProfile = model.Profile{Name: "disk", Role: model.RoleCustom, OS: model.
 	Kernel: "/assets/k", Initrds: []string{"/assets/i"}}
 
 // newBootServiceOn is newBootService with bootMAC on profile p.
-func newBootServiceOn(t *testing.T, cfg profiles.BootConfig, p model.Profile) *profiles.Service {
+func newBootServiceOn(t *testing.T, cfg bootchain.BootConfig, p model.Profile) *core.Service {
 	t.Helper()
 	st, err := state.Open(t.TempDir(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	s := profiles.NewService(st, nil)
+	s := core.NewService(st, nil)
 	s.Configure(cfg)
 	ctx := context.Background()
 	if _, err := s.ClusterInit(ctx, model.Cluster{Name: "lab", APIServer: "10.9.0.10"}); err != nil {
@@ -61,7 +62,7 @@ var reportTokRe = regexp.MustCompile(`report\?mac=[0-9a-f:]+&token=([A-Za-z0-9_-
 
 // reportToken renders the machine's Ignition and returns the report token
 // in its report.env.
-func reportToken(t *testing.T, s *profiles.Service) string {
+func reportToken(t *testing.T, s *core.Service) string {
 	t.Helper()
 	out, err := s.RenderIgnition(context.Background(), bootMAC, "http://10.9.0.1:8080")
 	if err != nil {
@@ -86,15 +87,15 @@ func reportToken(t *testing.T, s *profiles.Service) string {
 	return ""
 }
 
-func provision(t *testing.T, s *profiles.Service) {
+func provision(t *testing.T, s *core.Service) {
 	t.Helper()
-	m, err := s.Report(context.Background(), profiles.BootRequest{MAC: bootMAC, Token: reportToken(t, s)}, model.ReportBooted, "")
+	m, err := s.Report(context.Background(), bootchain.BootRequest{MAC: bootMAC, Token: reportToken(t, s)}, model.ReportBooted, "")
 	if err != nil || m.State != model.StateProvisioned {
 		t.Fatalf("report booted: %v, state %q", err, m.State)
 	}
 }
 
-func machineState(t *testing.T, s *profiles.Service) string {
+func machineState(t *testing.T, s *core.Service) string {
 	t.Helper()
 	m, err := s.Machine(context.Background(), bootMAC)
 	if err != nil {
@@ -113,18 +114,18 @@ func TestProvisionedStaysProvisioned(t *testing.T) {
 	ip := netip.MustParseAddr("10.9.0.21")
 	cases := []struct {
 		name string
-		step func(s *profiles.Service)
+		step func(s *core.Service)
 		bug  string
 	}{
-		{"local boot itself", func(s *profiles.Service) {
-			if _, err := s.IPXE(context.Background(), profiles.BootRequest{MAC: bootMAC, BaseURL: "http://x"}, true); err != nil {
+		{"local boot itself", func(s *core.Service) {
+			if _, err := s.IPXE(context.Background(), bootchain.BootRequest{MAC: bootMAC, BaseURL: "http://x"}, true); err != nil {
 				t.Fatal(err)
 			}
 		}, ""},
-		{"TFTP fetch of the first stage", func(s *profiles.Service) {
+		{"TFTP fetch of the first stage", func(s *core.Service) {
 			s.FirstStageFetched(ip, "undionly.kpxe", 70000, nil)
 		}, "FirstStageFetched records a \"pxe\" event, appendEvent moves the provisioned machine to state pxe, and its next /ipxe is the install script: a network-first machine reinstalls on every reboot"},
-		{"an asset fetch", func(s *profiles.Service) {
+		{"an asset fetch", func(s *core.Service) {
 			s.AssetFetched(ip, "/assets/k", 200)
 		}, "AssetFetched records a \"kernel\" event that moves a provisioned machine back to state kernel; its next /ipxe installs again"},
 	}
@@ -133,9 +134,9 @@ func TestProvisionedStaysProvisioned(t *testing.T) {
 			mode := map[bool]string{true: "disk", false: "live"}[disk]
 			t.Run(c.name+"/"+mode, func(t *testing.T) {
 				for _, rec := range []bool{false, true} {
-					s := newBootService(t, profiles.BootConfig{})
+					s := newBootService(t, bootchain.BootConfig{})
 					if disk {
-						s = newBootServiceOn(t, profiles.BootConfig{}, diskProfile)
+						s = newBootServiceOn(t, bootchain.BootConfig{}, diskProfile)
 					}
 					if rec {
 						s.StartRecorder(nil)
@@ -144,7 +145,7 @@ func TestProvisionedStaysProvisioned(t *testing.T) {
 					provision(t, s)
 					c.step(s)
 					_ = machineState(t, s) // a read through the journal: the step's events are in
-					script, err := s.IPXE(context.Background(), profiles.BootRequest{MAC: bootMAC, BaseURL: "http://x"}, false)
+					script, err := s.IPXE(context.Background(), bootchain.BootRequest{MAC: bootMAC, BaseURL: "http://x"}, false)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -173,7 +174,7 @@ func TestProvisionedStaysProvisioned(t *testing.T) {
 // that writes what bootsrv generates for every machine, up front, instead
 // of storing it and failing every /ignition later.
 func TestAddProfileRefusesClashingSnippet(t *testing.T) {
-	s := newBootService(t, profiles.BootConfig{})
+	s := newBootService(t, bootchain.BootConfig{})
 	cases := []struct{ name, snippet, want string }{
 		{"/etc/hostname", `{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/hostname","contents":{"source":"data:,x"}}]}}`, "/etc/hostname"},
 		{"report.env", `{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"` + model.ReportEnvPath + `"}]}}`, model.ReportEnvPath},
@@ -197,9 +198,9 @@ func TestAddProfileRefusesClashingSnippet(t *testing.T) {
 // may take far longer than the Ignition token's TTL. Installed to disk,
 // the machine reports its first boot once.
 func TestReportTokenOutlivesIgnitionToken(t *testing.T) {
-	s := newBootServiceOn(t, profiles.BootConfig{TokenTTL: time.Nanosecond}, diskProfile)
+	s := newBootServiceOn(t, bootchain.BootConfig{TokenTTL: time.Nanosecond}, diskProfile)
 	ctx := context.Background()
-	script, err := s.IPXE(ctx, profiles.BootRequest{MAC: bootMAC, BaseURL: "http://10.9.0.1:8080"}, true)
+	script, err := s.IPXE(ctx, bootchain.BootRequest{MAC: bootMAC, BaseURL: "http://10.9.0.1:8080"}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,17 +208,17 @@ func TestReportTokenOutlivesIgnitionToken(t *testing.T) {
 	if m == nil {
 		t.Fatalf("no token:\n%s", script)
 	}
-	if _, err := s.Ignition(ctx, profiles.BootRequest{MAC: bootMAC, Token: m[1]}); fault.KindOf(err) != fault.KindDenied {
+	if _, err := s.Ignition(ctx, bootchain.BootRequest{MAC: bootMAC, Token: m[1]}); fault.KindOf(err) != fault.KindDenied {
 		t.Fatalf("expired Ignition token: %v", err)
 	}
 	provision(t, s) // with the report token, whose TTL is a week
-	if _, err := s.Report(ctx, profiles.BootRequest{MAC: bootMAC, Token: reportToken(t, s)}, model.ReportBooted, ""); fault.KindOf(err) != fault.KindDenied {
+	if _, err := s.Report(ctx, bootchain.BootRequest{MAC: bootMAC, Token: reportToken(t, s)}, model.ReportBooted, ""); fault.KindOf(err) != fault.KindDenied {
 		t.Errorf("report after provisioned: %v, want denied", err)
 	}
 }
 
 func TestRender(t *testing.T) {
-	s := newBootService(t, profiles.BootConfig{BaseURL: "http://10.9.0.1:8080"})
+	s := newBootService(t, bootchain.BootConfig{BaseURL: "http://10.9.0.1:8080"})
 	ctx := context.Background()
 	before, err := s.MachineEvents(ctx, bootMAC)
 	if err != nil {
@@ -229,12 +230,12 @@ func TestRender(t *testing.T) {
 		subs      []string
 		kindErr   fault.Kind
 	}{
-		{kind: profiles.RenderIPXE, mac: bootMAC, subs: []string{"kernel http://10.9.0.1:8080/assets/k ", "ignition.config.url=http://10.9.0.1:8080/ignition?mac=" + bootMAC + "&token="}},
-		{kind: profiles.RenderIPXE, mac: "52-54-00-AA-00-01", base: "http://192.0.2.1:80/", subs: []string{"kernel http://192.0.2.1:80/assets/k "}},
-		{kind: profiles.RenderIgnition, mac: bootMAC, subs: []string{`"version":"3.4.0"`, "/etc/hostname"}},
+		{kind: bootchain.RenderIPXE, mac: bootMAC, subs: []string{"kernel http://10.9.0.1:8080/assets/k ", "ignition.config.url=http://10.9.0.1:8080/ignition?mac=" + bootMAC + "&token="}},
+		{kind: bootchain.RenderIPXE, mac: "52-54-00-AA-00-01", base: "http://192.0.2.1:80/", subs: []string{"kernel http://192.0.2.1:80/assets/k "}},
+		{kind: bootchain.RenderIgnition, mac: bootMAC, subs: []string{`"version":"3.4.0"`, "/etc/hostname"}},
 		{kind: "grub", mac: bootMAC, kindErr: fault.KindInvalid},
-		{kind: profiles.RenderIPXE, mac: "nope", kindErr: fault.KindInvalid},
-		{kind: profiles.RenderIgnition, mac: "52:54:00:aa:00:99", kindErr: fault.KindNotFound},
+		{kind: bootchain.RenderIPXE, mac: "nope", kindErr: fault.KindInvalid},
+		{kind: bootchain.RenderIgnition, mac: "52:54:00:aa:00:99", kindErr: fault.KindNotFound},
 	}
 	for _, c := range cases {
 		out, err := s.Render(ctx, c.kind, c.mac, c.base)
@@ -252,18 +253,18 @@ func TestRender(t *testing.T) {
 				t.Errorf("render %s %s lacks %q:\n%s", c.kind, c.mac, sub, out)
 			}
 		}
-		if c.kind == profiles.RenderIgnition {
+		if c.kind == bootchain.RenderIgnition {
 			if _, rpt, err := ign.Parse([]byte(out)); err != nil || len(rpt.Entries) != 0 {
 				t.Errorf("rendered ignition: %v %s", err, rpt)
 			}
 		}
-		if c.kind == profiles.RenderIPXE {
+		if c.kind == bootchain.RenderIPXE {
 			// Its token is a real one: the preview is what the machine gets.
 			tok := regexp.MustCompile(`token=([A-Za-z0-9_-]+)`).FindStringSubmatch(out)
 			if tok == nil {
 				t.Fatalf("no token in preview")
 			}
-			if _, err := s.Ignition(ctx, profiles.BootRequest{MAC: bootMAC, Token: tok[1]}); err != nil {
+			if _, err := s.Ignition(ctx, bootchain.BootRequest{MAC: bootMAC, Token: tok[1]}); err != nil {
 				t.Errorf("token of the preview: %v", err)
 			}
 			u, _ := url.Parse(strings.Fields(strings.SplitN(out, "ignition.config.url=", 2)[1])[0])
@@ -284,12 +285,12 @@ func TestRender(t *testing.T) {
 // TestBootEventsBounded: a machine that boots in a loop keeps only the last
 // MaxEvents events, and its state still follows.
 func TestBootEventsBounded(t *testing.T) {
-	s := newBootService(t, profiles.BootConfig{})
+	s := newBootService(t, bootchain.BootConfig{})
 	s.StartRecorder(nil)
 	t.Cleanup(s.Close)
 	ctx := context.Background()
 	for range model.MaxEvents + 25 {
-		if _, err := s.IPXE(ctx, profiles.BootRequest{MAC: bootMAC, BaseURL: "http://x"}, true); err != nil {
+		if _, err := s.IPXE(ctx, bootchain.BootRequest{MAC: bootMAC, BaseURL: "http://x"}, true); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -315,16 +316,16 @@ func TestBootEventsBounded(t *testing.T) {
 // its next Ignition fetch restarts the report timeout. Otherwise
 // FailSilent measures from the first attempt and fails the retry early.
 func TestRetryStartsNewRun(t *testing.T) {
-	s := newBootService(t, profiles.BootConfig{})
+	s := newBootService(t, bootchain.BootConfig{})
 	ctx := context.Background()
 	fetch := func() time.Time {
 		t.Helper()
-		script, err := s.IPXE(ctx, profiles.BootRequest{MAC: bootMAC, BaseURL: "http://x"}, true)
+		script, err := s.IPXE(ctx, bootchain.BootRequest{MAC: bootMAC, BaseURL: "http://x"}, true)
 		if err != nil {
 			t.Fatal(err)
 		}
 		tok := regexp.MustCompile(`token=([A-Za-z0-9_-]+)`).FindStringSubmatch(script)[1]
-		if _, err := s.Ignition(ctx, profiles.BootRequest{MAC: bootMAC, Token: tok, BaseURL: "http://x"}); err != nil {
+		if _, err := s.Ignition(ctx, bootchain.BootRequest{MAC: bootMAC, Token: tok, BaseURL: "http://x"}); err != nil {
 			t.Fatal(err)
 		}
 		m, err := s.Machine(ctx, bootMAC)
@@ -337,7 +338,7 @@ func TestRetryStartsNewRun(t *testing.T) {
 		return m.StateAt
 	}
 	first := fetch()
-	if _, err := s.IPXE(ctx, profiles.BootRequest{MAC: bootMAC, BaseURL: "http://x"}, true); err != nil {
+	if _, err := s.IPXE(ctx, bootchain.BootRequest{MAC: bootMAC, BaseURL: "http://x"}, true); err != nil {
 		t.Fatal(err)
 	}
 	afterScript := machineState(t, s)
@@ -357,9 +358,9 @@ func TestRetryStartsNewRun(t *testing.T) {
 // bootIgnTokRe finds the Ignition token of a boot script.
 var bootIgnTokRe = regexp.MustCompile(`/ignition\?mac=[0-9a-f:]+&token=([A-Za-z0-9_-]+)`)
 
-func bootScript(t *testing.T, s *profiles.Service) (script, tok string) {
+func bootScript(t *testing.T, s *core.Service) (script, tok string) {
 	t.Helper()
-	script, err := s.IPXE(context.Background(), profiles.BootRequest{MAC: bootMAC, BaseURL: "http://10.9.0.1:8080"}, true)
+	script, err := s.IPXE(context.Background(), bootchain.BootRequest{MAC: bootMAC, BaseURL: "http://10.9.0.1:8080"}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,16 +370,16 @@ func bootScript(t *testing.T, s *profiles.Service) (script, tok string) {
 	return script, tok
 }
 
-func report(t *testing.T, s *profiles.Service, state string) (model.Machine, error) {
+func report(t *testing.T, s *core.Service, state string) (model.Machine, error) {
 	t.Helper()
-	return s.Report(context.Background(), profiles.BootRequest{MAC: bootMAC, Token: reportToken(t, s)}, state, "")
+	return s.Report(context.Background(), bootchain.BootRequest{MAC: bootMAC, Token: reportToken(t, s)}, state, "")
 }
 
 // TestLiveNetbootsAgain: a live machine (the default) has nothing on disk:
 // provisioned, it gets its boot script and config again on every netboot,
 // never the local-boot script, and reports "booted" each time.
 func TestLiveNetbootsAgain(t *testing.T) {
-	s := newBootService(t, profiles.BootConfig{})
+	s := newBootService(t, bootchain.BootConfig{})
 	ctx := context.Background()
 	p, err := s.Profile(ctx, "plain")
 	if err != nil || p.Install != model.InstallLive {
@@ -390,7 +391,7 @@ func TestLiveNetbootsAgain(t *testing.T) {
 		if strings.Contains(script, "local disk") || tok == "" || !strings.Contains(script, "kernel http://10.9.0.1:8080/assets/k ") {
 			t.Fatalf("boot %d of a provisioned live machine:\n%s", boot, script)
 		}
-		cfg, err := s.Ignition(ctx, profiles.BootRequest{MAC: bootMAC, Token: tok, BaseURL: "http://10.9.0.1:8080"})
+		cfg, err := s.Ignition(ctx, bootchain.BootRequest{MAC: bootMAC, Token: tok, BaseURL: "http://10.9.0.1:8080"})
 		if err != nil {
 			t.Fatalf("boot %d: ignition: %v", boot, err)
 		}
@@ -434,14 +435,14 @@ func TestFlatcarDiskInstall(t *testing.T) {
 			want = "/dev/sda"
 		}
 		t.Run(want, func(t *testing.T) {
-			s := newBootServiceOn(t, profiles.BootConfig{}, p)
+			s := newBootServiceOn(t, bootchain.BootConfig{}, p)
 			ctx := context.Background()
 			const base = "http://10.9.0.1:8080"
 			script, tok := bootScript(t, s)
 			if tok == "" || !strings.Contains(script, "flatcar.first_boot=1") || !strings.Contains(script, "ignition.config.url="+base+"/ignition?mac="+bootMAC+"&token="+tok+" ") {
 				t.Fatalf("boot script of a Flatcar disk install:\n%s", script)
 			}
-			raw, err := s.Ignition(ctx, profiles.BootRequest{MAC: bootMAC, Token: tok, BaseURL: base})
+			raw, err := s.Ignition(ctx, bootchain.BootRequest{MAC: bootMAC, Token: tok, BaseURL: base})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -490,7 +491,7 @@ func TestFlatcarDiskInstall(t *testing.T) {
 				t.Fatal(err)
 			}
 			q := u.Query()
-			cfg, err := s.Ignition(ctx, profiles.BootRequest{MAC: q.Get("mac"), Token: q.Get("token"), BaseURL: base, Stage: q.Get("stage")})
+			cfg, err := s.Ignition(ctx, bootchain.BootRequest{MAC: q.Get("mac"), Token: q.Get("token"), BaseURL: base, Stage: q.Get("stage")})
 			if err != nil {
 				t.Fatalf("final config: %v", err)
 			}
@@ -541,7 +542,7 @@ func TestFlatcarDiskInstall(t *testing.T) {
 func TestFCOSDiskInstallArgs(t *testing.T) {
 	p := diskProfile
 	p.OS = model.OSFCOS
-	s := newBootServiceOn(t, profiles.BootConfig{}, p)
+	s := newBootServiceOn(t, bootchain.BootConfig{}, p)
 	ctx := context.Background()
 	const base = "http://10.9.0.1:8080"
 	script, tok := bootScript(t, s)
@@ -550,7 +551,7 @@ func TestFCOSDiskInstallArgs(t *testing.T) {
 	if tok == "" || !strings.Contains(script, "coreos.inst.install_dev=/dev/sda ") || !strings.Contains(script, final) || !strings.Contains(script, live) {
 		t.Fatalf("FCOS disk boot script, want coreos.inst.install_dev=/dev/sda, %s and %s:\n%s", final, live, script)
 	}
-	inst, err := s.Ignition(ctx, profiles.BootRequest{MAC: bootMAC, Token: tok, BaseURL: base})
+	inst, err := s.Ignition(ctx, bootchain.BootRequest{MAC: bootMAC, Token: tok, BaseURL: base})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -564,7 +565,7 @@ func TestFCOSDiskInstallArgs(t *testing.T) {
 	if script, _ := bootScript(t, s); !strings.Contains(script, "local disk") {
 		t.Errorf("an installed FCOS machine's next netboot is not sent to its disk (a reinstall loop):\n%s", script)
 	}
-	cfg, err := s.Ignition(ctx, profiles.BootRequest{MAC: bootMAC, Token: tok, BaseURL: base, Stage: model.StageFinal})
+	cfg, err := s.Ignition(ctx, bootchain.BootRequest{MAC: bootMAC, Token: tok, BaseURL: base, Stage: model.StageFinal})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -582,11 +583,11 @@ func TestFCOSDiskInstallArgs(t *testing.T) {
 // TestIgnitionBadStage: the only stage is final; anything else is the
 // caller's error, and nothing is served or recorded as fetched.
 func TestIgnitionBadStage(t *testing.T) {
-	s := newBootServiceOn(t, profiles.BootConfig{}, diskProfile)
+	s := newBootServiceOn(t, bootchain.BootConfig{}, diskProfile)
 	ctx := context.Background()
 	_, tok := bootScript(t, s)
 	for _, stage := range []string{"install", "FINAL", "final "} {
-		_, err := s.Ignition(ctx, profiles.BootRequest{MAC: bootMAC, Token: tok, BaseURL: "http://x", Stage: stage})
+		_, err := s.Ignition(ctx, bootchain.BootRequest{MAC: bootMAC, Token: tok, BaseURL: "http://x", Stage: stage})
 		if fault.KindOf(err) != fault.KindInvalid || !strings.Contains(err.Error(), "final") {
 			t.Errorf("stage %q: %v (kind %q), want invalid naming the stage final", stage, err, fault.KindOf(err))
 		}
@@ -605,10 +606,10 @@ func TestIgnitionBadStage(t *testing.T) {
 func TestFailSilentInstalled(t *testing.T) {
 	p := diskProfile
 	p.OS = model.OSFCOS
-	s := newBootServiceOn(t, profiles.BootConfig{}, p)
+	s := newBootServiceOn(t, bootchain.BootConfig{}, p)
 	ctx := context.Background()
 	_, tok := bootScript(t, s)
-	if _, err := s.Ignition(ctx, profiles.BootRequest{MAC: bootMAC, Token: tok, BaseURL: "http://10.9.0.1:8080"}); err != nil {
+	if _, err := s.Ignition(ctx, bootchain.BootRequest{MAC: bootMAC, Token: tok, BaseURL: "http://10.9.0.1:8080"}); err != nil {
 		t.Fatal(err)
 	}
 	if m, err := report(t, s, model.ReportInstalled); err != nil || m.State != model.StateInstalled {

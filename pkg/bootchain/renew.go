@@ -1,4 +1,4 @@
-package profiles
+package bootchain
 
 import (
 	"archive/tar"
@@ -31,7 +31,7 @@ import (
 // used from its own address. have is the sha256 (hex) of the kubelet
 // certificate the node holds: when it is the current one, nothing is sent
 // (nil, with no error), so keys cross the network only when they changed.
-func (s *Service) NodeCertificates(_ context.Context, req BootRequest, have string) ([]byte, error) {
+func (s *Chain) NodeCertificates(_ context.Context, req BootRequest, have string) ([]byte, error) {
 	m, err := s.tokenHolder(req, "certificates", assemble.RenewPurpose)
 	if err != nil {
 		return nil, err
@@ -47,7 +47,7 @@ func (s *Service) NodeCertificates(_ context.Context, req BootRequest, have stri
 	if !model.IsKubernetes(in.Profile) {
 		return nil, notKubernetes(in.Machine, in.Profile)
 	}
-	certs, cp, _, err := s.For(in.Machine, in.Profile, in.Cluster, false)
+	certs, cp, _, err := s.certs.For(in.Machine, in.Profile, in.Cluster, false)
 	if err != nil {
 		return nil, fmt.Errorf("certificates for %s: %w", mac, err)
 	}
@@ -93,7 +93,7 @@ func notKubernetes(m model.Machine, p model.Profile) error {
 // Kubernetes machine when macs is empty); their nodes install them at
 // their next check (within 12 hours), or at once with
 // `systemctl start bootsrv-renew-certs`. It returns the new certificates.
-func (s *Service) RenewCerts(ctx context.Context, macs []string) ([]nodecerts.CertInfo, error) {
+func (s *Chain) RenewCerts(ctx context.Context, macs []string) ([]nodecerts.CertInfo, error) {
 	var targets []assemble.Inputs
 	err := s.st.View(func(tx state.Tx) error {
 		if len(macs) == 0 {
@@ -124,13 +124,13 @@ func (s *Service) RenewCerts(ctx context.Context, macs []string) ([]nodecerts.Ce
 	for _, in := range targets {
 		// One transaction replaces the set (and forgets the kept config);
 		// the event follows.
-		if _, _, _, err := s.For(in.Machine, in.Profile, in.Cluster, true); err != nil {
+		if _, _, _, err := s.certs.For(in.Machine, in.Profile, in.Cluster, true); err != nil {
 			return nil, fmt.Errorf("renew certificates of %s: %w", in.Machine.MAC, err)
 		}
 		s.record(in.Machine.MAC, model.Event{Type: "certs", Detail: "operator asked to renew the certificates"})
 		renewed[in.Machine.MAC] = true
 	}
-	all, err := s.Certs(ctx)
+	all, err := s.certs.Certs(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package profiles_test
+package core_test
 
 import (
 	"context"
@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bootsrv/bootsrv/pkg/bootchain"
+	"github.com/bootsrv/bootsrv/pkg/core"
 	"github.com/bootsrv/bootsrv/pkg/fault"
 	"github.com/bootsrv/bootsrv/pkg/nodeconfig"
-	"github.com/bootsrv/bootsrv/pkg/profiles"
 	"github.com/bootsrv/bootsrv/pkg/release"
 	"github.com/bootsrv/bootsrv/pkg/release/releasetest"
 	"github.com/bootsrv/bootsrv/pkg/state"
@@ -25,9 +26,9 @@ func TestImportIntoServedDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	s := profiles.NewService(st, nil)
+	s := core.NewService(st, nil)
 	served, other := t.TempDir(), t.TempDir()
-	cfg := profiles.DefaultBootConfig
+	cfg := bootchain.DefaultBootConfig
 	cfg.AssetsDir = served
 	s.Configure(cfg)
 	ctx := context.Background()

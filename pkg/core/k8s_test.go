@@ -1,4 +1,4 @@
-package profiles_test
+package core_test
 
 // Issue 6's acceptance on what the core service really serves, as issue 10
 // changed it: a cluster loaded from examples/cluster (and a three-master
@@ -50,12 +50,12 @@ import (
 	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/bootsrv/bootsrv/pkg/core"
 	"github.com/bootsrv/bootsrv/pkg/fault"
 	"github.com/bootsrv/bootsrv/pkg/inventory"
 	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/nodeconfig"
 	"github.com/bootsrv/bootsrv/pkg/pki"
-	"github.com/bootsrv/bootsrv/pkg/profiles"
 	"github.com/bootsrv/bootsrv/pkg/release"
 	"github.com/bootsrv/bootsrv/pkg/release/releasetest"
 	"github.com/bootsrv/bootsrv/pkg/state"
@@ -98,18 +98,18 @@ var k8sExtraMachines = []model.Machine{
 
 // k8sAssets maps a lab's service to the assets dir its releases were
 // imported into.
-var k8sAssets sync.Map // *profiles.Service -> string
+var k8sAssets sync.Map // *core.Service -> string
 
 // k8sLab is a service over a real bbolt store loaded with
 // examples/cluster (cluster, profiles, machines) plus extra machines, its
 // release catalog seeded with releasetest's stand-ins.
-func k8sLab(tb testing.TB, extra ...model.Machine) *profiles.Service {
+func k8sLab(tb testing.TB, extra ...model.Machine) *core.Service {
 	tb.Helper()
 	return k8sLabWith(tb, nil, extra...)
 }
 
 // k8sLabWith is k8sLab with the example cluster changed by edit first.
-func k8sLabWith(tb testing.TB, edit func(*model.Cluster), extra ...model.Machine) *profiles.Service {
+func k8sLabWith(tb testing.TB, edit func(*model.Cluster), extra ...model.Machine) *core.Service {
 	tb.Helper()
 	s := k8sLabBare(tb, edit, extra...)
 	k8sImport(tb, s, releasetest.Write(tb, tb.TempDir(), releasetest.Default))
@@ -118,7 +118,7 @@ func k8sLabWith(tb testing.TB, edit func(*model.Cluster), extra ...model.Machine
 
 // k8sImport imports the release tree src into the lab's assets dir (a
 // new one the first time).
-func k8sImport(tb testing.TB, s *profiles.Service, src string) inventory.ImportResult {
+func k8sImport(tb testing.TB, s *core.Service, src string) inventory.ImportResult {
 	tb.Helper()
 	dir, _ := k8sAssets.LoadOrStore(s, tb.TempDir())
 	res, err := s.ImportReleases(context.Background(), src, dir.(string))
@@ -129,14 +129,14 @@ func k8sImport(tb testing.TB, s *profiles.Service, src string) inventory.ImportR
 }
 
 // k8sLabBare is k8sLabWith with nothing imported.
-func k8sLabBare(tb testing.TB, edit func(*model.Cluster), extra ...model.Machine) *profiles.Service {
+func k8sLabBare(tb testing.TB, edit func(*model.Cluster), extra ...model.Machine) *core.Service {
 	tb.Helper()
 	st, err := state.Open(tb.TempDir(), time.Second)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { st.Close() })
-	s := profiles.NewService(st, nil)
+	s := core.NewService(st, nil)
 	tb.Cleanup(func() { k8sAssets.Delete(s) })
 	ctx := context.Background()
 	c, err := model.ParseClusterFile("cluster.yaml", k8sExample(tb, "cluster.yaml"))
@@ -181,7 +181,7 @@ func k8sExample(tb testing.TB, name string) []byte {
 
 // k8sUseOS replaces the lab's master and worker profiles with ones
 // booting os (flatcar: examples/cluster/profiles-flatcar.yaml).
-func k8sUseOS(tb testing.TB, s *profiles.Service, osName string) {
+func k8sUseOS(tb testing.TB, s *core.Service, osName string) {
 	tb.Helper()
 	var ps []model.Profile
 	switch osName {
@@ -250,7 +250,7 @@ func (n *k8sNode) unit(t *testing.T, name string) string {
 func (n *k8sNode) binDir() string { return k8sBinDir(n.os) }
 
 // k8sRender renders mac's Ignition and decodes every file and unit in it.
-func k8sRender(t testing.TB, s *profiles.Service, mac string) *k8sNode {
+func k8sRender(t testing.TB, s *core.Service, mac string) *k8sNode {
 	t.Helper()
 	ctx := context.Background()
 	m, err := s.Machine(ctx, mac)
@@ -755,7 +755,7 @@ func k8sSHA256(b []byte) string {
 
 // k8sCheckCatalogOnDisk: every asset the catalog lists is in the lab's
 // assets dir with the catalog's size and SHA-512.
-func k8sCheckCatalogOnDisk(t *testing.T, s *profiles.Service) {
+func k8sCheckCatalogOnDisk(t *testing.T, s *core.Service) {
 	t.Helper()
 	dir, _ := k8sAssets.Load(s)
 	rels, err := s.Releases(context.Background())
@@ -948,7 +948,7 @@ func TestK8sCertificates(t *testing.T) {
 	now := time.Now()
 	for _, tc := range []struct {
 		name string
-		s    *profiles.Service
+		s    *core.Service
 		mac  string
 		alg  k8sKeyAlg
 	}{
@@ -1240,7 +1240,7 @@ func TestK8sFlannelOptions(t *testing.T) {
 	multi := k8sLab(t, k8sExtraMachines...)
 	cases := []struct {
 		name  string
-		s     *profiles.Service
+		s     *core.Service
 		mac   string
 		iface string
 	}{
@@ -2148,7 +2148,7 @@ func TestK8sProfileSnippet(t *testing.T) {
 // k8sSnippetOutcome says what an accepted clashing profile leads to: a
 // machine on it is rendered, and the result is either an error or a
 // config whose generated files are checked.
-func k8sSnippetOutcome(t *testing.T, s *profiles.Service, profile, mac, ip string) string {
+func k8sSnippetOutcome(t *testing.T, s *core.Service, profile, mac, ip string) string {
 	t.Helper()
 	ctx := context.Background()
 	host := "snip" + strings.ReplaceAll(ip, ".", "-")

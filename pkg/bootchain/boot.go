@@ -1,4 +1,4 @@
-package profiles
+package bootchain
 
 import (
 	"context"
@@ -11,7 +11,6 @@ import (
 	"github.com/bootsrv/bootsrv/pkg/fault"
 	"github.com/bootsrv/bootsrv/pkg/inventory"
 	"github.com/bootsrv/bootsrv/pkg/journey"
-	"github.com/bootsrv/bootsrv/pkg/lease"
 	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/render"
 	"github.com/bootsrv/bootsrv/pkg/state"
@@ -54,7 +53,7 @@ type LeaseView interface {
 }
 
 // Configure sets the boot chain's settings.
-func (s *Service) Configure(cfg BootConfig) {
+func (s *Chain) Configure(cfg BootConfig) {
 	if cfg.TokenTTL <= 0 {
 		cfg.TokenTTL = DefaultBootConfig.TokenTTL
 	}
@@ -65,18 +64,10 @@ func (s *Service) Configure(cfg BootConfig) {
 		cfg.BaseURL = DefaultBootConfig.BaseURL
 	}
 	s.boot = cfg
-	s.Inventory.AssetsDir = cfg.AssetsDir
 	s.asm.Version, s.asm.ReportTTL = cfg.Version, cfg.ReportTTL
 }
 
-// isNilTable catches a nil *lease.Table passed as a LeaseView: an
-// interface holding a nil pointer is not nil, and would be asked.
-func isNilTable(v LeaseView) bool {
-	t, ok := v.(*lease.Table)
-	return ok && t == nil
-}
-
-func (s *Service) bootConfig() BootConfig {
+func (s *Chain) bootConfig() BootConfig {
 	if s.boot.TokenTTL == 0 {
 		return DefaultBootConfig
 	}
@@ -86,7 +77,7 @@ func (s *Service) bootConfig() BootConfig {
 // key returns the token key, made once per state file and kept, so tokens
 // survive a restart of the server. A failure (disk full) is not kept: the
 // next call tries again.
-func (s *Service) key() ([]byte, error) {
+func (s *Chain) key() ([]byte, error) {
 	s.keyMu.Lock()
 	defer s.keyMu.Unlock()
 	if s.tokenKey != nil {
@@ -126,7 +117,7 @@ func (s *Service) key() ([]byte, error) {
 // fromMachine says whether a request from remote may act for m: it comes
 // from the address bootsrv leased m, else from m's reservation. An invalid
 // remote is a preview (`bootsrv render`), not a request.
-func (s *Service) fromMachine(m model.Machine, remote netip.Addr) (netip.Addr, bool) {
+func (s *Chain) fromMachine(m model.Machine, remote netip.Addr) (netip.Addr, bool) {
 	if s.boot.AnyAddress || !remote.IsValid() {
 		return netip.Addr{}, true
 	}
@@ -161,7 +152,7 @@ type BootRequest struct {
 }
 
 // bootable loads the machine and its profile for a boot request.
-func (s *Service) bootable(mac string) (model.Machine, model.Profile, model.Cluster, error) {
+func (s *Chain) bootable(mac string) (model.Machine, model.Profile, model.Cluster, error) {
 	var in assemble.Inputs
 	err := s.st.View(func(tx state.Tx) (err error) {
 		in, err = s.asm.LoadBoot(tx, mac)
@@ -174,7 +165,7 @@ func (s *Service) bootable(mac string) (model.Machine, model.Profile, model.Clus
 // initrds with a fresh Ignition token, or "boot from disk" once it is
 // provisioned (unless re-provisioning was asked). record says whether this
 // is a real boot (an event) or a preview (`bootsrv render`).
-func (s *Service) IPXE(_ context.Context, req BootRequest, record bool) (string, error) {
+func (s *Chain) IPXE(_ context.Context, req BootRequest, record bool) (string, error) {
 	m, p, c, err := s.bootable(req.MAC)
 	if err != nil {
 		return "", err
@@ -268,7 +259,7 @@ func assetPath(u string) string {
 // Ignition serves a machine's Ignition config to the machine itself: the
 // token must be its own, unexpired, and come from the address bootsrv
 // leased it.
-func (s *Service) Ignition(ctx context.Context, req BootRequest) ([]byte, error) {
+func (s *Chain) Ignition(ctx context.Context, req BootRequest) ([]byte, error) {
 	m, err := s.tokenHolder(req, "ignition", ignitionPurpose)
 	if err != nil {
 		return nil, err
@@ -293,7 +284,7 @@ func (s *Service) Ignition(ctx context.Context, req BootRequest) ([]byte, error)
 // tokenHolder is the machine a token-bearing request names, once its
 // token (for purpose) checks out. An unknown MAC is refused like a bad
 // token: whether a MAC is known is not told to a caller without one.
-func (s *Service) tokenHolder(req BootRequest, what string, purpose func(model.Machine) string) (model.Machine, error) {
+func (s *Chain) tokenHolder(req BootRequest, what string, purpose func(model.Machine) string) (model.Machine, error) {
 	var m model.Machine
 	mac, err := model.NormalizeMAC(req.MAC)
 	if err != nil {
@@ -308,7 +299,7 @@ func (s *Service) tokenHolder(req BootRequest, what string, purpose func(model.M
 	return m, s.checkToken(m, req, purpose(m))
 }
 
-func (s *Service) checkToken(m model.Machine, req BootRequest, purpose string) error {
+func (s *Chain) checkToken(m model.Machine, req BootRequest, purpose string) error {
 	key, err := s.key()
 	if err != nil {
 		return err
@@ -338,13 +329,13 @@ func (s *Service) checkToken(m model.Machine, req BootRequest, purpose string) e
 // base URL, report token); a later render with the same inputs reads them
 // back. The report token is therefore derived (token.MintStable) with an
 // expiry rounded to the hour.
-func (s *Service) RenderIgnition(_ context.Context, mac, baseURL string) ([]byte, error) {
+func (s *Chain) RenderIgnition(_ context.Context, mac, baseURL string) ([]byte, error) {
 	return s.asm.Render(mac, baseURL, nil, model.StageFinal, "")
 }
 
 // Report records what a machine says about itself; "booted" makes it
 // provisioned, after which its report token is spent.
-func (s *Service) Report(_ context.Context, req BootRequest, said, detail string) (model.Machine, error) {
+func (s *Chain) Report(_ context.Context, req BootRequest, said, detail string) (model.Machine, error) {
 	var m model.Machine
 	mac, err := model.NormalizeMAC(req.MAC)
 	if err != nil {
@@ -408,7 +399,7 @@ func (s *Service) Report(_ context.Context, req BootRequest, said, detail string
 // Reprovision asks that the machine installs again on its next network
 // boot: it gets a boot script instead of "boot from disk", and the tokens
 // (and, with Kubernetes roles, certificates) of its earlier install die.
-func (s *Service) Reprovision(_ context.Context, mac string) (model.Machine, error) {
+func (s *Chain) Reprovision(_ context.Context, mac string) (model.Machine, error) {
 	var m model.Machine
 	n, err := model.NormalizeMAC(mac)
 	if err != nil {
@@ -433,7 +424,7 @@ func (s *Service) Reprovision(_ context.Context, mac string) (model.Machine, err
 
 // AssetFetched records that the machine at ip fetched path: its kernel, an
 // initrd, or another file.
-func (s *Service) AssetFetched(ip netip.Addr, path string, status int) {
+func (s *Chain) AssetFetched(ip netip.Addr, path string, status int) {
 	mac, p, ok := s.machineAt(ip)
 	if !ok {
 		return
@@ -454,7 +445,7 @@ func (s *Service) AssetFetched(ip netip.Addr, path string, status int) {
 
 // FirstStageFetched records a TFTP (or HTTP Boot) fetch of a first-stage
 // binary by the machine at ip: the pxe step.
-func (s *Service) FirstStageFetched(ip netip.Addr, file string, bytes int64, ferr error) {
+func (s *Chain) FirstStageFetched(ip netip.Addr, file string, bytes int64, ferr error) {
 	mac, _, ok := s.machineAt(ip)
 	if !ok {
 		return
@@ -471,7 +462,7 @@ func (s *Service) FirstStageFetched(ip netip.Addr, file string, bytes int64, fer
 
 // machineAt finds the machine that holds ip: its lease, else its
 // reservation.
-func (s *Service) machineAt(ip netip.Addr) (string, model.Profile, bool) {
+func (s *Chain) machineAt(ip netip.Addr) (string, model.Profile, bool) {
 	ip = ip.Unmap()
 	var mac string
 	if s.leases != nil {
@@ -501,7 +492,7 @@ func (s *Service) machineAt(ip netip.Addr) (string, model.Profile, bool) {
 // FailSilent marks machines that were handed Ignition but did not report
 // within timeout as failed, and those installed to disk whose installed
 // system did not report its first boot within timeout; it returns how many.
-func (s *Service) FailSilent(timeout time.Duration) (int, error) {
+func (s *Chain) FailSilent(timeout time.Duration) (int, error) {
 	now := s.now()
 	var late []string
 	err := s.j.View(func(tx state.Tx) error {
@@ -557,7 +548,7 @@ const (
 // Render shows exactly what the machine would get from /ipxe or
 // /ignition, without recording an event. baseURL defaults to the
 // server's.
-func (s *Service) Render(ctx context.Context, kind, mac, baseURL string) (string, error) {
+func (s *Chain) Render(ctx context.Context, kind, mac, baseURL string) (string, error) {
 	if baseURL == "" {
 		baseURL = s.bootConfig().BaseURL
 	}

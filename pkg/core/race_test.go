@@ -1,4 +1,4 @@
-package profiles_test
+package core_test
 
 import (
 	"bytes"
@@ -8,9 +8,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/bootsrv/bootsrv/pkg/bootchain"
 	"github.com/bootsrv/bootsrv/pkg/fault"
 	"github.com/bootsrv/bootsrv/pkg/model"
-	"github.com/bootsrv/bootsrv/pkg/profiles"
 )
 
 var raceReportTokRe = regexp.MustCompile(`report\?mac=[0-9a-f:]+&token=([A-Za-z0-9_-]+)`)
@@ -108,7 +108,7 @@ func TestReaddKeepsTokensDead(t *testing.T) {
 	if _, err := s.AddMachines(ctx, []model.Machine{m}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.Report(ctx, profiles.BootRequest{MAC: k8sWorker1, Token: string(tok[1])}, model.ReportBooted, "")
+	_, err = s.Report(ctx, bootchain.BootRequest{MAC: k8sWorker1, Token: string(tok[1])}, model.ReportBooted, "")
 	if fault.KindOf(err) != fault.KindDenied {
 		t.Fatalf("the earlier install's report token on the re-added machine: %v, want denied", err)
 	}

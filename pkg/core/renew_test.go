@@ -1,4 +1,4 @@
-package profiles_test
+package core_test
 
 import (
 	"archive/tar"
@@ -12,13 +12,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bootsrv/bootsrv/pkg/bootchain"
 	"github.com/bootsrv/bootsrv/pkg/fault"
-	"github.com/bootsrv/bootsrv/pkg/profiles"
 )
 
 // certsRequest is the node's own renewal request, as its timer sends it:
 // the URL from /etc/bootsrv/certs.env, from the machine's address.
-func certsRequest(t *testing.T, n *k8sNode) profiles.BootRequest {
+func certsRequest(t *testing.T, n *k8sNode) bootchain.BootRequest {
 	t.Helper()
 	env := string(n.file(t, "/etc/bootsrv/certs.env").data)
 	raw := strings.Trim(strings.TrimSpace(strings.TrimPrefix(env, "BOOTSRV_CERTS_URL=")), `"`)
@@ -26,7 +26,7 @@ func certsRequest(t *testing.T, n *k8sNode) profiles.BootRequest {
 	if err != nil || u.Path != "/certs" {
 		t.Fatalf("certs.env: %q", env)
 	}
-	return profiles.BootRequest{MAC: u.Query().Get("mac"), Token: u.Query().Get("token"), BaseURL: k8sBaseURL,
+	return bootchain.BootRequest{MAC: u.Query().Get("mac"), Token: u.Query().Get("token"), BaseURL: k8sBaseURL,
 		RemoteIP: netip.MustParseAddr(n.ip)}
 }
 
@@ -87,12 +87,12 @@ func TestNodeCertificatesRenewal(t *testing.T) {
 	// Ignition token.
 	bad := []struct {
 		name string
-		edit func(r *profiles.BootRequest)
+		edit func(r *bootchain.BootRequest)
 	}{
-		{"from another address", func(r *profiles.BootRequest) { r.RemoteIP = netip.MustParseAddr("10.99.0.12") }},
-		{"for another machine", func(r *profiles.BootRequest) { r.MAC = k8sMaster1 }},
-		{"with a broken token", func(r *profiles.BootRequest) { r.Token = flipMiddle(r.Token) }},
-		{"without a token", func(r *profiles.BootRequest) { r.Token = "" }},
+		{"from another address", func(r *bootchain.BootRequest) { r.RemoteIP = netip.MustParseAddr("10.99.0.12") }},
+		{"for another machine", func(r *bootchain.BootRequest) { r.MAC = k8sMaster1 }},
+		{"with a broken token", func(r *bootchain.BootRequest) { r.Token = flipMiddle(r.Token) }},
+		{"without a token", func(r *bootchain.BootRequest) { r.Token = "" }},
 	}
 	for _, b := range bad {
 		r := req

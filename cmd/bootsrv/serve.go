@@ -117,6 +117,8 @@ func runServe(ctx context.Context, c *cli, o *opts, args []string) error {
 	if err != nil {
 		return err
 	}
+	reg := metrics.NewRegistry()
+	dcfg.Metrics = reg
 	// The lease table sits below both DHCP and the boot chain: built first,
 	// handed to each. With DHCP off there is none, and tokens are checked
 	// against reservations.
@@ -138,7 +140,6 @@ func runServe(ctx context.Context, c *cli, o *opts, args []string) error {
 	// it closes.
 	defer svc.Close()
 
-	reg := metrics.NewRegistry()
 	reg.GaugeFunc("bootsrv_machines", "Machines by provisioning state.", "state", svc.StateCounts)
 	tftpFetches := reg.Counter("bootsrv_tftp_transfers_total", "TFTP transfers by result.", "result")
 

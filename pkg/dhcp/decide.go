@@ -76,14 +76,20 @@ type Decision struct {
 
 	File   string // boot file handed out, for logs and events
 	Reason string // why, in a few words, for the log line
+	// Code is the decision in one word from a fixed set (offer, ack, nak,
+	// ignored, pool-exhausted, ...): the metrics' label, where Reason,
+	// which names addresses, would not do.
+	Code string
 	// Event is the event type to record on the machine ("" none);
 	// Discover asks to create the record of an unknown machine.
 	Event    string
 	Discover bool
 }
 
-func silent(format string, a ...any) Decision {
-	return Decision{Reason: fmt.Sprintf(format, a...)}
+// silent is a decision to send nothing; code names why for the metrics
+// (a small fixed set), the reason says it for the log.
+func silent(code, format string, a ...any) Decision {
+	return Decision{Code: code, Reason: fmt.Sprintf(format, a...)}
 }
 
 // Event types recorded on machines. An ACK moves the machine to the dhcp
@@ -109,7 +115,7 @@ func Decide(req *dhcpv4.DHCPv4, in Input) Decision {
 	case ModeProxy:
 		return decideProxy(req, in)
 	}
-	return silent("dhcp mode %s", s.Mode)
+	return silent("mode-off", "dhcp mode %s", s.Mode)
 }
 
 // known: the MAC has a record with a reserved address.
@@ -181,20 +187,20 @@ func NeedsPool(in Input) (lease.Pool, bool) {
 func decideFull(req *dhcpv4.DHCPv4, in Input) Decision {
 	c := in.Client
 	if ok, why := answerable(in); !ok {
-		return silent("%s", why)
+		return silent("ignored", "%s", why)
 	}
 	if in.Port == ProxyBootPort {
-		return silent("request on port %d in full mode", ProxyBootPort)
+		return silent("wrong-port", "request on port %d in full mode", ProxyBootPort)
 	}
 	sub, via, ok := subnetOf(in)
 	if !ok {
-		return silent("no subnet for %s", via)
+		return silent("no-subnet", "no subnet for %s", via)
 	}
 	var reserved netip.Addr
 	if known(in.Machine) {
 		ip, err := netip.ParseAddr(in.Machine.IP)
 		if err != nil || !sub.Prefix.Contains(ip) {
-			return silent("reserved address %s is not in subnet %s", in.Machine.IP, sub.Prefix)
+			return silent("reservation-outside-subnet", "reserved address %s is not in subnet %s", in.Machine.IP, sub.Prefix)
 		}
 		reserved = ip
 	}
@@ -210,7 +216,7 @@ func decideFull(req *dhcpv4.DHCPv4, in Input) Decision {
 	case dhcpv4.MessageTypeInform:
 		return decideInform(req, in, sub)
 	}
-	return silent("message type %s", c.Type)
+	return silent("unsupported-type", "message type %s", c.Type)
 }
 
 // decideDiscover offers the reservation, else the lease the client held,
@@ -223,20 +229,20 @@ func decideDiscover(req *dhcpv4.DHCPv4, in Input, sub *Subnet, reserved netip.Ad
 			ip = l.IP
 		} else if ip = in.Candidate; !ip.IsValid() || !sub.Pool.Contains(ip) {
 			if !sub.Pool.Valid() {
-				return silent("no address: not a known machine and no --dhcp-range")
+				return silent("no-pool", "no address: not a known machine and no --dhcp-range")
 			}
-			return silent("pool %s exhausted", sub.Pool)
+			return silent("pool-exhausted", "pool %s exhausted", sub.Pool)
 		}
 	} else if !free(in, ip) {
-		return silent("reserved address %s is held by %s", ip, in.Leases.OwnerOf(ip))
+		return silent("reservation-held", "reserved address %s is held by %s", ip, in.Leases.OwnerOf(ip))
 	}
 	boot, err := chooseBoot(c, in.Machine, in.Settings, in.Server)
 	if err != nil {
-		return silent("%v", err)
+		return silent("no-boot-file", "%v", err)
 	}
 	d := in.grant(req, dhcpv4.MessageTypeOffer, sub, ip, boot)
 	d.Action, d.Expiry = ActOffer, in.Now.Add(offerHold)
-	d.Event, d.Reason = EventOffer, "offer"
+	d.Event, d.Reason, d.Code = EventOffer, "offer", "offer"
 	return d
 }
 
@@ -248,16 +254,16 @@ func decideRequest(req *dhcpv4.DHCPv4, in Input, sub *Subnet, reserved netip.Add
 		if l, ok := in.Leases.ForMAC(c.MAC); ok && l.State == model.LeaseOffered {
 			// Our offer lost: free its address now, not when it lapses.
 			return Decision{Action: ActWithdraw, IP: l.IP,
-				Reason: fmt.Sprintf("client chose server %s: offer of %s withdrawn", c.ServerID, l.IP)}
+				Code: "withdraw", Reason: fmt.Sprintf("client chose server %s: offer of %s withdrawn", c.ServerID, l.IP)}
 		}
-		return silent("client chose server %s", c.ServerID)
+		return silent("other-server", "client chose server %s", c.ServerID)
 	}
 	want := c.Requested
 	if !want.IsValid() {
 		want = c.CIAddr
 	}
 	if !want.IsValid() {
-		return silent("REQUEST names no address")
+		return silent("no-address-requested", "REQUEST names no address")
 	}
 	expect := reserved
 	if !expect.IsValid() {
@@ -269,7 +275,7 @@ func decideRequest(req *dhcpv4.DHCPv4, in Input, sub *Subnet, reserved netip.Add
 	case !expect.IsValid() && !c.ServerID.IsValid():
 		// INIT-REBOOT or RENEWING with no record here: another
 		// server's client, or a lease long gone; stay silent.
-		return silent("no lease for %s", c.MAC)
+		return silent("no-lease", "no lease for %s", c.MAC)
 	case want != expect:
 		return in.nak(req, fmt.Sprintf("requested %s, client's address is %s", want, orNone(expect)))
 	case !free(in, want):
@@ -279,11 +285,11 @@ func decideRequest(req *dhcpv4.DHCPv4, in Input, sub *Subnet, reserved netip.Add
 	}
 	boot, err := chooseBoot(c, in.Machine, in.Settings, in.Server)
 	if err != nil {
-		return silent("%v", err)
+		return silent("no-boot-file", "%v", err)
 	}
 	d := in.grant(req, dhcpv4.MessageTypeAck, sub, want, boot)
 	d.Action, d.Expiry = ActBind, in.Now.Add(in.Settings.LeaseTime)
-	d.Event, d.Reason = model.StateDHCP, "ack"
+	d.Event, d.Reason, d.Code = model.StateDHCP, "ack", "ack"
 	if in.Machine != nil && in.Machine.State == model.StateProvisioned {
 		// A provisioned machine rebooting stays provisioned.
 		d.Event = EventAckOnly
@@ -295,39 +301,39 @@ func decideRequest(req *dhcpv4.DHCPv4, in Input, sub *Subnet, reserved netip.Add
 func decideRelease(in Input) Decision {
 	c := in.Client
 	if c.ServerID.IsValid() && c.ServerID != in.Server {
-		return silent("RELEASE for server %s", c.ServerID)
+		return silent("other-server", "RELEASE for server %s", c.ServerID)
 	}
 	if l, ok := in.Leases.ForMAC(c.MAC); ok && l.IP == c.CIAddr {
-		return Decision{Action: ActRelease, IP: l.IP, Reason: "release", Event: EventRelease}
+		return Decision{Action: ActRelease, IP: l.IP, Code: "release", Reason: "release", Event: EventRelease}
 	}
-	return silent("RELEASE of %s, which %s does not hold", orNone(c.CIAddr), c.MAC)
+	return silent("not-held", "RELEASE of %s, which %s does not hold", orNone(c.CIAddr), c.MAC)
 }
 
 // decideDecline takes an address the client found in use out of the pool.
 func decideDecline(in Input) Decision {
 	c := in.Client
 	if c.ServerID.IsValid() && c.ServerID != in.Server {
-		return silent("DECLINE for server %s", c.ServerID)
+		return silent("other-server", "DECLINE for server %s", c.ServerID)
 	}
 	if l, ok := in.Leases.ForMAC(c.MAC); ok && l.IP == c.Requested {
 		return Decision{Action: ActDecline, IP: l.IP, Expiry: in.Now.Add(DeclineHold),
-			Reason: "decline: address in use", Event: EventDecline}
+			Code: "decline", Reason: "decline: address in use", Event: EventDecline}
 	}
-	return silent("DECLINE of %s, which %s does not hold", orNone(c.Requested), c.MAC)
+	return silent("not-held", "DECLINE of %s, which %s does not hold", orNone(c.Requested), c.MAC)
 }
 
 // decideInform answers a client with an address of its own with options only.
 func decideInform(req *dhcpv4.DHCPv4, in Input, sub *Subnet) Decision {
 	c := in.Client
 	if !c.CIAddr.IsValid() {
-		return silent("INFORM without ciaddr")
+		return silent("no-ciaddr", "INFORM without ciaddr")
 	}
 	boot, err := chooseBoot(c, in.Machine, in.Settings, in.Server)
 	if err != nil {
-		return silent("%v", err)
+		return silent("no-boot-file", "%v", err)
 	}
 	d := in.grant(req, dhcpv4.MessageTypeAck, sub, netip.Addr{}, boot)
-	d.Reason = "inform"
+	d.Reason, d.Code = "inform", "inform"
 	return d
 
 }
@@ -352,10 +358,10 @@ func orNone(a netip.Addr) string {
 func decideProxy(req *dhcpv4.DHCPv4, in Input) Decision {
 	c := in.Client
 	if !c.Booting() {
-		return silent("proxy mode: not a PXE client")
+		return silent("not-pxe", "proxy mode: not a PXE client")
 	}
 	if ok, why := answerable(in); !ok {
-		return silent("%s", why)
+		return silent("ignored", "%s", why)
 	}
 	var mt dhcpv4.MessageType
 	switch {
@@ -364,13 +370,13 @@ func decideProxy(req *dhcpv4.DHCPv4, in Input) Decision {
 	case c.Type == dhcpv4.MessageTypeRequest && in.Port == ProxyBootPort:
 		mt = dhcpv4.MessageTypeAck
 	case c.Type == dhcpv4.MessageTypeRequest:
-		return silent("proxy mode: address REQUEST is for the DHCP server")
+		return silent("not-for-proxy", "proxy mode: address REQUEST is for the DHCP server")
 	default:
-		return silent("proxy mode: %s not served", c.Type)
+		return silent("unsupported-type", "proxy mode: %s not served", c.Type)
 	}
 	boot, err := chooseBoot(c, in.Machine, in.Settings, in.Server)
 	if err != nil {
-		return silent("%v", err)
+		return silent("no-boot-file", "%v", err)
 	}
 	r := in.newReply(req, mt)
 	if boot.vendorClass == "" {
@@ -381,7 +387,7 @@ func decideProxy(req *dhcpv4.DHCPv4, in Input) Decision {
 		boot.vendorClass = "PXEClient"
 	}
 	boot.apply(r, in.Server)
-	d := Decision{Reply: r, To: in.dest(mt), File: boot.file, Reason: "proxy " + strings.ToLower(mt.String())}
+	d := Decision{Reply: r, To: in.dest(mt), File: boot.file, Reason: "proxy " + strings.ToLower(mt.String()), Code: "proxy-" + strings.ToLower(mt.String())}
 	d.Discover = in.Machine == nil
 	if mt == dhcpv4.MessageTypeOffer {
 		d.Event = EventOffer
@@ -434,7 +440,7 @@ func (in Input) nak(req *dhcpv4.DHCPv4, why string) Decision {
 	r := in.newReply(req, dhcpv4.MessageTypeNak)
 	r.UpdateOption(dhcpv4.OptMessage(why))
 	// A NAK goes to the relay or to everyone: the client's address is wrong.
-	return Decision{Reply: r, To: in.dest(dhcpv4.MessageTypeNak), Reason: "nak: " + why, Event: EventNak}
+	return Decision{Reply: r, To: in.dest(dhcpv4.MessageTypeNak), Code: "nak", Reason: "nak: " + why, Event: EventNak}
 }
 
 // newReply starts a reply to req, copying what RFC 2131/3046/6842 say to copy.

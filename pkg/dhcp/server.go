@@ -17,6 +17,7 @@ import (
 
 	"github.com/bootsrv/bootsrv/pkg/fault"
 	"github.com/bootsrv/bootsrv/pkg/lease"
+	"github.com/bootsrv/bootsrv/pkg/metrics"
 	"github.com/bootsrv/bootsrv/pkg/model"
 )
 
@@ -31,6 +32,9 @@ type Config struct {
 	// Port and ProxyPort default to 67 and 4011 (4011 only in proxy mode).
 	Port, ProxyPort int
 	Logger          *slog.Logger
+	// Metrics, when set, gets the server's counters and the lease table's
+	// gauges.
+	Metrics *metrics.Registry
 }
 
 // Server is the socket loop around Decide.
@@ -42,6 +46,9 @@ type Server struct {
 	now    func() time.Time
 
 	wg sync.WaitGroup // exchanges in flight
+
+	requests *metrics.CounterVec // by message type and decision code
+	failures *metrics.CounterVec // lease changes refused or not durable, by action
 }
 
 // Enabled says whether cfg answers DHCP at all (a mode other than off,
@@ -84,6 +91,24 @@ func New(ctx context.Context, cfg Config, inv Inventory, leases *lease.Table) (*
 	}
 	if err := s.cfg.Settings.Check(); err != nil {
 		return nil, fmt.Errorf("dhcp: %w", err)
+	}
+	if reg := cfg.Metrics; reg != nil {
+		s.requests = reg.Counter("bootsrv_dhcp_requests_total", "DHCP requests by message type and decision (offer, ack, nak, ignored, pool-exhausted, ...).", "type", "decision")
+		s.failures = reg.Counter("bootsrv_dhcp_lease_failures_total", "Decisions not answered because the lease could not be changed (held by another client, or not durable).", "action")
+		reg.GaugeFunc("bootsrv_dhcp_leases", "Leases in the table by state (bound, offered, declined; expired ones not yet reused count too).", "state", func() map[string]float64 {
+			out := map[string]float64{model.LeaseBound: 0, model.LeaseOffered: 0, model.LeaseDeclined: 0}
+			for st, n := range leases.Stats().ByState {
+				out[st] = float64(n)
+			}
+			return out
+		})
+		reg.GaugeFunc("bootsrv_dhcp_pool_addresses", "Addresses in each subnet's dynamic pool (--dhcp-range).", "subnet", func() map[string]float64 {
+			out := map[string]float64{}
+			for _, sub := range s.cfg.Settings.Subnets {
+				out[sub.Prefix.String()] = float64(sub.Pool.Size())
+			}
+			return out
+		})
 	}
 	return s, nil
 }
@@ -292,6 +317,7 @@ func (s *Server) loop(ctx context.Context, l *listener) error {
 func (s *Server) handle(ctx context.Context, l *listener, pkt []byte, peer netip.AddrPort) {
 	req, c, err := Parse(pkt)
 	if err != nil {
+		s.count("invalid", "unparsable")
 		s.log.Debug("dhcp drop", "iface", l.iface, "peer", peer, "err", err)
 		return
 	}
@@ -308,8 +334,12 @@ func (s *Server) handle(ctx context.Context, l *listener, pkt []byte, peer netip
 		in.Candidate, _ = s.leases.Candidate(c.MAC, pool)
 	}
 	d := Decide(req, in)
+	s.count(c.Type.String(), d.Code)
 	if d.Action != ActNone {
 		if err := Apply(s.leases, c.MAC, d); err != nil {
+			if s.failures != nil {
+				s.failures.Inc(d.Action.String())
+			}
 			// Never answer for a lease that is not held (or not durable).
 			s.log.Warn("dhcp: lease not changed, no answer", "mac", c.MAC, "action", d.Action, "ip", d.IP, "err", err)
 			return
@@ -367,6 +397,13 @@ func (s *Server) record(c Client, d Decision, out string, discover bool) {
 	}
 	if err != nil {
 		s.log.Warn("dhcp: record event", "mac", c.MAC, "event", e.Type, "err", err)
+	}
+}
+
+// count adds one request to the metrics, when there are any.
+func (s *Server) count(typ, decision string) {
+	if s.requests != nil {
+		s.requests.Inc(typ, decision)
 	}
 }
 

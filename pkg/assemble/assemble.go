@@ -189,7 +189,7 @@ func (a *Assembler) LoadBoot(tx state.Tx, mac string) (Inputs, error) {
 
 // renderVersion changes whenever what bootsrv renders changes, so that
 // configs kept by an older bootsrv are not served by a newer one.
-const renderVersion = "ignition/2"
+const renderVersion = "ignition/3"
 
 func (in Inputs) hash(version, baseURL string, reportExp time.Time, certs string) []byte {
 	h := sha256.New()

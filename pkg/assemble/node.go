@@ -61,18 +61,7 @@ func (a *Assembler) nodeContent(in0 Inputs, baseURL string) (render.Config, stri
 	if err != nil {
 		return render.Config{}, "", err
 	}
-	var out render.Config
-	for _, f := range node.Files {
-		out.Files = append(out.Files, render.File(f))
-	}
-	for _, u := range node.Units {
-		ru := render.Unit{Name: u.Name, Enabled: u.Enabled, Contents: u.Contents}
-		for _, d := range u.Dropins {
-			ru.Dropins = append(ru.Dropins, render.Dropin(d))
-		}
-		out.Units = append(out.Units, ru)
-	}
-	return out, id, nil
+	return render.Config{Files: node.Files, Units: node.Units}, id, nil
 }
 
 // nodeInput gathers what nodeconfig renders a Kubernetes node from,

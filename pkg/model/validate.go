@@ -10,6 +10,7 @@ import (
 	ign "github.com/coreos/ignition/v2/config/v3_4"
 
 	"github.com/bootsrv/bootsrv/pkg/fault"
+	"github.com/bootsrv/bootsrv/pkg/k8snames"
 )
 
 // NormalizeMAC turns any common spelling of an Ethernet MAC
@@ -37,9 +38,6 @@ func NormalizeMAC(s string) (string, error) {
 	return hw.String(), nil
 }
 
-// dns1123Label: what Kubernetes accepts as a node name component.
-var dns1123Label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
-
 // NormalizeHostname lower-cases and checks a hostname (a DNS name of
 // RFC 1123 labels, as Kubernetes requires of node names).
 func NormalizeHostname(s string) (string, error) {
@@ -47,13 +45,11 @@ func NormalizeHostname(s string) (string, error) {
 	if h == "" {
 		return "", fault.Invalidf("hostname is empty: give one with --hostname")
 	}
-	if len(h) > 253 {
+	switch k8snames.Hostname(h) {
+	case k8snames.HostnameTooLong:
 		return "", fault.Invalidf("hostname %q is longer than 253 characters", s)
-	}
-	for _, l := range strings.Split(h, ".") {
-		if !dns1123Label.MatchString(l) {
-			return "", fault.Invalidf("hostname %q is not a valid DNS name: use letters, digits and '-' in dot-separated labels of at most 63 characters", s)
-		}
+	case k8snames.HostnameBadLabel:
+		return "", fault.Invalidf("hostname %q is not a valid DNS name: use letters, digits and '-' in dot-separated labels of at most 63 characters", s)
 	}
 	return h, nil
 }
@@ -104,94 +100,27 @@ func validIface(s string) error {
 	return nil
 }
 
-var (
-	labelNameRe   = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
-	labelPrefixRe = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
-)
-
 // ValidLabel checks a Kubernetes node label the kubelet will accept through
 // --node-labels.
 func ValidLabel(k, v string) error {
-	name := k
-	if i := strings.LastIndex(k, "/"); i >= 0 {
-		prefix := k[:i]
-		name = k[i+1:]
-		if !labelPrefixRe.MatchString(prefix) {
-			return fault.Invalidf("label key %q: prefix %q is not a DNS subdomain", k, prefix)
+	problem, prefix, name := k8snames.Label(k, v)
+	switch problem {
+	case k8snames.LabelBadPrefix:
+		return fault.Invalidf("label key %q: prefix %q is not a DNS subdomain", k, prefix)
+	case k8snames.LabelKubeletRefuses:
+		fix := "use a key under a domain of your own (such as example.com/" + name + ") or under node.kubernetes.io"
+		if prefix == "node-role.kubernetes.io" {
+			fix = "bootsrv sets the node's role from its profile; for a label of your own use a key under a domain of your own (such as example.com/" + name + ")"
 		}
-		if isKubernetesLabel(k) && !isKubeletLabel(k) {
-			fix := "use a key under a domain of your own (such as example.com/" + name + ") or under node.kubernetes.io"
-			if prefix == "node-role.kubernetes.io" {
-				fix = "bootsrv sets the node's role from its profile; for a label of your own use a key under a domain of your own (such as example.com/" + name + ")"
-			}
-			return fault.Invalidf("label key %q: the kubelet refuses --node-labels under %s and would exit without registering the node "+
-				"(in the kubernetes.io and k8s.io namespaces it takes only kubelet.kubernetes.io, node.kubernetes.io, their subdomains, "+
-				"and the well-known labels it sets itself such as kubernetes.io/hostname and topology.kubernetes.io/zone); %s", k, prefix, fix)
-		}
-	}
-	if !labelNameRe.MatchString(name) {
+		return fault.Invalidf("label key %q: the kubelet refuses --node-labels under %s and would exit without registering the node "+
+			"(in the kubernetes.io and k8s.io namespaces it takes only kubelet.kubernetes.io, node.kubernetes.io, their subdomains, "+
+			"and the well-known labels it sets itself such as kubernetes.io/hostname and topology.kubernetes.io/zone); %s", k, prefix, fix)
+	case k8snames.LabelBadName:
 		return fault.Invalidf("label key %q is not valid: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit", k)
-	}
-	if v != "" && !labelNameRe.MatchString(v) {
+	case k8snames.LabelBadValue:
 		return fault.Invalidf("label %s value %q is not valid: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit", k, v)
 	}
 	return nil
-}
-
-// The kubelet's --node-labels rule, copied from k8s.io/kubelet/pkg/apis
-// (well_known_labels.go, v0.37.2) and the kubelet's options check so that
-// the binary does not link k8s.io code: a key in the kubernetes.io or k8s.io
-// namespaces, or a subdomain of them, is refused unless IsKubeletLabel
-// accepts it.
-var (
-	// kubeletLabels: the well-known labels the kubelet sets itself.
-	kubeletLabels = []string{
-		"kubernetes.io/hostname",
-		"topology.kubernetes.io/zone",
-		"topology.kubernetes.io/region",
-		"failure-domain.beta.kubernetes.io/zone",
-		"failure-domain.beta.kubernetes.io/region",
-		"beta.kubernetes.io/instance-type",
-		"node.kubernetes.io/instance-type",
-		"kubernetes.io/os",
-		"kubernetes.io/arch",
-		"beta.kubernetes.io/os",
-		"beta.kubernetes.io/arch",
-	}
-	// kubeletLabelNamespaces: namespaces (and their subdomains) the kubelet
-	// may label its own Node with.
-	kubeletLabelNamespaces = []string{"kubelet.kubernetes.io", "node.kubernetes.io"}
-)
-
-func labelNamespace(key string) string {
-	if ns, _, ok := strings.Cut(key, "/"); ok {
-		return ns
-	}
-	return ""
-}
-
-// isKubernetesLabel: the key is in the kubernetes.io or k8s.io namespace or
-// a subdomain of them.
-func isKubernetesLabel(key string) bool {
-	ns := labelNamespace(key)
-	return ns == "kubernetes.io" || strings.HasSuffix(ns, ".kubernetes.io") ||
-		ns == "k8s.io" || strings.HasSuffix(ns, ".k8s.io")
-}
-
-// isKubeletLabel is kubeletapis.IsKubeletLabel.
-func isKubeletLabel(key string) bool {
-	for _, l := range kubeletLabels {
-		if key == l {
-			return true
-		}
-	}
-	ns := labelNamespace(key)
-	for _, a := range kubeletLabelNamespaces {
-		if ns == a || strings.HasSuffix(ns, "."+a) {
-			return true
-		}
-	}
-	return false
 }
 
 // ParseLabel splits "k=v".

@@ -317,7 +317,8 @@ func (s *Issuer) AdminKubeconfig(_ context.Context, user string) (string, error)
 		return "", fault.Invalidf("issue admin certificate: %v", err)
 	}
 	server := "https://" + net.JoinHostPort(c.APIServer, "6443")
-	return string(pki.Kubeconfig(c.Name, server, cp.CA.CertPEM, user, cert.Pair)), nil
+	kc, err := pki.Kubeconfig(c.Name, server, cp.CA.CertPEM, user, cert.Pair)
+	return string(kc), err
 }
 
 // Issuer issues and lists certificates over the state.

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/bootsrv/bootsrv/pkg/k8snames"
 )
 
 // MinMinor is the oldest Kubernetes 1.x minor Render writes for: the
@@ -60,28 +62,23 @@ var (
 	dnsLabelRe = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 	// versionRe is a Kubernetes release tag; it becomes an image tag, so
 	// build metadata ("+...") is refused (a tag cannot hold '+').
-	versionRe   = regexp.MustCompile(`^v?(\d+)\.(\d+)\.(\d+)(-[0-9A-Za-z.-]+)?$`)
-	ifaceRe     = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,15}$`)
-	labelNameRe = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
-	labelPfxRe  = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
-	imageRe     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9._:/@]*[a-z0-9])?$`)
-	mirrorRe    = regexp.MustCompile(`^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$`)
-	hashRe      = regexp.MustCompile(`^sha512-[0-9a-f]{128}$`)
-	absPathRe   = regexp.MustCompile(`^/[A-Za-z0-9._/+-]+$`)
-	criRe       = regexp.MustCompile(`^unix:///[A-Za-z0-9._/+-]+$`)
+	versionRe = regexp.MustCompile(`^v?(\d+)\.(\d+)\.(\d+)(-[0-9A-Za-z.-]+)?$`)
+	ifaceRe   = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,15}$`)
+	imageRe   = regexp.MustCompile(`^[a-z0-9]([-a-z0-9._:/@]*[a-z0-9])?$`)
+	mirrorRe  = regexp.MustCompile(`^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$`)
+	hashRe    = regexp.MustCompile(`^sha512-[0-9a-f]{128}$`)
+	absPathRe = regexp.MustCompile(`^/[A-Za-z0-9._/+-]+$`)
+	criRe     = regexp.MustCompile(`^unix:///[A-Za-z0-9._/+-]+$`)
 )
 
 func validHostname(s string) error {
-	if s == "" {
+	switch k8snames.Hostname(s) {
+	case k8snames.HostnameEmpty:
 		return errors.New("is empty")
-	}
-	if len(s) > 253 {
+	case k8snames.HostnameTooLong:
 		return fmt.Errorf("%q is longer than 253 characters", s)
-	}
-	for _, l := range strings.Split(s, ".") {
-		if !dnsLabelRe.MatchString(l) {
-			return fmt.Errorf("%q is not a lower-case DNS name (Kubernetes node names are RFC 1123 subdomains)", s)
-		}
+	case k8snames.HostnameBadLabel:
+		return fmt.Errorf("%q is not a lower-case DNS name (Kubernetes node names are RFC 1123 subdomains)", s)
 	}
 	return nil
 }
@@ -123,47 +120,17 @@ func parseVersion(s string) (string, error) {
 	return "v" + strings.TrimPrefix(s, "v"), nil
 }
 
-// kubeletLabelOK mirrors the kubelet's own rule (IsKubeletLabel, enforced
-// with NodeRestriction): under kubernetes.io and k8s.io it may only set a few
-// well-known labels and those under kubelet.kubernetes.io and
-// node.kubernetes.io. node-role.kubernetes.io/* is refused at start-up.
-func kubeletLabelOK(key string) bool {
-	prefix, _, ok := strings.Cut(key, "/")
-	if !ok {
-		return true
-	}
-	inNS := func(ns string) bool { return prefix == ns || strings.HasSuffix(prefix, "."+ns) }
-	if !inNS("kubernetes.io") && !inNS("k8s.io") {
-		return true
-	}
-	switch key {
-	case "kubernetes.io/hostname", "kubernetes.io/arch", "kubernetes.io/os",
-		"topology.kubernetes.io/region", "topology.kubernetes.io/zone",
-		"node.kubernetes.io/instance-type", "beta.kubernetes.io/arch", "beta.kubernetes.io/os",
-		"beta.kubernetes.io/instance-type", "failure-domain.beta.kubernetes.io/region",
-		"failure-domain.beta.kubernetes.io/zone":
-		return true
-	}
-	return inNS("kubelet.kubernetes.io") || inNS("node.kubernetes.io")
-}
-
 func checkLabels(m map[string]string) ([]string, error) {
 	out := make([]string, 0, len(m))
 	for k, v := range m {
-		name := k
-		if p, n, ok := strings.Cut(k, "/"); ok {
-			if !labelPfxRe.MatchString(p) {
-				return nil, fmt.Errorf("label key %q: prefix %q is not a DNS subdomain", k, p)
-			}
-			name = n
-		}
-		if !labelNameRe.MatchString(name) {
+		switch problem, prefix, _ := k8snames.Label(k, v); problem {
+		case k8snames.LabelBadPrefix:
+			return nil, fmt.Errorf("label key %q: prefix %q is not a DNS subdomain", k, prefix)
+		case k8snames.LabelBadName:
 			return nil, fmt.Errorf("label key %q is not a valid label name", k)
-		}
-		if v != "" && !labelNameRe.MatchString(v) {
+		case k8snames.LabelBadValue:
 			return nil, fmt.Errorf("label %s: value %q is not a valid label value", k, v)
-		}
-		if !kubeletLabelOK(k) {
+		case k8snames.LabelKubeletRefuses:
 			return nil, fmt.Errorf("label %q: the kubelet refuses to set labels under kubernetes.io/k8s.io itself (node-role.kubernetes.io/* included); use a label of your own domain", k)
 		}
 		out = append(out, k+"="+v)

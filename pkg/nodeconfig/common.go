@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/bootsrv/bootsrv/pkg/kubeconfig"
 )
 
 // File modes: private keys and files naming secrets are the owner's only;
@@ -39,62 +41,12 @@ func hostPort(ip string, port uint16) string {
 	return netip.AddrPortFrom(netip.MustParseAddr(ip), port).String()
 }
 
-// kubeconfig is the clientcmd v1 Config, with paths to files rather than
-// embedded data: the PEMs are written once under /etc/kubernetes/ssl and a
-// re-issued cert needs no kubeconfig change.
-type kubeconfig struct {
-	APIVersion     string         `json:"apiVersion"`
-	Kind           string         `json:"kind"`
-	Clusters       []namedCluster `json:"clusters"`
-	Users          []namedUser    `json:"users"`
-	Contexts       []namedContext `json:"contexts"`
-	CurrentContext string         `json:"current-context"`
-}
-
-type namedCluster struct {
-	Name    string `json:"name"`
-	Cluster struct {
-		Server               string `json:"server"`
-		CertificateAuthority string `json:"certificate-authority"`
-	} `json:"cluster"`
-}
-
-type namedUser struct {
-	Name string `json:"name"`
-	User struct {
-		ClientCertificate string `json:"client-certificate"`
-		ClientKey         string `json:"client-key"`
-	} `json:"user"`
-}
-
-type namedContext struct {
-	Name    string `json:"name"`
-	Context struct {
-		Cluster string `json:"cluster"`
-		User    string `json:"user"`
-	} `json:"context"`
-}
-
+// renderKubeconfig is a component's kubeconfig, with paths to files
+// rather than embedded data: the PEMs are written once under
+// /etc/kubernetes/ssl and a re-issued cert needs no kubeconfig change.
 func renderKubeconfig(c checked, server, user, cert string) ([]byte, error) {
-	kc := kubeconfig{APIVersion: "v1", Kind: "Config", CurrentContext: "default"}
-	var cl namedCluster
-	cl.Name = c.clusterName
-	cl.Cluster.Server = server
-	cl.Cluster.CertificateAuthority = pathCA
-	var u namedUser
-	u.Name = user
-	u.User.ClientCertificate = certPath(cert)
-	u.User.ClientKey = keyPath(cert)
-	var cx namedContext
-	cx.Name = "default"
-	cx.Context.Cluster = c.clusterName
-	cx.Context.User = user
-	kc.Clusters, kc.Users, kc.Contexts = []namedCluster{cl}, []namedUser{u}, []namedContext{cx}
-	b, err := toYAML(kc)
-	if err != nil {
-		return nil, fmt.Errorf("kubeconfig for %s: %w", user, err)
-	}
-	return b, nil
+	return kubeconfig.New(c.clusterName, kubeconfig.Cluster{Server: server, CertificateAuthority: pathCA},
+		user, kubeconfig.User{ClientCertificate: certPath(cert), ClientKey: keyPath(cert)}, "default").Marshal()
 }
 
 // kubeletConfig is the part of kubelet.config.k8s.io/v1beta1

@@ -18,6 +18,8 @@ package nodeconfig
 import (
 	"fmt"
 	"sort"
+
+	"github.com/bootsrv/bootsrv/pkg/render"
 )
 
 // Roles Render knows. A "custom" profile carries no Kubernetes content and
@@ -161,30 +163,13 @@ type Node struct {
 	Units []Unit
 }
 
-// File is one file to write. Mode is the permission bits (0644, 0600).
-// A file either has its Contents, or a Source URL that Ignition fetches and
-// checks against Hash ("sha512-HEX").
-type File struct {
-	Path     string
-	Mode     int
-	Contents []byte
-	Source   string
-	Hash     string
-}
-
-// Unit is one systemd unit to install (and enable when Enabled).
-type Unit struct {
-	Name     string
-	Enabled  bool
-	Contents string
-	Dropins  []Dropin
-}
-
-// Dropin is a systemd drop-in of a Unit.
-type Dropin struct {
-	Name     string
-	Contents string
-}
+// File, Unit and Dropin are the Ignition renderer's own: what nodeconfig
+// makes goes into a machine's config as it is.
+type (
+	File   = render.File
+	Unit   = render.Unit
+	Dropin = render.Dropin
+)
 
 // Render computes the Kubernetes content of in.Machine's Ignition. Every
 // error names the field at fault.

@@ -31,7 +31,11 @@ func Example() {
 		fmt.Println(c.Name, c.CA, c.CertPath, c.KeyPath)
 	}
 	kubelet, _ := certs.Get(pki.CertKubelet)
-	kubeconfig := pki.Kubeconfig("lab", "https://10.0.0.11:6443", cas.Cluster.CertPEM, "kubelet", kubelet.Pair)
+	kubeconfig, err := pki.Kubeconfig("lab", "https://10.0.0.11:6443", cas.Cluster.CertPEM, "kubelet", kubelet.Pair)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	fmt.Println(len(kubeconfig) > 0)
 	// Output:
 	// kubelet ca /etc/kubernetes/ssl/kubelet.pem /etc/kubernetes/ssl/kubelet-key.pem

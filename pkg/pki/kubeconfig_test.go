@@ -76,7 +76,10 @@ func TestKubeconfig(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			out := pki.Kubeconfig(tc.cluster, tc.server, cas.Cluster.CertPEM, tc.user, tc.client)
+			out, err := pki.Kubeconfig(tc.cluster, tc.server, cas.Cluster.CertPEM, tc.user, tc.client)
+			if err != nil {
+				t.Fatal(err)
+			}
 			var kc kubeconfig
 			if err := yaml.Unmarshal(out, &kc); err != nil {
 				t.Fatalf("yaml: %v\n%s", err, out)
@@ -167,7 +170,11 @@ func TestKubeconfigKubectl(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			kc := filepath.Join(dir, "kubeconfig")
-			if err := os.WriteFile(kc, pki.Kubeconfig("lab", srv.URL, cas.Cluster.CertPEM, tc.name, tc.client), 0o600); err != nil {
+			b, err := pki.Kubeconfig("lab", srv.URL, cas.Cluster.CertPEM, tc.name, tc.client)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(kc, b, 0o600); err != nil {
 				t.Fatal(err)
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"path"
 	"strconv"
 	"strings"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/bootsrv/bootsrv/pkg/assetfs"
 	"github.com/bootsrv/bootsrv/pkg/bootchain"
 	"github.com/bootsrv/bootsrv/pkg/fault/httpcode"
 	"github.com/bootsrv/bootsrv/pkg/metrics"
@@ -48,7 +48,7 @@ type Server struct {
 	cfg    Config
 	svc    BootChain
 	log    *slog.Logger
-	root   *os.Root
+	files  *assetfs.FS
 	reg    *metrics.Registry
 	reqs   *metrics.CounterVec
 	render *metrics.Histogram
@@ -86,13 +86,11 @@ func New(cfg Config, svc BootChain, reg *metrics.Registry, log *slog.Logger) (*S
 		cfg.ReadHeaderTimeout = 10 * time.Second
 	}
 	s := &Server{cfg: cfg, svc: svc, log: log, reg: reg}
-	if cfg.AssetsDir != "" {
-		root, err := os.OpenRoot(cfg.AssetsDir)
-		if err != nil {
-			return nil, fmt.Errorf("open --assets-dir %s: %w", cfg.AssetsDir, err)
-		}
-		s.root = root
+	files, err := assetfs.Open(cfg.FirstStage, cfg.AssetsDir)
+	if err != nil {
+		return nil, fmt.Errorf("http: %w (fix --assets-dir)", err)
 	}
+	s.files = files
 	s.reqs = reg.Counter("bootsrv_http_requests_total", "HTTP requests by route and status code.", "route", "code")
 	s.render = reg.Histogram("bootsrv_render_seconds", "Time to render a boot script or Ignition config.",
 		[]float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1})
@@ -145,9 +143,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.log.Warn("http: requests still running after 10 s; closing their connections", "err", err)
 		s.srv.Close()
 	}
-	if s.root != nil {
-		s.root.Close()
-	}
+	s.files.Close()
 	return nil
 }
 
@@ -355,58 +351,48 @@ func (s *Server) asset(w http.ResponseWriter, r *http.Request) int {
 		http.Error(w, "bad asset path", http.StatusBadRequest)
 		return http.StatusBadRequest
 	}
-	// Dot-names are not served: a release import stages under one
-	// (.release-import-*) until it is verified and committed.
-	if strings.HasPrefix(rel, ".") || strings.Contains(rel, "/.") {
-		http.NotFound(w, r)
-		return http.StatusNotFound
-	}
 	code := s.serveAsset(w, r, rel)
 	s.svc.AssetFetched(remoteIP(r), r.URL.Path, code)
 	return code
 }
 
+// serveAsset serves rel from the asset file system: /assets/ipxe/NAME is
+// the first-stage binary NAME when there is one (UEFI HTTP Boot), anything
+// else a file of the assets dir (dot-names never: a release import stages
+// under one until it is verified and committed).
 func (s *Server) serveAsset(w http.ResponseWriter, r *http.Request, rel string) int {
-	if name, ok := strings.CutPrefix(rel, "ipxe/"); ok && s.cfg.FirstStage != nil {
-		if f, err := s.cfg.FirstStage.Open(name); err == nil {
+	if name, ok := strings.CutPrefix(rel, "ipxe/"); ok {
+		f, err := s.files.FirstStage(name)
+		if err == nil {
 			defer f.Close()
-			if rs, ok := f.(io.ReadSeeker); ok {
-				if st, err := f.Stat(); err == nil && !st.IsDir() {
-					etag, err := s.firstStageETag(name, st, rs)
-					if err != nil {
-						s.log.Error("first-stage file unreadable", "name", name, "err", err)
-						http.Error(w, "first-stage file unreadable", http.StatusInternalServerError)
-						return http.StatusInternalServerError
-					}
-					return serveContent(w, r, st, rs, etag)
-				}
+			etag, err := s.firstStageETag(name, f.Info, f.Content)
+			if err != nil {
+				s.log.Error("first-stage file unreadable", "name", name, "err", err)
+				http.Error(w, "first-stage file unreadable", http.StatusInternalServerError)
+				return http.StatusInternalServerError
 			}
+			return serveContent(w, r, f.Info, f.Content, etag)
 		}
 	}
-	if s.root == nil {
+	if !s.files.HasAssetsDir() {
 		http.Error(w, "not found (no --assets-dir)", http.StatusNotFound)
 		return http.StatusNotFound
 	}
-	f, err := s.root.Open(rel)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			http.Error(w, "not found", http.StatusNotFound)
-			return http.StatusNotFound
-		}
+	f, err := s.files.Asset(rel)
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, assetfs.ErrNotRegular):
+		http.Error(w, "not found", http.StatusNotFound)
+		return http.StatusNotFound
+	case err != nil:
 		// os.Root refuses paths that escape it (symlinks out, ..).
 		s.log.Warn("asset refused", "path", rel, "from", r.RemoteAddr, "err", err)
 		http.Error(w, "forbidden", http.StatusForbidden)
 		return http.StatusForbidden
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil || st.IsDir() {
-		http.Error(w, "not found", http.StatusNotFound)
-		return http.StatusNotFound
-	}
 	// A 1 GiB initrd over a slow link outlasts the server's write timeout.
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(time.Hour))
-	return serveContent(w, r, st, f, fmt.Sprintf(`"%x-%x"`, st.Size(), st.ModTime().UnixNano()))
+	return serveContent(w, r, f.Info, f.Content, fmt.Sprintf(`"%x-%x"`, f.Info.Size(), f.Info.ModTime().UnixNano()))
 }
 
 // firstStageKey identifies one version of a first-stage file.

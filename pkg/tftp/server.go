@@ -23,15 +23,15 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/pin/tftp/v3/netascii"
 	"golang.org/x/net/ipv4"
+
+	"github.com/bootsrv/bootsrv/pkg/assetfs"
 )
 
 // Defaults.
@@ -95,8 +95,7 @@ type Config struct {
 // Server is a running TFTP server; New binds it, Serve runs it.
 type Server struct {
 	cfg    Config
-	files  fs.FS
-	root   *os.Root
+	files  *assetfs.FS
 	log    *slog.Logger
 	conn   *net.UDPConn
 	pc     *ipv4.PacketConn // nil for IPv6: replies then leave from bindIP
@@ -134,15 +133,13 @@ func New(cfg Config, files fs.FS, log *slog.Logger) (*Server, error) {
 	if cfg.MaxPerClient <= 0 {
 		cfg.MaxPerClient = DefaultMaxPerClient
 	}
-	s := &Server{cfg: cfg, files: files, log: log, perIP: map[netip.Addr]int{}}
-	if cfg.AssetsDir != "" {
-		if s.root, err = os.OpenRoot(cfg.AssetsDir); err != nil {
-			return nil, fmt.Errorf("tftp assets dir: %w", err)
-		}
+	s := &Server{cfg: cfg, log: log, perIP: map[netip.Addr]int{}}
+	if s.files, err = assetfs.Open(files, cfg.AssetsDir); err != nil {
+		return nil, fmt.Errorf("tftp: %w", err)
 	}
 	ua, err := net.ResolveUDPAddr("udp", cfg.Addr)
 	if err != nil {
-		s.closeRoot()
+		s.closeFiles()
 		return nil, fmt.Errorf("tftp listen address %q: %w", cfg.Addr, err)
 	}
 	// PXE is IPv4; a wildcard address listens on IPv4 only so that the
@@ -152,7 +149,7 @@ func New(cfg Config, files fs.FS, log *slog.Logger) (*Server, error) {
 		network = "udp6"
 	}
 	if s.conn, err = net.ListenUDP(network, ua); err != nil {
-		s.closeRoot()
+		s.closeFiles()
 		return nil, fmt.Errorf("tftp listen on %s: %w", cfg.Addr, err)
 	}
 	if ua.IP != nil && !ua.IP.IsUnspecified() {
@@ -170,9 +167,9 @@ func New(cfg Config, files fs.FS, log *slog.Logger) (*Server, error) {
 	return s, nil
 }
 
-func (s *Server) closeRoot() {
-	if s.root != nil {
-		s.root.Close()
+func (s *Server) closeFiles() {
+	if s.files != nil {
+		s.files.Close()
 	}
 }
 
@@ -188,7 +185,7 @@ func (s *Server) Active() int { return int(s.active.Load()) }
 // finish instead could hold a SIGTERM for Retries x Timeout per stalled
 // client, and a TFTP read loses nothing when it is cut.
 func (s *Server) Serve(ctx context.Context) error {
-	defer s.closeRoot()
+	defer s.closeFiles()
 	stop := context.AfterFunc(ctx, func() { s.conn.Close() })
 	defer stop()
 	s.log.Info("tftp: serving", "addr", s.Addr().String(), "assets_dir", s.cfg.AssetsDir,
@@ -371,26 +368,25 @@ func (s *Server) logResult(req Request, src *net.UDPAddr, t *transfer, n int64, 
 type source struct {
 	r    io.ReaderAt
 	size int64
-	from string // "embedded" or "assets-dir", for logs
+	from string // assetfs.FromFirstStage or FromAssetsDir, for logs
 	c    io.Closer
 }
 
-// open finds name among the embedded files, then in the assets dir.
+// open finds name among the first-stage files, then in the assets dir.
 func (s *Server) open(name, mode string) (*source, *Error, error) {
 	name, rerr := CleanName(name)
 	if rerr != nil {
 		return nil, rerr, nil
 	}
-	src, err := s.openFS(name)
-	// Dot-names in the assets dir are not served: a release import stages
-	// under one until it is verified and committed.
-	if errors.Is(err, fs.ErrNotExist) && s.root != nil && !strings.HasPrefix(name, ".") && !strings.Contains(name, "/.") {
-		src, err = s.openRoot(name)
+	var src *source
+	f, err := s.files.Lookup(name)
+	if err == nil {
+		src = &source{r: f.Content, size: f.Info.Size(), from: f.From, c: f}
 	}
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, refuse(CodeFileNotFound, "file not found"), nil
-	case errors.Is(err, fs.ErrPermission), errors.Is(err, errNotRegular), isEscape(err):
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, assetfs.ErrNotRegular), assetfs.IsEscape(err):
 		// Do not tell a prober what exists: same words for all of these.
 		return nil, refuse(CodeAccessViolation, "access violation"), err
 	case err != nil:
@@ -409,64 +405,6 @@ func (s *Server) open(name, mode string) (*source, *Error, error) {
 		}
 	}
 	return src, nil, nil
-}
-
-var errNotRegular = errors.New("not a regular file")
-
-// isEscape reports os.Root refusing a path that leaves the root (via ".." or
-// a symlink). Go reports it as a *PathError whose text says so; there is no
-// exported sentinel in Go 1.26.
-func isEscape(err error) bool {
-	var pe *fs.PathError
-	return errors.As(err, &pe) && pe.Err != nil && pe.Err.Error() == "path escapes from parent"
-}
-
-func (s *Server) openFS(name string) (*source, error) {
-	if s.files == nil {
-		return nil, fs.ErrNotExist
-	}
-	f, err := s.files.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		f.Close()
-		return nil, errNotRegular
-	}
-	if ra, ok := f.(io.ReaderAt); ok {
-		return &source{r: ra, size: st.Size(), from: "embedded", c: f}, nil
-	}
-	// An fs.FS without random access: first-stage files are small, hold it.
-	data, err := io.ReadAll(f)
-	f.Close()
-	if err != nil {
-		return nil, err
-	}
-	return &source{r: bytesReaderAt(data), size: int64(len(data)), from: "embedded"}, nil
-}
-
-func (s *Server) openRoot(name string) (*source, error) {
-	// O_NONBLOCK so that a FIFO in the assets dir cannot hang the transfer in
-	// open; it is then refused as not regular.
-	f, err := s.root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		f.Close()
-		return nil, errNotRegular
-	}
-	return &source{r: f, size: st.Size(), from: "assets-dir", c: f}, nil
 }
 
 func toNetascii(src *source) (*source, error) {

@@ -68,6 +68,12 @@ for role in $ROLES; do
 			"$BIN" profile add --role master --os flatcar --kernel /assets/bench/vmlinuz master >/dev/null
 			master=master
 		fi
+		if [[ $role != custom ]]; then
+			# A Kubernetes role's Ignition names the release binaries it
+			# runs: import stand-ins (pkg/release/releasetest), once.
+			[[ -d $work/releases ]] || "$load" releases "$work/releases"
+			"$BIN" assets import --assets-dir "$work/assets" "$work/releases" >/dev/null
+		fi
 		"$load" csv "$n" $master >"$work/machines-$role-$n.csv"
 		"$BIN" machine import -f "$work/machines-$role-$n.csv" >/dev/null 2>"$work/import-$role-$n.log" || {
 			cat "$work/import-$role-$n.log" >&2
@@ -75,8 +81,10 @@ for role in $ROLES; do
 		}
 		port=$("$load" port)
 		base=http://127.0.0.1:$port
+		# --token-bind any: the load comes from 127.0.0.1 for machines
+		# whose addresses are 10.100.x.x.
 		"$BIN" serve --data-dir "$data" --http-addr "127.0.0.1:$port" --assets-dir "$work/assets" \
-			--log-level warn 2>"$work/serve-$role-$n.log" &
+			--token-bind any --log-level warn 2>"$work/serve-$role-$n.log" &
 		pid=$!
 		"$load" wait "$base/healthz" || {
 			cat "$work/serve-$role-$n.log" >&2

@@ -32,6 +32,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/bootsrv/bootsrv/pkg/release/releasetest"
 )
 
 func main() {
@@ -48,6 +50,14 @@ func main() {
 		err = wait(os.Args[2:])
 	case "run":
 		err = run(os.Args[2:])
+	case "releases":
+		// Stand-ins of the release files a Kubernetes role needs
+		// (pkg/release/releasetest), for `bootsrv assets import`.
+		if len(os.Args) != 3 {
+			err = errors.New("usage: httpload releases DIR")
+			break
+		}
+		releasetest.Write(exitOnFatal{}, os.Args[2], releasetest.Default)
 	default:
 		usage()
 	}
@@ -315,4 +325,13 @@ func readMACs(name string) ([]string, error) {
 		return nil, fmt.Errorf("%s: no machines", name)
 	}
 	return macs, nil
+}
+
+// exitOnFatal is releasetest's Failer outside a test.
+type exitOnFatal struct{}
+
+func (exitOnFatal) Helper() {}
+func (exitOnFatal) Fatal(args ...any) {
+	fmt.Fprintln(os.Stderr, append([]any{"httpload releases:"}, args...)...)
+	os.Exit(1)
 }

@@ -19,7 +19,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"testing"
 )
 
 // Versions names the release of each component to write.
@@ -61,7 +60,14 @@ func ELF(arch, name string) []byte {
 
 func sum(b []byte) string { h := sha256.Sum256(b); return hex.EncodeToString(h[:]) }
 
-func write(t testing.TB, p string, b []byte, mode os.FileMode) {
+// Failer is what the writers need of a test (testing.TB has it): a
+// benchmark driver outside a test passes its own.
+type Failer interface {
+	Helper()
+	Fatal(args ...any)
+}
+
+func write(t Failer, p string, b []byte, mode os.FileMode) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		t.Fatal(err)
@@ -72,7 +78,7 @@ func write(t testing.TB, p string, b []byte, mode os.FileMode) {
 }
 
 // tgz packs files (name -> contents) into a gzipped tar.
-func tgz(t testing.TB, files [][2]string) []byte {
+func tgz(t Failer, files [][2]string) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	gz := gzip.NewWriter(&buf)
@@ -96,7 +102,7 @@ func tgz(t testing.TB, files [][2]string) []byte {
 
 // Write lays out under dir one release of each component as its project
 // publishes it, with checksum files, and returns dir.
-func Write(t testing.TB, dir string, v Versions) string {
+func Write(t Failer, dir string, v Versions) string {
 	t.Helper()
 	a := v.Arch
 	k8s := filepath.Join(dir, "kubernetes", v.Kubernetes, "bin", "linux", a)

@@ -99,9 +99,24 @@ func runClusterInit(ctx context.Context, c *cli, o *opts, args []string) error {
 	defer done()
 	cl, err := api.ClusterInit(ctx, o.cl)
 	if err != nil {
-		return err
+		if o.file != "" {
+			// The file's own field names, and which file.
+			return fault.At(o.file, err)
+		}
+		return fault.Reword(err, clusterFlags)
 	}
 	return printCluster(c, o, cl)
+}
+
+// clusterFlags names, for the cluster's fields, the flags of cluster init
+// that set them: an error about a field is worded with the flag the
+// operator typed.
+var clusterFlags = map[string]string{
+	"name": "--name", "api_server": "--api-server", "network.subnet": "--subnet", "network.gateway": "--gateway",
+	"network.dns": "--dns", "pod_network": "--pod-network", "service_range": "--service-range",
+	"kubernetes_service_ip": "--kubernetes-service-ip", "dns_service_ip": "--dns-ip", "domain": "--domain",
+	"kubernetes_version": "--kubernetes-version", "key_algorithm": "--key-algorithm",
+	"cert_validity_days": "--cert-validity-days", "ssh_keys": "--ssh-key",
 }
 
 func printCluster(c *cli, o *opts, cl model.Cluster) error {

@@ -52,4 +52,6 @@ type errorBody struct {
 	Kind  fault.Kind `json:"kind,omitempty"`
 	// Field is the input field at fault, as the model names it.
 	Field string `json:"field,omitempty"`
+	// Also are other fields the message names.
+	Also []string `json:"also,omitempty"`
 }

@@ -79,7 +79,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 			return fmt.Errorf("admin API %s %s: HTTP %d", method, path, resp.StatusCode)
 		}
 		if eb.Kind != "" {
-			return &fault.Error{Kind: eb.Kind, Field: eb.Field, Msg: eb.Error}
+			return &fault.Error{Kind: eb.Kind, Field: eb.Field, Also: eb.Also, Msg: eb.Error}
 		}
 		return errors.New(eb.Error)
 	}

@@ -97,7 +97,7 @@ func (h *handler) reply(w http.ResponseWriter, r *http.Request, v any, err error
 			h.log.Error("admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		}
 		w.WriteHeader(code)
-		_ = json.NewEncoder(w).Encode(errorBody{Error: err.Error(), Kind: fault.KindOf(err), Field: fault.FieldOf(err)})
+		_ = json.NewEncoder(w).Encode(errorBody{Error: err.Error(), Kind: fault.KindOf(err), Field: fault.FieldOf(err), Also: fault.AlsoOf(err)})
 		return
 	}
 	if v == nil {

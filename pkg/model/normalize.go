@@ -35,9 +35,9 @@ func NormalizeCluster(c Cluster) (Cluster, error) {
 	c.Network.DNS = slices.Clone(c.Network.DNS)
 	c.SSHKeys = slices.Clone(c.SSHKeys)
 	if err := ValidName("cluster", c.Name); err != nil {
-		return c, err
+		return c, fault.WithField("name", err)
 	}
-	api, err := parseIPv4("--api-server", c.APIServer)
+	api, err := parseIPv4("api_server", c.APIServer)
 	if err != nil {
 		return c, err
 	}
@@ -53,19 +53,19 @@ func NormalizeCluster(c Cluster) (Cluster, error) {
 	}
 	c.Domain = strings.ToLower(strings.TrimSuffix(c.Domain, "."))
 	if _, err := NormalizeHostname(c.Domain); err != nil {
-		return c, fault.Invalidf("--domain %q is not a valid DNS domain", c.Domain)
+		return c, fault.Fields([]string{"domain"}, "domain %q is not a valid DNS domain", c.Domain)
 	}
 	if c.KeyAlgorithm == "" {
 		c.KeyAlgorithm = "ecdsa-p256"
 	}
 	if c.KeyAlgorithm != "ecdsa-p256" && c.KeyAlgorithm != "rsa2048" {
-		return c, fault.Invalidf("--key-algorithm %q: use ecdsa-p256 or rsa2048", c.KeyAlgorithm)
+		return c, fault.Fields([]string{"key_algorithm"}, "key_algorithm %q: use ecdsa-p256 or rsa2048", c.KeyAlgorithm)
 	}
 	if c.CertValidityDays == 0 {
 		c.CertValidityDays = 365
 	}
 	if c.CertValidityDays < 31 || c.CertValidityDays > 3650 {
-		return c, fault.Invalidf("--cert-validity-days %d: use 31 to 3650 days (certificates are renewed 30 days before they expire)", c.CertValidityDays)
+		return c, fault.Fields([]string{"cert_validity_days"}, "cert_validity_days %d: use 31 to 3650 days (certificates are renewed 30 days before they expire)", c.CertValidityDays)
 	}
 	for _, v := range []struct {
 		field, def string
@@ -85,96 +85,96 @@ func NormalizeCluster(c Cluster) (Cluster, error) {
 			*v.p = "v" + *v.p
 		}
 		if !release.IsVersion(*v.p) { // a version no release file could be imported under
-			return c, fault.Invalidf("%s %q is not a release version such as %s", v.field, *v.p, v.def)
+			return c, fault.Fields([]string{v.field}, "%s %q is not a release version such as %s", v.field, *v.p, v.def)
 		}
 	}
 	if c.Arch == "" {
 		c.Arch = DefaultArch
 	}
 	if c.Arch != "amd64" && c.Arch != "arm64" {
-		return c, fault.Invalidf("arch %q: use amd64 or arm64", c.Arch)
+		return c, fault.Fields([]string{"arch"}, "arch %q: use amd64 or arm64", c.Arch)
 	}
 	if c.SandboxImage == "" {
 		c.SandboxImage = nodeconfig.DefaultSandboxImage
 	}
 	c.RegistryMirror = strings.TrimSuffix(c.RegistryMirror, "/")
 	if err := nodeconfig.CheckRegistry(c.RegistryMirror, []byte(c.RegistryCA)); err != nil {
-		return c, fault.Invalidf("registry_mirror, registry_ca: %v", err)
+		return c, fault.Fields([]string{"registry_mirror", "registry_ca"}, "registry_mirror, registry_ca: %v", err)
 	}
-	pods, err := parsePrefix("--pod-network", c.PodNetwork)
+	pods, err := parsePrefix("pod_network", c.PodNetwork)
 	if err != nil {
 		return c, err
 	}
-	svc, err := parsePrefix("--service-range", c.ServiceRange)
+	svc, err := parsePrefix("service_range", c.ServiceRange)
 	if err != nil {
 		return c, err
 	}
 	if svc.Bits() > 30 {
-		return c, fault.Invalidf("--service-range %s is too small: it needs room for the Kubernetes and DNS service IPs (/30 or larger)", svc)
+		return c, fault.Fields([]string{"service_range"}, "service_range %s is too small: it needs room for the Kubernetes and DNS service IPs (/30 or larger)", svc)
 	}
 	var subnet netip.Prefix
 	if c.Network.Subnet == "" {
 		subnet = netip.PrefixFrom(api, 24).Masked()
-	} else if subnet, err = parsePrefix("--subnet", c.Network.Subnet); err != nil {
+	} else if subnet, err = parsePrefix("network.subnet", c.Network.Subnet); err != nil {
 		return c, err
 	}
 	c.Network.Subnet = subnet.String()
 	c.PodNetwork, c.ServiceRange = pods.String(), svc.String()
 
 	if pods.Overlaps(svc) {
-		return c, fault.Invalidf("--pod-network %s overlaps --service-range %s: pick ranges that do not overlap (defaults: pods %s, services %s)", pods, svc, DefaultPodNetwork, DefaultServiceRange)
+		return c, fault.Fields([]string{"pod_network", "service_range"}, "pod_network %s overlaps service_range %s: pick ranges that do not overlap (defaults: pods %s, services %s)", pods, svc, DefaultPodNetwork, DefaultServiceRange)
 	}
 	if pods.Overlaps(subnet) {
-		return c, fault.Invalidf("--pod-network %s overlaps the node network %s: pick a pod network that does not contain your machines' addresses", pods, subnet)
+		return c, fault.Fields([]string{"pod_network"}, "pod_network %s overlaps the node network %s: pick a pod network that does not contain your machines' addresses", pods, subnet)
 	}
 	if svc.Overlaps(subnet) {
-		return c, fault.Invalidf("--service-range %s overlaps the node network %s: pick a service range that does not contain your machines' addresses", svc, subnet)
+		return c, fault.Fields([]string{"service_range"}, "service_range %s overlaps the node network %s: pick a service range that does not contain your machines' addresses", svc, subnet)
 	}
 	if !subnet.Contains(api) && c.Network.Subnet != "" {
 		// The API endpoint may be a load balancer outside the node network;
 		// it must still not sit in a cluster-internal range.
 		if pods.Contains(api) || svc.Contains(api) {
-			return c, fault.Invalidf("--api-server %s lies in the pod or service range: give the master's address on the node network", api)
+			return c, fault.Fields([]string{"api_server"}, "api_server %s lies in the pod or service range: give the master's address on the node network", api)
 		}
 	}
 
 	if c.KubernetesServiceIP == "" {
 		c.KubernetesServiceIP = firstHost(svc).String()
 	}
-	kip, err := parseIPv4("kubernetes service IP", c.KubernetesServiceIP)
+	kip, err := parseIPv4("kubernetes_service_ip", c.KubernetesServiceIP)
 	if err != nil {
 		return c, err
 	}
 	if !svc.Contains(kip) {
-		return c, fault.Invalidf("kubernetes service IP %s is outside --service-range %s", kip, svc)
+		return c, fault.Fields([]string{"kubernetes_service_ip", "service_range"}, "kubernetes_service_ip %s is outside service_range %s", kip, svc)
 	}
 	if c.DNSServiceIP == "" {
 		c.DNSServiceIP = defaultDNSIP(svc, kip).String()
 	}
-	dip, err := parseIPv4("--dns-ip", c.DNSServiceIP)
+	dip, err := parseIPv4("dns_service_ip", c.DNSServiceIP)
 	if err != nil {
 		return c, err
 	}
 	if !svc.Contains(dip) {
-		return c, fault.Invalidf("--dns-ip %s is outside --service-range %s: pick an address inside it (the guides use %s)", dip, svc, DefaultDNSServiceIP)
+		return c, fault.Fields([]string{"dns_service_ip", "service_range"}, "dns_service_ip %s is outside service_range %s: pick an address inside it (the guides use %s)", dip, svc, DefaultDNSServiceIP)
 	}
 	if dip == kip {
-		return c, fault.Invalidf("--dns-ip %s is the Kubernetes service IP: pick another address in %s", dip, svc)
+		return c, fault.Fields([]string{"dns_service_ip"}, "dns_service_ip %s is the Kubernetes service IP: pick another address in %s", dip, svc)
 	}
 	c.KubernetesServiceIP, c.DNSServiceIP = kip.String(), dip.String()
 
 	if c.Network.Gateway != "" {
-		gw, err := parseIPv4("--gateway", c.Network.Gateway)
+		gw, err := parseIPv4("network.gateway", c.Network.Gateway)
 		if err != nil {
 			return c, err
 		}
 		if !subnet.Contains(gw) {
-			return c, fault.Invalidf("--gateway %s is outside the provisioning subnet %s", gw, subnet)
+			return c, fault.Fields([]string{"network.gateway"}, "network.gateway %s is outside the provisioning subnet %s", gw, subnet)
 		}
 		c.Network.Gateway = gw.String()
 	}
 	for i, d := range c.Network.DNS {
-		a, err := parseIPv4("--dns", d)
+		a, err := parseIPv4("network.dns", d)
 		if err != nil {
 			return c, err
 		}
@@ -183,7 +183,7 @@ func NormalizeCluster(c Cluster) (Cluster, error) {
 	for i, k := range c.SSHKeys {
 		k = strings.TrimSpace(k)
 		if f := strings.Fields(k); len(f) < 2 || !(strings.HasPrefix(f[0], "ssh-") || strings.HasPrefix(f[0], "ecdsa-") || strings.HasPrefix(f[0], "sk-")) {
-			return c, fault.Invalidf("SSH key %d is not an OpenSSH public key line (type, base64 key, optional comment)", i+1)
+			return c, fault.Fields([]string{"ssh_keys"}, "SSH key %d is not an OpenSSH public key line (type, base64 key, optional comment): fix it in ssh_keys", i+1)
 		}
 		c.SSHKeys[i] = k
 	}

@@ -200,44 +200,44 @@ func TestNormalizeClusterBad(t *testing.T) {
 		subs []string
 	}{
 		{"bad name", func(c *Cluster) { c.Name = "My Lab" }, []string{`cluster name "My Lab" is not valid`}},
-		{"api not an IP", func(c *Cluster) { c.APIServer = "master1" }, []string{`--api-server "master1" is not an IPv4 address`}},
-		{"api IPv6", func(c *Cluster) { c.APIServer = "fd00::1" }, []string{`--api-server "fd00::1" is not an IPv4 address`}},
+		{"api not an IP", func(c *Cluster) { c.APIServer = "master1" }, []string{`api_server "master1" is not an IPv4 address`}},
+		{"api IPv6", func(c *Cluster) { c.APIServer = "fd00::1" }, []string{`api_server "fd00::1" is not an IPv4 address`}},
 		{"pods overlap services", func(c *Cluster) { c.PodNetwork = "10.3.0.0/16" },
-			[]string{"--pod-network 10.3.0.0/16 overlaps --service-range 10.3.0.0/24"}},
+			[]string{"pod_network 10.3.0.0/16 overlaps service_range 10.3.0.0/24"}},
 		{"pods overlap nodes", func(c *Cluster) { c.PodNetwork = "192.168.0.0/16" },
-			[]string{"--pod-network 192.168.0.0/16 overlaps the node network 192.168.1.0/24"}},
+			[]string{"pod_network 192.168.0.0/16 overlaps the node network 192.168.1.0/24"}},
 		{"services overlap nodes", func(c *Cluster) { c.ServiceRange = "192.168.1.0/24"; c.DNSServiceIP = "192.168.1.10" },
-			[]string{"--service-range 192.168.1.0/24 overlaps the node network 192.168.1.0/24"}},
+			[]string{"service_range 192.168.1.0/24 overlaps the node network 192.168.1.0/24"}},
 		{"explicit subnet overlaps services", func(c *Cluster) { c.Network.Subnet = "10.0.0.0/8" },
 			[]string{"overlaps the node network 10.0.0.0/8"}},
 		{"dns ip outside service range", func(c *Cluster) { c.DNSServiceIP = "10.4.0.10" },
-			[]string{"--dns-ip 10.4.0.10 is outside --service-range 10.3.0.0/24"}},
+			[]string{"dns_service_ip 10.4.0.10 is outside service_range 10.3.0.0/24"}},
 		{"dns ip is the k8s service ip", func(c *Cluster) { c.DNSServiceIP = "10.3.0.1" },
-			[]string{"--dns-ip 10.3.0.1 is the Kubernetes service IP"}},
+			[]string{"dns_service_ip 10.3.0.1 is the Kubernetes service IP"}},
 		{"k8s service ip outside", func(c *Cluster) { c.KubernetesServiceIP = "10.9.0.1" },
-			[]string{"kubernetes service IP 10.9.0.1 is outside --service-range 10.3.0.0/24"}},
+			[]string{"kubernetes_service_ip 10.9.0.1 is outside service_range 10.3.0.0/24"}},
 		{"pod network host bits", func(c *Cluster) { c.PodNetwork = "10.2.0.1/16" },
-			[]string{`--pod-network "10.2.0.1/16" has host bits set: did you mean 10.2.0.0/16?`}},
+			[]string{`pod_network "10.2.0.1/16" has host bits set: did you mean 10.2.0.0/16?`}},
 		{"service range host bits", func(c *Cluster) { c.ServiceRange = "10.3.0.5/24" },
-			[]string{`--service-range "10.3.0.5/24" has host bits set: did you mean 10.3.0.0/24?`}},
+			[]string{`service_range "10.3.0.5/24" has host bits set: did you mean 10.3.0.0/24?`}},
 		{"subnet host bits", func(c *Cluster) { c.Network.Subnet = "192.168.1.10/24" },
-			[]string{`--subnet "192.168.1.10/24" has host bits set: did you mean 192.168.1.0/24?`}},
+			[]string{`network.subnet "192.168.1.10/24" has host bits set: did you mean 192.168.1.0/24?`}},
 		{"pod network not CIDR", func(c *Cluster) { c.PodNetwork = "10.2.0.0" },
-			[]string{`--pod-network "10.2.0.0" is not an IPv4 network in CIDR form`}},
+			[]string{`pod_network "10.2.0.0" is not an IPv4 network in CIDR form`}},
 		{"service range too small", func(c *Cluster) { c.ServiceRange = "10.3.0.0/31"; c.DNSServiceIP = "10.3.0.1" },
-			[]string{"--service-range 10.3.0.0/31 is too small"}},
+			[]string{"service_range 10.3.0.0/31 is too small"}},
 		{"gateway outside subnet", func(c *Cluster) { c.Network.Gateway = "192.168.2.1" },
-			[]string{"--gateway 192.168.2.1 is outside the provisioning subnet 192.168.1.0/24"}},
-		{"gateway not an IP", func(c *Cluster) { c.Network.Gateway = "router" }, []string{`--gateway "router" is not an IPv4 address`}},
+			[]string{"network.gateway 192.168.2.1 is outside the provisioning subnet 192.168.1.0/24"}},
+		{"gateway not an IP", func(c *Cluster) { c.Network.Gateway = "router" }, []string{`network.gateway "router" is not an IPv4 address`}},
 		{"dns server not an IP", func(c *Cluster) { c.Network.DNS = []string{"1.1.1.1", "dns.example"} },
-			[]string{`--dns "dns.example" is not an IPv4 address`}},
+			[]string{`network.dns "dns.example" is not an IPv4 address`}},
 		{"bad ssh key", func(c *Cluster) { c.SSHKeys = []string{"ssh-ed25519 AAAA ok", "not-a-key"} },
 			[]string{"SSH key 2 is not an OpenSSH public key line"}},
 		{"ssh key without type", func(c *Cluster) { c.SSHKeys = []string{"AAAAC3NzaC1lZDI1NTE5 op@host"} },
 			[]string{"SSH key 1 is not an OpenSSH public key line"}},
-		{"bad domain", func(c *Cluster) { c.Domain = "cluster_local" }, []string{`--domain "cluster_local" is not a valid DNS domain`}},
+		{"bad domain", func(c *Cluster) { c.Domain = "cluster_local" }, []string{`domain "cluster_local" is not a valid DNS domain`}},
 		{"api in pod range with explicit subnet", func(c *Cluster) { c.APIServer = "10.2.0.5"; c.Network.Subnet = "192.168.1.0/24" },
-			[]string{"--api-server 10.2.0.5 lies in the pod or service range"}},
+			[]string{"api_server 10.2.0.5 lies in the pod or service range"}},
 		{"etcd version not a release", func(c *Cluster) { c.EtcdVersion = "latest" }, []string{`etcd_version "vlatest" is not a release version such as v3.6.16`}},
 		{"kubernetes version with a path", func(c *Cluster) { c.KubernetesVersion = "v1.37.2/../x" }, []string{"kubernetes_version", "is not a release version"}},
 		{"coredns version short", func(c *Cluster) { c.CoreDNSVersion = "1.15" }, []string{`coredns_version "v1.15" is not a release version`}},
@@ -254,6 +254,11 @@ func TestNormalizeClusterBad(t *testing.T) {
 			tc.mod(&c)
 			_, err := NormalizeCluster(c)
 			faulttest.Want(t, err, fault.KindInvalid, tc.subs...)
+			// Every refusal names the field at fault, so each door can
+			// word it (the CLI with its flag, a file with its key).
+			if fault.FieldOf(err) == "" {
+				t.Errorf("error %q names no field", err)
+			}
 		})
 	}
 }

@@ -67,7 +67,7 @@ func ValidName(what, s string) error {
 func parseIPv4(field, s string) (netip.Addr, error) {
 	a, err := netip.ParseAddr(strings.TrimSpace(s))
 	if err != nil || !a.Is4() {
-		return netip.Addr{}, fault.Invalidf("%s %q is not an IPv4 address", field, s)
+		return netip.Addr{}, fault.Field(fault.KindInvalid, field, "%s %q is not an IPv4 address", field, s)
 	}
 	return a, nil
 }
@@ -75,10 +75,10 @@ func parseIPv4(field, s string) (netip.Addr, error) {
 func parsePrefix(field, s string) (netip.Prefix, error) {
 	p, err := netip.ParsePrefix(strings.TrimSpace(s))
 	if err != nil || !p.Addr().Is4() {
-		return netip.Prefix{}, fault.Invalidf("%s %q is not an IPv4 network in CIDR form (such as 10.2.0.0/16)", field, s)
+		return netip.Prefix{}, fault.Field(fault.KindInvalid, field, "%s %q is not an IPv4 network in CIDR form (such as 10.2.0.0/16)", field, s)
 	}
 	if p.Masked() != p {
-		return netip.Prefix{}, fault.Invalidf("%s %q has host bits set: did you mean %s?", field, s, p.Masked())
+		return netip.Prefix{}, fault.Field(fault.KindInvalid, field, "%s %q has host bits set: did you mean %s?", field, s, p.Masked())
 	}
 	return p, nil
 }

@@ -284,3 +284,11 @@ func advertisedURL(listen, httpAddr string) (string, error) {
 	}
 	return "http://" + net.JoinHostPort(host, port), nil
 }
+
+// The core is every door's back end: each door's own interface says what
+// it needs of it.
+var (
+	_ admin.API       = (*core.Service)(nil)
+	_ httpd.BootChain = (*core.Service)(nil)
+	_ dhcp.Inventory  = (*core.Service)(nil)
+)

@@ -7,7 +7,6 @@ package admin
 import (
 	"context"
 
-	"github.com/bootsrv/bootsrv/pkg/core"
 	"github.com/bootsrv/bootsrv/pkg/fault"
 	"github.com/bootsrv/bootsrv/pkg/inventory"
 	"github.com/bootsrv/bootsrv/pkg/model"
@@ -18,7 +17,7 @@ import (
 // SocketName is the admin socket's name inside the data dir.
 const SocketName = "bootsrv.sock"
 
-// API is what the CLI can ask of bootsrv. *core.Service implements it
+// API is what the CLI can ask of bootsrv. The core (core.Service) implements it
 // directly (no server running) and *Client over the socket.
 type API interface {
 	ClusterInit(ctx context.Context, c model.Cluster) (model.Cluster, error)
@@ -42,10 +41,7 @@ type API interface {
 	RenewCerts(ctx context.Context, macs []string) ([]nodecerts.CertInfo, error)
 }
 
-var (
-	_ API = (*core.Service)(nil)
-	_ API = (*Client)(nil)
-)
+var _ API = (*Client)(nil)
 
 type errorBody struct {
 	Error string     `json:"error"`

@@ -1,8 +1,6 @@
 package dhcp
 
 import (
-	"errors"
-	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -12,8 +10,6 @@ import (
 
 	"github.com/bootsrv/bootsrv/pkg/lease"
 	"github.com/bootsrv/bootsrv/pkg/model"
-	"github.com/bootsrv/bootsrv/pkg/state"
-	"github.com/bootsrv/bootsrv/pkg/store"
 )
 
 // A discovered machine (a record without a reserved address) that got a
@@ -155,122 +151,6 @@ func TestMoveToReservationFreesPoolLease(t *testing.T) {
 	check("after restart", l)
 }
 
-// Offers that lapse, or whose address goes to another MAC, leave no index
-// entry behind.
-func TestLapsedOffersLeaveNoIndex(t *testing.T) {
-	clk := &clock{t: t0}
-	st := openStore(t, t.TempDir())
-	defer st.Close()
-	l, err := lease.Open(st, clk.now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := testSettings(ModeFull, UnknownDiscover)
-	s.Subnets[0].Pool = lease.Pool{Start: ipA, End: ipA} // one address
-	for i := range 5000 {
-		mac := fmt.Sprintf("02:00:%02x:%02x:00:00", i>>8, i&0xff)
-		ip, ok := l.Candidate(mac, s.Subnets[0].Pool)
-		if !ok {
-			t.Fatalf("no candidate at %d", i)
-		}
-		if err := Apply(l, mac, Decision{Action: ActOffer, IP: ip, Expiry: clk.now().Add(offerHold)}); err != nil {
-			t.Fatal(err)
-		}
-		clk.add(offerHold + time.Second)
-	}
-	n := l.Stats().OfferIndex + l.Stats().BoundIndex
-	if n > 1 || len(l.All()) > 1 {
-		t.Errorf("pool of 1 address after 5000 lapsed offers: %d index entries, %d leases", n, len(l.All()))
-	}
-	// A lapsed offer is forgotten when its MAC comes back, too.
-	if _, ok := l.ForMAC("02:00:13:87:00:00"); ok {
-		t.Error("lapsed offer still returned")
-	}
-	n = l.Stats().OfferIndex
-	if n != 0 {
-		t.Errorf("%d offer entries after the last offer lapsed and was looked up", n)
-	}
-}
-
-// failStore fails every Batch while fail is set.
-type failStore struct {
-	store.Store
-	fail bool
-}
-
-func (f *failStore) Batch(fn func(store.Tx) error) error {
-	if f.fail {
-		return errors.New("disk full")
-	}
-	return f.Store.Batch(fn)
-}
-
-// A bind whose write fails leaves memory as it was: no "bound" that the
-// file does not hold, and the old lease still in place.
-func TestBindWriteFailureRestoresMemory(t *testing.T) {
-	clk := &clock{t: t0}
-	st := openStore(t, t.TempDir())
-	defer st.Close()
-	fs := &failStore{Store: st.Engine()}
-	l, err := lease.Open(state.New(fs), clk.now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mac := "aa:00:00:00:00:01"
-	for _, d := range []Decision{
-		{Action: ActOffer, IP: ipA, Expiry: t0.Add(offerHold)},
-		{Action: ActBind, IP: ipA, Expiry: t0.Add(time.Hour)},
-		{Action: ActOffer, IP: ipB, Expiry: t0.Add(offerHold)},
-	} {
-		if err := Apply(l, mac, d); err != nil {
-			t.Fatal(err)
-		}
-	}
-	before := l.All()
-	fs.fail = true
-	if err := Apply(l, mac, Decision{Action: ActBind, IP: ipB, Expiry: t0.Add(time.Hour)}); err == nil {
-		t.Fatal("bind succeeded with a failing store")
-	}
-	if le, ok := l.Bound(mac); !ok || le.IP != ipA {
-		t.Errorf("after a failed bind, Bound = %+v %v, want %s", le, ok, ipA)
-	}
-	if _, ok := l.LeasedMAC(ipB); ok {
-		t.Errorf("after a failed bind, %s counts as leased", ipB)
-	}
-	if le, ok := l.ForMAC(mac); !ok || le.IP != ipB || le.State != model.LeaseOffered {
-		t.Errorf("after a failed bind, ForMAC = %+v %v, want the offer of %s", le, ok, ipB)
-	}
-	if after := l.All(); fmt.Sprint(sortLeases(after)) != fmt.Sprint(sortLeases(before)) {
-		t.Errorf("leases changed by a failed bind:\nbefore %+v\nafter  %+v", before, after)
-	}
-	// Release and decline are undone the same way.
-	if err := Apply(l, mac, Decision{Action: ActRelease, IP: ipA}); err == nil {
-		t.Fatal("release succeeded with a failing store")
-	}
-	if le, ok := l.Bound(mac); !ok || le.IP != ipA {
-		t.Errorf("after a failed release, Bound = %+v %v", le, ok)
-	}
-	// And the same bind goes through once the store works.
-	fs.fail = false
-	if err := Apply(l, mac, Decision{Action: ActBind, IP: ipB, Expiry: t0.Add(time.Hour)}); err != nil {
-		t.Fatal(err)
-	}
-	if le, ok := l.Bound(mac); !ok || le.IP != ipB || l.OwnerOf(ipA) != "" {
-		t.Errorf("after the bind: Bound = %+v %v, %s held by %q", le, ok, ipA, l.OwnerOf(ipA))
-	}
-}
-
-func sortLeases(ls []lease.Lease) []lease.Lease {
-	for i := range ls {
-		for j := i + 1; j < len(ls); j++ {
-			if ls[j].IP.Less(ls[i].IP) {
-				ls[i], ls[j] = ls[j], ls[i]
-			}
-		}
-	}
-	return ls
-}
-
 // A REQUEST naming another server withdraws our offer at once.
 func TestRequestForOtherServerWithdrawsOffer(t *testing.T) {
 	clk := &clock{t: t0}
@@ -339,52 +219,6 @@ func TestPoolHoldingRouterOrServerRefused(t *testing.T) {
 	}
 	if _, err := SubnetFromCluster(model.Cluster{Network: model.Network{Subnet: "10.99.0.0/24", Gateway: "10.99.0.100"}}, s.Subnets[0].Pool); err == nil {
 		t.Error("cluster gateway inside --dhcp-range accepted")
-	}
-}
-
-// An expired lease taken over by another client leaves no index entry of
-// its old owner, in memory or (after a restart) in the file.
-func TestTakenOverLeaseLeavesNoIndex(t *testing.T) {
-	dir := t.TempDir()
-	clk := &clock{t: t0}
-	st := openStore(t, dir)
-	l, err := lease.Open(st, clk.now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m1, m2 := "aa:00:00:00:00:01", "aa:00:00:00:00:02"
-	apply := func(mac string, d Decision) {
-		t.Helper()
-		if err := Apply(l, mac, d); err != nil {
-			t.Fatal(err)
-		}
-	}
-	apply(m1, Decision{Action: ActOffer, IP: ipA, Expiry: clk.now().Add(offerHold)})
-	apply(m1, Decision{Action: ActBind, IP: ipA, Expiry: clk.now().Add(time.Hour)})
-	clk.add(2 * time.Hour)
-	apply(m2, Decision{Action: ActOffer, IP: ipA, Expiry: clk.now().Add(offerHold)})
-	apply(m2, Decision{Action: ActBind, IP: ipA, Expiry: clk.now().Add(time.Hour)})
-	if _, ok := l.ForMAC(m1); ok {
-		t.Error("the old owner still has the address")
-	}
-	st.Close()
-	st = openStore(t, dir)
-	defer st.Close()
-	if l, err = lease.Open(st, clk.now); err != nil {
-		t.Fatal(err)
-	}
-	if n := l.Stats().BoundIndex; n != 1 {
-		t.Errorf("%d bound-index entries loaded, want only the new owner's (the old owner's loaded again?)", n)
-	}
-	var keys []string
-	st.View(func(tx state.Tx) error {
-		return tx.BoundLeases(func(mac string, _ netip.Addr) error { keys = append(keys, mac); return nil })
-	})
-	if fmt.Sprint(keys) != "["+m2+"]" {
-		t.Errorf("index in the file: %v, want only %s", keys, m2)
-	}
-	if le, ok := l.Bound(m2); !ok || le.IP != ipA {
-		t.Errorf("new owner after restart: %+v %v", le, ok)
 	}
 }
 

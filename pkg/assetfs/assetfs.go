@@ -86,18 +86,9 @@ func (f *FS) FirstStage(name string) (*File, error) {
 	if f == nil || f.first == nil {
 		return nil, fs.ErrNotExist
 	}
-	file, err := f.first.Open(name)
+	file, st, err := regular(f.first.Open(name))
 	if err != nil {
 		return nil, err
-	}
-	st, err := file.Stat()
-	if err != nil {
-		file.Close()
-		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		file.Close()
-		return nil, ErrNotRegular
 	}
 	if c, ok := file.(Content); ok {
 		return &File{Content: c, Info: st, From: FromFirstStage, c: file}, nil
@@ -118,20 +109,29 @@ func (f *FS) Asset(name string) (*File, error) {
 	}
 	// O_NONBLOCK so that a FIFO in the assets dir cannot hang the open;
 	// it is then refused as not regular.
-	file, err := f.root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	file, st, err := regular(f.root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0))
 	if err != nil {
 		return nil, err
-	}
-	st, err := file.Stat()
-	if err != nil {
-		file.Close()
-		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		file.Close()
-		return nil, ErrNotRegular
 	}
 	return &File{Content: file, Info: st, From: FromAssetsDir, c: file}, nil
+}
+
+// regular passes on an opened file that is a regular one, with its info,
+// and closes any other.
+func regular[F fs.File](file F, err error) (F, fs.FileInfo, error) {
+	var zero F
+	if err != nil {
+		return zero, nil, err
+	}
+	st, err := file.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = ErrNotRegular
+	}
+	if err != nil {
+		file.Close()
+		return zero, nil, err
+	}
+	return file, st, nil
 }
 
 // Lookup opens name from the first stage, else from the assets dir.

@@ -11,7 +11,6 @@ import (
 
 	"github.com/bootsrv/bootsrv/pkg/assemble"
 	"github.com/bootsrv/bootsrv/pkg/journey"
-	"github.com/bootsrv/bootsrv/pkg/lease"
 	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/nodecerts"
 	"github.com/bootsrv/bootsrv/pkg/state"
@@ -35,20 +34,10 @@ type Chain struct {
 // lease table when bootsrv hands out addresses (nil otherwise): a token is
 // then only accepted from the address a machine holds.
 func New(st *state.DB, j *journey.Journal, certs *nodecerts.Issuer, leases LeaseView, now func() time.Time) *Chain {
-	c := &Chain{st: st, now: now, j: j, certs: certs}
-	if leases != nil && !isNilTable(leases) {
-		c.leases = leases
-	}
+	c := &Chain{st: st, now: now, j: j, certs: certs, leases: leases}
 	c.asm = assemble.New(st, now, certs, c.key)
 	c.asm.ReportTTL = DefaultBootConfig.ReportTTL
 	return c
-}
-
-// isNilTable catches a nil *lease.Table passed as a LeaseView: an
-// interface holding a nil pointer is not nil, and would be asked.
-func isNilTable(v LeaseView) bool {
-	t, ok := v.(*lease.Table)
-	return ok && t == nil
 }
 
 // record stores an event for a known machine.

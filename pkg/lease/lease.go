@@ -129,14 +129,21 @@ func (l *Table) Bound(mac string) (Lease, bool) {
 	return *le, true
 }
 
-// LeasedIP is the address mac holds now.
+// LeasedIP is the address mac holds now. A nil table (DHCP off) leases
+// nothing, so the boot chain can hold one either way.
 func (l *Table) LeasedIP(mac string) (netip.Addr, bool) {
+	if l == nil {
+		return netip.Addr{}, false
+	}
 	le, ok := l.Bound(mac)
 	return le.IP, ok
 }
 
-// LeasedMAC is who holds ip now.
+// LeasedMAC is who holds ip now (nobody, in a nil table).
 func (l *Table) LeasedMAC(ip netip.Addr) (string, bool) {
+	if l == nil {
+		return "", false
+	}
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -216,27 +223,6 @@ func (l *Table) reserved(ip netip.Addr) bool {
 // Offer holds ip for mac until the REQUEST (in memory only: an offer
 // lasts a minute). It fails with ErrTaken when another client holds ip.
 func (l *Table) Offer(mac string, ip netip.Addr, until time.Time) error {
-	return l.offer(mac, ip, until)
-}
-
-// Bind binds ip to mac until until, and returns only once the lease is
-// durable, so that an ACK is never sent for a lease a crash could lose.
-func (l *Table) Bind(mac string, ip netip.Addr, until time.Time, host string) error {
-	return l.bind(mac, ip, until, host)
-}
-
-// Release frees ip, which mac holds.
-func (l *Table) Release(mac string, ip netip.Addr) error { return l.release(mac, ip) }
-
-// Decline marks ip, which mac found in use, bad until until.
-func (l *Table) Decline(mac string, ip netip.Addr, until time.Time) error {
-	return l.decline(mac, ip, until)
-}
-
-// Withdraw drops mac's offer of ip: the client took another server's.
-func (l *Table) Withdraw(mac string, ip netip.Addr) error { return l.withdraw(mac, ip) }
-
-func (l *Table) offer(mac string, ip netip.Addr, until time.Time) error {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -282,7 +268,9 @@ func (l *Table) forgetOtherLocked(j *journal, mac string, ip netip.Addr) {
 	}
 }
 
-func (l *Table) bind(mac string, ip netip.Addr, until time.Time, host string) error {
+// Bind binds ip to mac until until, and returns only once the lease is
+// durable, so that an ACK is never sent for a lease a crash could lose.
+func (l *Table) Bind(mac string, ip netip.Addr, until time.Time, host string) error {
 	now := l.now()
 	l.mu.Lock()
 	if o := l.ownerLocked(ip, now); o != "" && o != mac {
@@ -308,9 +296,8 @@ func (l *Table) bind(mac string, ip netip.Addr, until time.Time, host string) er
 	return l.commit(j)
 }
 
-// withdraw drops mac's offer of ip (the client took another server's), if
-// it still holds it. Offers are not durable: nothing is written.
-func (l *Table) withdraw(mac string, ip netip.Addr) error {
+// Withdraw drops mac's offer of ip: the client took another server's.
+func (l *Table) Withdraw(mac string, ip netip.Addr) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.offers[mac] != ip {
@@ -320,7 +307,8 @@ func (l *Table) withdraw(mac string, ip netip.Addr) error {
 	return nil
 }
 
-func (l *Table) release(mac string, ip netip.Addr) error {
+// Release frees ip, which mac holds.
+func (l *Table) Release(mac string, ip netip.Addr) error {
 	l.mu.Lock()
 	le := l.byIP[ip]
 	if le == nil || le.MAC != mac {
@@ -339,7 +327,8 @@ func (l *Table) release(mac string, ip netip.Addr) error {
 	return l.commit(j)
 }
 
-func (l *Table) decline(mac string, ip netip.Addr, until time.Time) error {
+// Decline marks ip, which mac found in use, bad until until.
+func (l *Table) Decline(mac string, ip netip.Addr, until time.Time) error {
 	l.mu.Lock()
 	le := l.byIP[ip]
 	if le == nil || le.MAC != mac {

@@ -138,6 +138,7 @@ type chainEnv struct {
 	dataDir string
 	base    string // http://127.0.0.1:PORT
 	log     *lockedBuf
+	proc    *os.Process // the server chainServe started
 }
 
 // cli runs a bootsrv command against the data dir and returns stdout.
@@ -270,6 +271,7 @@ func chainServe(t *testing.T, c *chainEnv, assets string, flags ...string) (stop
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
+	c.proc = srv.Process
 	exited := make(chan error, 1)
 	go func() { exited <- srv.Wait() }()
 	stopped := false

@@ -26,7 +26,7 @@ var layer = map[string]int{
 	"pkg/model": 2,
 	"pkg/state": 3,
 	// The core's parts, bottom up, and their wiring.
-	"pkg/lease": 4, "pkg/journey": 4, "pkg/nodecerts": 4,
+	"pkg/peers": 1, "pkg/store/etcdtest": 1, "pkg/lease": 4, "pkg/journey": 4, "pkg/nodecerts": 4,
 	"pkg/inventory": 5,
 	"pkg/assemble":  6,
 	"pkg/bootchain": 7,

@@ -58,6 +58,8 @@ type command struct {
 // opts holds every flag value; each command registers the ones it takes.
 type opts struct {
 	dataDir string
+	store   storeFlags
+	copyTo  string
 	output  string
 	file    string
 	replace bool
@@ -149,6 +151,7 @@ func (c *cli) main(ctx context.Context, args []string) int {
 	if o.dataDir == "" {
 		o.dataDir = defaultDataDir
 	}
+	o.store.fromEnv(c.env)
 	if o.output != "" && o.output != "table" && o.output != "json" && o.output != "yaml" {
 		fmt.Fprintf(c.stderr, "bootsrv: -o %q: use table, json or yaml\n", o.output)
 		return exitUsage
@@ -231,6 +234,7 @@ func newFlagSet(cmd *command, o *opts) *flag.FlagSet {
 	fs := flag.NewFlagSet(cmd.name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&o.dataDir, "data-dir", "", "state directory (env BOOTSRV_DATA_DIR, default "+defaultDataDir+")")
+	o.store.register(fs)
 	if cmd.flags != nil {
 		cmd.flags(fs, o)
 	}
@@ -322,7 +326,7 @@ func openAPI(o *opts) (admin.API, func(), error) {
 	if !errors.Is(err, admin.ErrNoServer) {
 		return nil, nil, err
 	}
-	st, err := state.Open(o.dataDir, 500*time.Millisecond)
+	st, err := openState(o, 500*time.Millisecond, nil)
 	if err != nil {
 		if errors.Is(err, state.ErrLocked) {
 			return nil, nil, fmt.Errorf("%w; its admin socket %s does not answer: wait for it to finish starting, or stop it", err, sock)
@@ -345,6 +349,8 @@ func rootCommand() *command {
 			caCommand(),
 			certsCommand(),
 			kubeconfigCommand(),
+			serverCommand(),
+			storeCommand(),
 			{name: "version", summary: "Print bootsrv's version", run: func(_ context.Context, c *cli, o *opts, args []string) error {
 				fmt.Fprintln(c.stdout, "bootsrv", versionString())
 				return nil

@@ -25,7 +25,8 @@ import (
 	"github.com/bootsrv/bootsrv/pkg/httpd"
 	"github.com/bootsrv/bootsrv/pkg/lease"
 	"github.com/bootsrv/bootsrv/pkg/metrics"
-	"github.com/bootsrv/bootsrv/pkg/state"
+	"github.com/bootsrv/bootsrv/pkg/peers"
+	"github.com/bootsrv/bootsrv/pkg/store"
 	"github.com/bootsrv/bootsrv/pkg/tftp"
 )
 
@@ -108,7 +109,7 @@ func runServe(ctx context.Context, c *cli, o *opts, args []string) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	st, err := state.Open(o.dataDir, 2*time.Second)
+	st, err := openState(o, 2*time.Second, log)
 	if err != nil {
 		return err
 	}
@@ -188,7 +189,17 @@ func runServe(ctx context.Context, c *cli, o *opts, args []string) error {
 	if ts != nil {
 		g.Go(func() error { return ts.Serve(gctx) })
 	}
-	g.Go(func() error { return sweepSilent(gctx, svc, so.reportTimeout, log) })
+	// With a shared store, one server at a time (elected) runs the timed
+	// jobs; the others stand by.
+	leader := func() bool { return true }
+	if sh, ok := st.Shared().(*store.Etcd); ok {
+		p := peers.Join(gctx, sh.Client(), sh.Prefix(), peers.Info{ID: hs.Addr().String() + "@" + hostname(),
+			URL: baseURL, Version: versionString(), Started: time.Now().UTC()}, log)
+		defer p.Close()
+		leader = p.Leader
+		g.Go(func() error { return flushDeferred(gctx, leases, log) })
+	}
+	g.Go(func() error { return sweepSilent(gctx, svc, so.reportTimeout, leader, log) })
 	err = g.Wait()
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("serve: %w", err)
@@ -243,7 +254,7 @@ func tftpResult(err error) string {
 }
 
 // sweepSilent marks machines that never reported after Ignition as failed.
-func sweepSilent(ctx context.Context, svc *core.Service, timeout time.Duration, log *slog.Logger) error {
+func sweepSilent(ctx context.Context, svc *core.Service, timeout time.Duration, leader func() bool, log *slog.Logger) error {
 	every := min(timeout/4, 30*time.Second)
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -252,6 +263,9 @@ func sweepSilent(ctx context.Context, svc *core.Service, timeout time.Duration, 
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+			if !leader() {
+				continue
+			}
 			n, err := svc.FailSilent(timeout)
 			if err != nil {
 				log.Error("report-timeout sweep failed", "err", err)
@@ -260,6 +274,33 @@ func sweepSilent(ctx context.Context, svc *core.Service, timeout time.Duration, 
 			}
 		}
 	}
+}
+
+// flushDeferred writes, once a shared store is back, the reservations
+// DHCP answered while it was not.
+func flushDeferred(ctx context.Context, leases *lease.Table, log *slog.Logger) error {
+	if leases == nil {
+		return nil
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if n, err := leases.FlushDeferred(); err != nil {
+				log.Warn("writing leases answered during the store outage failed; retrying", "waiting", leases.Deferred(), "err", err)
+			} else if n > 0 {
+				log.Info("leases answered during the store outage written", "count", n)
+			}
+		}
+	}
+}
+
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
 }
 
 // advertisedURL is the HTTP base URL put in scripts that are not rendered

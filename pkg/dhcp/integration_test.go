@@ -56,7 +56,7 @@ func runHelper() int {
 			defer pprof.StopCPUProfile()
 		}
 	}
-	st, err := state.Open(os.Getenv("DATA"), time.Second)
+	st, err := helperState(log)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 2
@@ -95,8 +95,20 @@ func runHelper() int {
 		return 3
 	}
 	// As bootsrv serve does: events go through the batched recorder, and
-	// every queued one is committed before the state file closes.
+	// every queued one is committed before the state file closes; with a
+	// shared store, reservations answered during an outage are written
+	// once it is back.
 	svc.StartRecorder(log)
+	if st.Shared() != nil {
+		go func() {
+			for ctx.Err() == nil {
+				time.Sleep(500 * time.Millisecond)
+				if n, err := leases.FlushDeferred(); n > 0 || err != nil {
+					log.Info("leases answered during the store outage written", "count", n, "err", err)
+				}
+			}
+		}()
+	}
 	err = srv.Serve(ctx)
 	svc.Close()
 	if err != nil {

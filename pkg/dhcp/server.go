@@ -19,6 +19,7 @@ import (
 	"github.com/bootsrv/bootsrv/pkg/lease"
 	"github.com/bootsrv/bootsrv/pkg/metrics"
 	"github.com/bootsrv/bootsrv/pkg/model"
+	"github.com/bootsrv/bootsrv/pkg/state"
 )
 
 // Config is how `bootsrv serve` runs the DHCP server.
@@ -341,7 +342,12 @@ func (s *Server) handle(ctx context.Context, l *listener, pkt []byte, peer netip
 				s.failures.Inc(d.Action.String())
 			}
 			// Never answer for a lease that is not held (or not durable).
-			s.log.Warn("dhcp: lease not changed, no answer", "mac", c.MAC, "action", d.Action, "ip", d.IP, "err", err)
+			// A shared store's outage is logged once, by the store.
+			level := slog.LevelWarn
+			if errors.Is(err, state.ErrUnavailable) {
+				level = slog.LevelDebug
+			}
+			s.log.Log(ctx, level, "dhcp: lease not changed, no answer", "mac", c.MAC, "action", d.Action, "ip", d.IP, "err", err)
 			return
 		}
 	}

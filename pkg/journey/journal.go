@@ -327,13 +327,67 @@ func (j *Journal) commitBatch(batch []item) {
 	j.commit(batch[start:])
 }
 
-// commit appends events in one transaction; events of unknown machines
-// (removed meanwhile, or never discovered) are dropped.
+// commit appends events in one transaction (or several of the size a
+// shared store takes); events of unknown machines (removed meanwhile, or
+// never discovered) are dropped. While a shared store is unavailable the
+// events are kept and retried, in order, until it is back: a retry skips
+// events an uncertain commit did land, so none is written twice.
 func (j *Journal) commit(events []item) {
+	if n := j.st.MaxBatchItems(); n > 0 && len(events) > n {
+		for len(events) > 0 {
+			k := min(n, len(events))
+			j.commit(events[:k])
+			events = events[k:]
+		}
+		return
+	}
 	if len(events) == 0 {
 		return
 	}
-	err := j.st.Update(func(tx state.Tx) error {
+	var waitedSince time.Time
+	for retry := false; ; retry = true {
+		err := j.commitOnce(events, retry)
+		if err == nil || !errors.Is(err, state.ErrUnavailable) || j.giveUp(waitedSince) {
+			if err != nil && j.log != nil {
+				j.log.Error("recording events failed", "events", len(events), "err", err)
+			}
+			return
+		}
+		if waitedSince.IsZero() {
+			waitedSince = time.Now()
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// giveUp says whether to stop retrying events for an unavailable store:
+// only when the journal is closing and has waited closeWait for it.
+func (j *Journal) giveUp(since time.Time) bool {
+	j.hmu.Lock()
+	closing := j.closing
+	j.hmu.Unlock()
+	return (closing || !j.started) && !since.IsZero() && time.Since(since) > closeWait
+}
+
+// closeWait is how long a closing journal waits for an unavailable store.
+const closeWait = 10 * time.Second
+
+// landed says whether mac's history already holds e (a retried commit
+// whose first try did land).
+func landed(tx state.Tx, mac string, e model.Event) bool {
+	found := false
+	_ = tx.Events(mac, func(x model.Event) error {
+		if x.Type == e.Type && x.Time.Equal(e.Time) {
+			found = true
+			return state.ErrStop
+		}
+		return nil
+	})
+	return found
+}
+
+func (j *Journal) commitOnce(events []item, retry bool) error {
+	return j.st.Update(func(tx state.Tx) error {
 		machines := map[string]*model.Machine{}
 		for _, it := range events {
 			m := machines[it.mac]
@@ -349,6 +403,9 @@ func (j *Journal) commit(events []item) {
 				m, found = &got, ok
 			}
 			machines[it.mac] = m
+			if retry && found && landed(tx, it.mac, it.e) {
+				continue
+			}
 			if it.fw != nil {
 				if err := Observed(tx, m, found, it.mac, *it.fw, it.e); err != nil {
 					return err
@@ -366,7 +423,4 @@ func (j *Journal) commit(events []item) {
 		}
 		return nil
 	})
-	if err != nil && j.log != nil {
-		j.log.Error("recording events failed", "events", len(events), "err", err)
-	}
 }

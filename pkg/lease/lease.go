@@ -22,10 +22,14 @@ var ErrTaken = errors.New("address is held by another client")
 type Lease = model.Lease
 
 // Table is the lease table: in memory for lookups on every packet, and
-// durable in bbolt for bound and declined addresses. Offers live only in
-// memory (they last a minute). A running server is the only writer of the
-// state file (it holds its lock), so memory is authoritative and the file
-// is its durable copy, written with group commit (store.Batch).
+// durable in the state for bound and declined addresses. Offers live only
+// in memory (they last a minute). With a bbolt file the running server is
+// the only writer (it holds its lock), so memory is authoritative and the
+// file its durable copy, written with group commit (store.Batch). With a
+// shared store (etcd) other servers bind too: every bind checks, in its
+// transaction, that the store holds no live lease of another client on
+// the address, and the table learns other servers' leases from the
+// store's watch.
 //
 // A MAC has at most one bound lease and at most one offer, indexed apart:
 // a machine that holds a pool address and is offered its reservation keeps
@@ -39,6 +43,13 @@ type Table struct {
 	bound  map[string]netip.Addr // mac -> its bound lease (the durable idx_lease_mac)
 	offers map[string]netip.Addr // mac -> its offer (memory only)
 	cursor map[netip.Addr]uint32 // next pool offset to try, by pool start
+	// deferred: reservations bound while a shared store was unavailable,
+	// to be written when it is back (by address).
+	deferred map[netip.Addr]string
+	// Changes of this server being committed, by address and MAC: the
+	// watch leaves them alone until they land.
+	pendingIP  map[netip.Addr]int
+	pendingMAC map[string]int
 }
 
 // Open loads the lease table from st.
@@ -47,7 +58,8 @@ func Open(st *state.DB, now func() time.Time) (*Table, error) {
 		now = time.Now
 	}
 	l := &Table{st: st, now: now, byIP: map[netip.Addr]*Lease{}, bound: map[string]netip.Addr{},
-		offers: map[string]netip.Addr{}, cursor: map[netip.Addr]uint32{}}
+		offers: map[string]netip.Addr{}, cursor: map[netip.Addr]uint32{}, deferred: map[netip.Addr]string{},
+		pendingIP: map[netip.Addr]int{}, pendingMAC: map[string]int{}}
 	err := st.View(func(tx state.Tx) error {
 		if err := tx.Leases(func(le Lease) error {
 			l.byIP[le.IP] = &le
@@ -63,6 +75,7 @@ func Open(st *state.DB, now func() time.Time) (*Table, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load leases: %w", err)
 	}
+	st.WatchLeases(func(ip netip.Addr, _ Lease, _ bool) { l.learn(ip) })
 	// Index entries whose address went to another client since (an
 	// expired lease taken over) are dropped, here and in the file.
 	var stale []string
@@ -84,6 +97,50 @@ func Open(st *state.DB, now func() time.Time) (*Table, error) {
 		})
 	}
 	return l, nil
+}
+
+// learn brings ip's entry up to what the shared store holds now: the
+// watch calls it for every lease any server changed. It reads the store's
+// current copy rather than the change itself, so a late echo of an older
+// write never undoes a newer one; addresses and MACs with a change of
+// this server's in flight are left to that change (its transaction checks
+// the store). An offer held here gives way to a lease bound elsewhere.
+func (l *Table) learn(ip netip.Addr) {
+	var le Lease
+	var ok, indexed bool
+	_ = l.st.View(func(tx state.Tx) error {
+		le, ok, _ = tx.Lease(ip)
+		if ok && le.MAC != "" {
+			at, has := tx.BoundLease(le.MAC)
+			indexed = has && at == ip
+		}
+		return nil
+	})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.pendingIP[ip] > 0 || (ok && l.pendingMAC[le.MAC] > 0) {
+		return
+	}
+	cur := l.byIP[ip]
+	if cur != nil && cur.State == model.LeaseOffered && (!ok || le.MAC == cur.MAC || !live(&le, l.now())) {
+		return // our offer stands until its REQUEST
+	}
+	if cur != nil && cur.MAC != "" && (!ok || le.MAC != cur.MAC) {
+		if l.bound[cur.MAC] == ip {
+			delete(l.bound, cur.MAC)
+		}
+		if l.offers[cur.MAC] == ip {
+			delete(l.offers, cur.MAC)
+		}
+	}
+	if !ok {
+		delete(l.byIP, ip)
+		return
+	}
+	l.byIP[ip] = &le
+	if le.State == model.LeaseBound && indexed {
+		l.bound[le.MAC] = ip
+	}
 }
 
 // live: the lease still holds its address at t.
@@ -183,6 +240,11 @@ func (l *Table) Candidate(mac string, p Pool) (netip.Addr, bool) {
 	if size == 0 {
 		return netip.Addr{}, false
 	}
+	if !l.st.Available() {
+		// No new pool address can be made durable (nor checked against
+		// other servers' leases) until the store is back.
+		return netip.Addr{}, false
+	}
 	now := l.now()
 	base := u32(p.Start)
 	for tried := uint32(0); tried < size; {
@@ -211,14 +273,7 @@ func (l *Table) Candidate(mac string, p Pool) (netip.Addr, bool) {
 }
 
 // reserved reports whether a machine record owns ip.
-func (l *Table) reserved(ip netip.Addr) bool {
-	var r bool
-	_ = l.st.View(func(tx state.Tx) error {
-		r = tx.MachineByIP(ip.String()) != ""
-		return nil
-	})
-	return r
-}
+func (l *Table) reserved(ip netip.Addr) bool { return l.reservedFor(ip) != "" }
 
 // Offer holds ip for mac until the REQUEST (in memory only: an offer
 // lasts a minute). It fails with ErrTaken when another client holds ip.
@@ -292,8 +347,84 @@ func (l *Table) Bind(mac string, ip netip.Addr, until time.Time, host string) er
 	}
 	l.setIPLocked(j, ip, &Lease{IP: ip, MAC: mac, Expiry: until, State: model.LeaseBound, Hostname: host})
 	setMACLocked(l.bound, j.bound, mac, ip)
+	l.pendingLocked(j)
 	l.mu.Unlock()
-	return l.commit(j)
+	// A shared store without quorum: mac's own reservation is answered
+	// from what this server holds (no other client can be given it), and
+	// written when the store is back.
+	reservation := l.reservedFor(ip) == mac
+	if !l.st.Available() && reservation {
+		l.deferBind(j, ip, mac)
+		return nil
+	}
+	err := l.commit(j)
+	if err != nil && reservation && errors.Is(err, state.ErrUnavailable) {
+		// The store went away during this commit (undone in memory):
+		// bind it again, deferred.
+		l.mu.Lock()
+		if o := l.ownerLocked(ip, now); o == "" || o == mac {
+			j2 := newJournal()
+			l.setIPLocked(j2, ip, &Lease{IP: ip, MAC: mac, Expiry: until, State: model.LeaseBound, Hostname: host})
+			setMACLocked(l.bound, j2.bound, mac, ip)
+			l.deferred[ip] = mac
+			l.mu.Unlock()
+			return nil
+		}
+		l.mu.Unlock()
+	}
+	return err
+}
+
+// deferBind keeps j's bind of ip in memory, to be written once the store
+// is back.
+func (l *Table) deferBind(j *journal, ip netip.Addr, mac string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.deferred[ip] = mac
+	l.donePendingLocked(j)
+}
+
+// Deferred is how many reservations bound during a store outage wait to
+// be written.
+func (l *Table) Deferred() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.deferred)
+}
+
+// FlushDeferred writes the reservations bound while the store was
+// unavailable, once it is back; it returns how many it wrote.
+func (l *Table) FlushDeferred() (int, error) {
+	l.mu.Lock()
+	if len(l.deferred) == 0 || !l.st.Available() {
+		l.mu.Unlock()
+		return 0, nil
+	}
+	ips := make([]netip.Addr, 0, len(l.deferred))
+	macs := make([]string, 0, len(l.deferred))
+	for ip, mac := range l.deferred {
+		ips, macs = append(ips, ip), append(macs, mac)
+	}
+	l.mu.Unlock()
+	if err := l.persist(ips, macs); err != nil {
+		return 0, err
+	}
+	l.mu.Lock()
+	for _, ip := range ips {
+		delete(l.deferred, ip)
+	}
+	l.mu.Unlock()
+	return len(ips), nil
+}
+
+// reservedFor is the MAC whose machine record reserves ip ("": none).
+func (l *Table) reservedFor(ip netip.Addr) string {
+	var mac string
+	_ = l.st.View(func(tx state.Tx) error {
+		mac = tx.MachineByIP(ip.String())
+		return nil
+	})
+	return mac
 }
 
 // Withdraw drops mac's offer of ip: the client took another server's.
@@ -323,6 +454,7 @@ func (l *Table) Release(mac string, ip netip.Addr) error {
 	if l.offers[mac] == ip {
 		setMACLocked(l.offers, j.offers, mac, netip.Addr{})
 	}
+	l.pendingLocked(j)
 	l.mu.Unlock()
 	return l.commit(j)
 }
@@ -343,6 +475,7 @@ func (l *Table) Decline(mac string, ip netip.Addr, until time.Time) error {
 	if l.offers[mac] == ip {
 		setMACLocked(l.offers, j.offers, mac, netip.Addr{})
 	}
+	l.pendingLocked(j)
 	l.mu.Unlock()
 	return l.commit(j)
 }
@@ -395,6 +528,32 @@ func setMACLocked(m map[string]netip.Addr, cs map[string]*macChange, mac string,
 	}
 }
 
+// pendingLocked marks j's addresses and MACs as being committed, before
+// the table's lock is let go, so that the watch cannot overwrite them
+// between the change in memory and its transaction.
+func (l *Table) pendingLocked(j *journal) {
+	for ip := range j.ips {
+		l.pendingIP[ip]++
+	}
+	for mac := range j.bound {
+		l.pendingMAC[mac]++
+	}
+}
+
+// donePendingLocked ends what pendingLocked marked.
+func (l *Table) donePendingLocked(j *journal) {
+	for ip := range j.ips {
+		if l.pendingIP[ip]--; l.pendingIP[ip] <= 0 {
+			delete(l.pendingIP, ip)
+		}
+	}
+	for mac := range j.bound {
+		if l.pendingMAC[mac]--; l.pendingMAC[mac] <= 0 {
+			delete(l.pendingMAC, mac)
+		}
+	}
+}
+
 // commit makes j's change durable, or undoes it in memory if it cannot be
 // written. Entries changed again since (by a concurrent exchange) are left
 // as they are.
@@ -408,11 +567,18 @@ func (l *Table) commit(j *journal) error {
 		macs = append(macs, mac)
 	}
 	err := l.persist(ips, macs)
+	defer func() {
+		var te *takenError
+		if errors.As(err, &te) {
+			l.learn(te.ip) // what the other server holds, now that ours is off
+		}
+	}()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.donePendingLocked(j)
 	if err == nil {
 		return nil
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	for ip, c := range j.ips {
 		if l.byIP[ip] == c.after {
 			if c.before == nil {
@@ -453,10 +619,30 @@ func (l *Table) persist(ips []netip.Addr, macs []string) error {
 			}
 			l.mu.Unlock()
 			if !keep {
+				// Another server may hold ip now (it lapsed here): its
+				// lease is not ours to drop.
+				cur, ok, err := tx.Lease(ip)
+				if err != nil {
+					return err
+				}
+				if ok && cur.MAC != "" && live(&cur, l.now()) && !containsMAC(macs, cur.MAC) {
+					continue
+				}
 				if err := tx.DeleteLease(ip); err != nil {
 					return err
 				}
 				continue
+			}
+			if le.State == model.LeaseBound {
+				// Another server may have bound ip since this one last
+				// heard: the store, not memory, decides.
+				cur, ok, err := tx.Lease(ip)
+				if err != nil {
+					return err
+				}
+				if ok && cur.MAC != le.MAC && cur.State != model.LeaseOffered && live(&cur, l.now()) {
+					return &takenError{ip: ip, by: cur}
+				}
 			}
 			if err := tx.PutLease(le); err != nil {
 				return err
@@ -474,16 +660,56 @@ func (l *Table) persist(ips []netip.Addr, macs []string) error {
 				}
 				continue
 			}
+			// One address per MAC: a lease it holds elsewhere in the
+			// store (bound through another server) goes.
+			if prev, had := tx.BoundLease(mac); had && prev != ip && !contains(ips, prev) {
+				if pl, ok, err := tx.Lease(prev); err != nil {
+					return err
+				} else if ok && pl.MAC == mac {
+					if err := tx.DeleteLease(prev); err != nil {
+						return err
+					}
+				}
+			}
 			if err := tx.PutBoundLease(mac, ip); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+	var te *takenError
+	if errors.As(err, &te) {
+		return fmt.Errorf("bind %s: %w (%s, through another server): %w", te.ip, ErrTaken, te.by.MAC, te)
+	}
 	if err != nil {
 		return fmt.Errorf("store leases: %w", err)
 	}
 	return nil
+}
+
+type takenError struct {
+	ip netip.Addr
+	by Lease
+}
+
+func (e *takenError) Error() string { return fmt.Sprintf("%s is held by %s", e.ip, e.by.MAC) }
+
+func containsMAC(macs []string, mac string) bool {
+	for _, m := range macs {
+		if m == mac {
+			return true
+		}
+	}
+	return false
+}
+
+func contains(ips []netip.Addr, ip netip.Addr) bool {
+	for _, a := range ips {
+		if a == ip {
+			return true
+		}
+	}
+	return false
 }
 
 // All returns a copy of every lease, for listings.

@@ -20,6 +20,46 @@ func (t Tx) Leases(fn func(model.Lease) error) error {
 	})
 }
 
+// Lease is the durable lease of ip (ok false: none).
+func (t Tx) Lease(ip netip.Addr) (le model.Lease, ok bool, err error) {
+	ok, err = getJSON(t.kv, bLeases, []byte(ip.String()), &le)
+	return le, ok, err
+}
+
+// BoundLease is the address mac's bound lease is indexed under.
+func (t Tx) BoundLease(mac string) (netip.Addr, bool) {
+	v := t.kv.Get(bIdxLeaseMAC, []byte(mac))
+	if v == nil {
+		return netip.Addr{}, false
+	}
+	ip, err := netip.ParseAddr(string(v))
+	return ip, err == nil
+}
+
+// WatchLeases calls fn with every lease another server (or this one)
+// changes in a shared store: the lease, or ok false when ip's was
+// dropped. The bbolt file has one writer, so it never calls fn.
+func (d *DB) WatchLeases(fn func(ip netip.Addr, le model.Lease, ok bool)) {
+	s := d.Shared()
+	if s == nil {
+		return
+	}
+	s.Watch(bLeases, func(k, v []byte) {
+		ip, err := netip.ParseAddr(string(k))
+		if err != nil {
+			return
+		}
+		if v == nil {
+			fn(ip, model.Lease{}, false)
+			return
+		}
+		var le model.Lease
+		if json.Unmarshal(v, &le) == nil {
+			fn(ip, le, true)
+		}
+	})
+}
+
 // PutLease stores a lease under its address.
 func (t Tx) PutLease(le model.Lease) error {
 	return putJSON(t.kv, bLeases, []byte(le.IP.String()), le)

@@ -43,12 +43,15 @@ const (
 var schema = store.Schema{Version: SchemaVersion, Buckets: []string{
 	bCluster, bProfiles, bMachines, bIdxIP, bIdxHostname, bIdxProfile, bEvents,
 	bLeases, bIdxLeaseMAC, bCerts, bRendered, bReleases,
-}}
+}, Secret: []string{bCluster, bCerts, bRendered}}
 
 // Errors of opening, passed on from the engine.
 var (
 	ErrLocked      = store.ErrLocked
 	ErrNewerSchema = store.ErrNewerSchema
+	// ErrUnavailable: a shared store lost its quorum; reads go on from
+	// this server's copy, writes wait.
+	ErrUnavailable = store.ErrUnavailable
 )
 
 // DB is the state over one engine.
@@ -61,6 +64,53 @@ func Open(dataDir string, lockWait time.Duration) (*DB, error) {
 		return nil, err
 	}
 	return &DB{kv: kv}, nil
+}
+
+// Options say where the state lives: the bbolt file in DataDir, or an
+// etcd cluster when Etcd is set (several servers share it).
+type Options struct {
+	DataDir  string
+	LockWait time.Duration
+	Etcd     *store.EtcdConfig
+}
+
+// OpenWith opens the state o names.
+func OpenWith(o Options) (*DB, error) {
+	if o.Etcd == nil {
+		return Open(o.DataDir, o.LockWait)
+	}
+	kv, err := store.OpenEtcd(*o.Etcd, schema)
+	if err != nil {
+		return nil, err
+	}
+	return &DB{kv: kv}, nil
+}
+
+// Schema is the layout this binary writes, for copying a state whole.
+func Schema() store.Schema { return schema }
+
+// Shared is the engine when other servers share it (nil for bbolt).
+func (d *DB) Shared() store.Shared {
+	s, _ := d.kv.(store.Shared)
+	return s
+}
+
+// Available reports whether writes can be committed now (a shared store
+// may have lost its quorum; the bbolt file always can).
+func (d *DB) Available() bool {
+	if s := d.Shared(); s != nil {
+		return s.Available()
+	}
+	return true
+}
+
+// MaxBatchItems bounds the queued items one transaction carries (0: no
+// bound).
+func (d *DB) MaxBatchItems() int {
+	if s := d.Shared(); s != nil {
+		return s.MaxBatchItems()
+	}
+	return 0
 }
 
 // New is the state over an engine that already holds schema's buckets
@@ -133,4 +183,114 @@ func (d *DB) SetSchemaForTest(v int) error {
 		return fmt.Errorf("SetSchemaForTest: engine %T is not bbolt", d.kv)
 	}
 	return e.SetSchemaForTest(v)
+}
+
+// copyBuckets are what a whole-state copy carries: every bucket and the
+// meta bucket's records (the engine keeps its own schema keys there).
+func copyBuckets() []string { return append([]string{bMeta}, schema.Buckets...) }
+
+func engineKey(bucket string, k []byte) bool {
+	return bucket == bMeta && (string(k) == "schema" || string(k) == "keycheck")
+}
+
+// Copy writes every record of from into to, which must hold none, in
+// transactions of at most chunk records, and returns how many of each
+// bucket it copied. Stop the servers of both first: records written
+// during the copy may be missed (Verify tells).
+func Copy(from, to *DB, chunk int, progress func(bucket string, n int)) (map[string]int, error) {
+	if n, err := records(to); err != nil {
+		return nil, err
+	} else if n > 0 {
+		return nil, fmt.Errorf("the target %s already holds %d records: copy only into an empty store", to.Path(), n)
+	}
+	counts := map[string]int{}
+	for _, b := range copyBuckets() {
+		type kv struct{ k, v []byte }
+		var all []kv
+		if err := from.kv.View(func(tx store.Tx) error {
+			return tx.Scan(b, nil, func(k, v []byte) error {
+				if !engineKey(b, k) {
+					all = append(all, kv{append([]byte(nil), k...), append([]byte(nil), v...)})
+				}
+				return nil
+			})
+		}); err != nil {
+			return counts, fmt.Errorf("read %s of %s: %w", b, from.Path(), err)
+		}
+		for len(all) > 0 {
+			n := min(chunk, len(all))
+			part := all[:n]
+			if err := to.kv.Update(func(tx store.Tx) error {
+				for _, r := range part {
+					if err := tx.Put(b, r.k, r.v); err != nil {
+						return err
+					}
+				}
+				return nil
+			}); err != nil {
+				return counts, fmt.Errorf("write %s to %s: %w", b, to.Path(), err)
+			}
+			all = all[n:]
+			counts[b] += n
+			if progress != nil {
+				progress(b, counts[b])
+			}
+		}
+	}
+	return counts, nil
+}
+
+// records counts the records of every bucket a copy carries.
+func records(d *DB) (int, error) {
+	n := 0
+	err := d.kv.View(func(tx store.Tx) error {
+		for _, b := range copyBuckets() {
+			if err := tx.Scan(b, nil, func(k, v []byte) error {
+				if !engineKey(b, k) {
+					n++
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return n, err
+}
+
+// Verify compares two states record by record and names the first
+// difference.
+func Verify(a, b *DB) error {
+	dump := func(d *DB, bucket string) (map[string]string, error) {
+		m := map[string]string{}
+		err := d.kv.View(func(tx store.Tx) error {
+			return tx.Scan(bucket, nil, func(k, v []byte) error {
+				if !engineKey(bucket, k) {
+					m[string(k)] = string(v)
+				}
+				return nil
+			})
+		})
+		return m, err
+	}
+	for _, bk := range copyBuckets() {
+		ma, err := dump(a, bk)
+		if err != nil {
+			return err
+		}
+		mb, err := dump(b, bk)
+		if err != nil {
+			return err
+		}
+		if len(ma) != len(mb) {
+			return fmt.Errorf("bucket %s: %d records in %s, %d in %s", bk, len(ma), a.Path(), len(mb), b.Path())
+		}
+		for k, v := range ma {
+			if w, ok := mb[k]; !ok || w != v {
+				return fmt.Errorf("bucket %s: record %q differs between %s and %s", bk, k, a.Path(), b.Path())
+			}
+		}
+	}
+	return nil
 }

@@ -1,8 +1,9 @@
 // Package store is the engine under pkg/state, and the one place that
-// touches bbolt: it opens the state file, checks its schema version and
-// offers transactions over keys in the buckets pkg/state names. The interface is kept narrow (get, put, delete, compare-and-swap,
-// scan a prefix) so that another engine, such as etcd, can stand beside bbolt
-// without touching the rest of bootsrv.
+// touches bbolt or etcd: it opens the state (a bbolt file, or a prefix in
+// an etcd cluster shared by several servers), checks its schema version
+// and offers transactions over keys in the buckets pkg/state names. The
+// interface is narrow (get, put, delete, compare-and-swap, scan a prefix)
+// so that both engines give the rest of bootsrv the same transactions.
 package store
 
 import (
@@ -24,6 +25,8 @@ import (
 type Schema struct {
 	Version int
 	Buckets []string
+	// Secret buckets hold keys: a shared engine encrypts their values.
+	Secret []string
 }
 
 // FileName is the state file's name inside the data dir.
@@ -70,6 +73,18 @@ type Store interface {
 	Batch(fn func(Tx) error) error
 	Path() string
 	Close() error
+}
+
+// Shared is what an engine shared by several servers (etcd) adds: changes
+// made by other servers, and whether writes can be committed now.
+type Shared interface {
+	Store
+	// Watch calls fn with every change to bucket, by any server, in
+	// commit order (val nil: deleted).
+	Watch(bucket string, fn func(key, val []byte))
+	Available() bool
+	// MaxBatchItems bounds how many queued items one transaction carries.
+	MaxBatchItems() int
 }
 
 // DB is the bbolt implementation of Store.

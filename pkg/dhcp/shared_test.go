@@ -82,12 +82,17 @@ type sharedLab struct {
 const sharedNet = "10.78.0"
 
 func newSharedLab(t *testing.T) *sharedLab {
+	return newSharedLabNet(t, 24, sharedNet+".100", sharedNet+".250")
+}
+
+// newSharedLabNet is the lab on 10.78.0.0/bits with the pool given.
+func newSharedLabNet(t *testing.T, bits int, poolFrom, poolTo string) *sharedLab {
 	need(t, "ip", "perfdhcp", "busybox")
 	id := fmt.Sprintf("%d", os.Getpid()%100000)
-	l := &sharedLab{t: t, id: id, bridge: "bsbr" + id, dir: t.TempDir(), poolFrom: sharedNet + ".100", poolTo: sharedNet + ".250"}
+	l := &sharedLab{t: t, id: id, bridge: "bsbr" + id, dir: t.TempDir(), poolFrom: poolFrom, poolTo: poolTo}
 	run(t, "ip", "link", "add", l.bridge, "type", "bridge")
 	t.Cleanup(func() { exec.Command("ip", "link", "del", l.bridge).Run() })
-	run(t, "ip", "addr", "add", sharedNet+".254/24", "dev", l.bridge)
+	run(t, "ip", "addr", "add", fmt.Sprintf("%s.254/%d", sharedNet, bits), "dev", l.bridge)
 	run(t, "ip", "link", "set", l.bridge, "up")
 	for i, tag := range []string{"a", "b", "c"} {
 		l.ns[i] = "bssh" + tag + id
@@ -99,7 +104,7 @@ func newSharedLab(t *testing.T) *sharedLab {
 		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
 		run(t, "ip", "link", "add", l.ifs[i], "netns", l.ns[i], "type", "veth", "peer", "name", peer)
 		run(t, "ip", "link", "set", peer, "master", l.bridge, "up")
-		run(t, "ip", "-n", l.ns[i], "addr", "add", l.addrs[i]+"/24", "dev", l.ifs[i])
+		run(t, "ip", "-n", l.ns[i], "addr", "add", fmt.Sprintf("%s/%d", l.addrs[i], bits), "dev", l.ifs[i])
 		run(t, "ip", "-n", l.ns[i], "link", "set", l.ifs[i], "up")
 		run(t, "ip", "-n", l.ns[i], "link", "set", "lo", "up")
 	}
@@ -117,7 +122,7 @@ func newSharedLab(t *testing.T) *sharedLab {
 	svc := core.NewService(st, nil)
 	ctx := context.Background()
 	if _, err := svc.ClusterInit(ctx, model.Cluster{Name: "lab", APIServer: sharedNet + ".254",
-		Network: model.Network{Subnet: sharedNet + ".0/24", Gateway: sharedNet + ".254", DNS: []string{sharedNet + ".254"}}}); err != nil {
+		Network: model.Network{Subnet: fmt.Sprintf("%s.0/%d", sharedNet, bits), Gateway: sharedNet + ".254", DNS: []string{sharedNet + ".254"}}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := svc.AddProfiles(ctx, []model.Profile{{Name: "worker", Role: model.RoleWorker}}, false); err != nil {
@@ -131,8 +136,13 @@ func newSharedLab(t *testing.T) *sharedLab {
 
 const sharedResMAC = "52:54:00:bb:00:01"
 
-// start runs server i (0: A, 1: B) in its namespace.
-func (l *sharedLab) start(i int) {
+// start runs server i (0: A, 1: B) in its namespace, on the etcd store.
+func (l *sharedLab) start(i int, env ...string) {
+	l.startWith(i, append(append([]string{}, l.env...), env...)...)
+}
+
+// startWith runs server i with exactly the store env given.
+func (l *sharedLab) startWith(i int, storeEnv ...string) {
 	t := l.t
 	l.logs[i] = filepath.Join(l.dir, fmt.Sprintf("server-%c.log", 'A'+i))
 	f, err := os.Create(l.logs[i])
@@ -141,7 +151,7 @@ func (l *sharedLab) start(i int) {
 	}
 	cmd := exec.Command("ip", "netns", "exec", l.ns[i], os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), append([]string{helperEnv + "=1", "IFACE=" + l.ifs[i], "MODE=full", "UNKNOWN=discover",
-		"RANGE=" + l.poolFrom + "-" + l.poolTo}, l.env...)...)
+		"RANGE=" + l.poolFrom + "-" + l.poolTo}, storeEnv...)...)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -177,6 +187,18 @@ func (l *sharedLab) kill(i int) {
 	syscall.Kill(l.pids[i], syscall.SIGKILL)
 	<-l.waits[i]
 	l.waits[i] <- nil // for the cleanup's receive
+}
+
+// stop ends server i with SIGTERM (it commits what it queued) and waits.
+func (l *sharedLab) stop(i int) {
+	syscall.Kill(l.pids[i], syscall.SIGTERM)
+	select {
+	case <-l.waits[i]:
+	case <-time.After(20 * time.Second):
+		syscall.Kill(l.pids[i], syscall.SIGKILL)
+		<-l.waits[i]
+	}
+	l.waits[i] <- nil
 }
 
 // perfdhcp runs a relayed perfdhcp from the client namespace, broadcast

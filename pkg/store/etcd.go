@@ -79,6 +79,9 @@ type Etcd struct {
 	smu  sync.RWMutex
 	subs map[string][]func(key, val []byte)
 
+	bmu     sync.Mutex
+	pending []*batchCall
+
 	up     atomic.Bool
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -540,9 +543,76 @@ func (e *Etcd) Update(fn func(Tx) error) error {
 	}
 }
 
-// Batch is Update: etcd already shares its disk writes among concurrent
-// transactions, so each caller commits its own.
-func (e *Etcd) Batch(fn func(Tx) error) error { return e.Update(fn) }
+// Batch is Update for many concurrent callers (DHCP binds): their
+// functions are gathered for up to batchDelay, run on one transaction and
+// committed together, guarded by everything any of them read. A function
+// that fails is taken out and run alone, so its error is its own; fn may
+// run more than once.
+func (e *Etcd) Batch(fn func(Tx) error) error {
+	call := &batchCall{fn: fn, res: make(chan error, 1)}
+	e.bmu.Lock()
+	e.pending = append(e.pending, call)
+	if len(e.pending) == 1 {
+		time.AfterFunc(batchDelay, e.runBatch)
+	} else if len(e.pending) >= batchMax {
+		go e.runBatch()
+	}
+	e.bmu.Unlock()
+	return <-call.res
+}
+
+const (
+	batchDelay = 2 * time.Millisecond
+	batchMax   = 64
+)
+
+type batchCall struct {
+	fn  func(Tx) error
+	res chan error
+}
+
+func (e *Etcd) runBatch() {
+	e.bmu.Lock()
+	calls := e.pending
+	e.pending = nil
+	e.bmu.Unlock()
+	if len(calls) == 0 {
+		return
+	}
+	for len(calls) > 0 {
+		var failed *batchCall
+		err := e.Update(func(tx Tx) error {
+			for _, c := range calls {
+				if err := c.fn(tx); err != nil {
+					failed = c
+					return errBatchCall
+				}
+			}
+			return nil
+		})
+		if err == errBatchCall {
+			calls = without(calls, failed)
+			go func() { failed.res <- e.Update(failed.fn) }()
+			continue
+		}
+		for _, c := range calls {
+			c.res <- err
+		}
+		return
+	}
+}
+
+var errBatchCall = errors.New("a batched call failed")
+
+func without(calls []*batchCall, c *batchCall) []*batchCall {
+	out := calls[:0:0]
+	for _, x := range calls {
+		if x != c {
+			out = append(out, x)
+		}
+	}
+	return out
+}
 
 // MaxBatchItems is how many journal items one transaction may carry.
 func (e *Etcd) MaxBatchItems() int { return EtcdBatchItems }

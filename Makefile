@@ -6,7 +6,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 PKGS      := ./...
 GOFILES    = $(shell find cmd pkg assets examples bench -name '*.go')
 
-.PHONY: help deps build assets releases run test test-short lint bench bench-dhcp bench-dhcp-stores bench-tftp bench-http bench-compare demo clean
+.PHONY: help deps build assets releases run test test-short lint bench bench-dhcp bench-dhcp-stores bench-http-stores bench-tftp bench-http bench-compare demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -48,6 +48,9 @@ bench-dhcp: build ## DORA/s: bootsrv against dnsmasq with perfdhcp (root)
 
 bench-dhcp-stores: ## DORA/s: bootsrv on bbolt, on a 3-member etcd, and Kea memfile, with perfdhcp (root)
 	BOOTSRV_BENCH_DHCP=1 $(GO) test -count=1 -run '^TestPerfdhcpStores$$' -v ./pkg/dhcp/ | grep -E 'DORA/s|^(ok|FAIL|---)'
+
+bench-http-stores: ## /ipxe and /ignition req/s of bootsrv serve on bbolt and on a 3-member etcd, one run
+	BOOTSRV_BENCH_HTTP_STORES=1 $(GO) test -count=1 -run '^TestBenchHTTPStores$$' -v ./cmd/bootsrv/ | grep -E 'bbolt:|etcd:|^(ok|FAIL|---)'
 
 bench-tftp: build ## fetches/s of ipxe.efi: bootsrv against tftpd-hpa (root)
 	bench/tftp.sh

@@ -15,7 +15,7 @@
 #
 # Needs: go, bin/bootsrv (make build). Knobs: SIZES ("10 10000"), ROLES
 # ("custom worker"), WORKERS (16), DURATION (3s), WARM (1000), BIN,
-# KEEP=1 keeps the work dir.
+# KEEP=1 keeps the work dir, BENCH_STORE runs it on etcd.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -59,6 +59,11 @@ for role in $ROLES; do
 		data=$work/data-$role-$n
 		mkdir -p "$data"
 		export BOOTSRV_DATA_DIR=$data
+		# BENCH_STORE=etcd://HOST:PORT,...[/PREFIX]: the same on etcd
+		# (BOOTSRV_ETCD_* from the environment), one prefix per run.
+		if [[ -n ${BENCH_STORE:-} ]]; then
+			export BOOTSRV_STORE=${BENCH_STORE%/}/bench-$role-$n
+		fi
 		"$BIN" cluster init --name bench --api-server 10.100.1.1 --subnet 10.100.0.0/16 >/dev/null
 		"$BIN" profile add --role "$role" --os flatcar --kernel /assets/bench/vmlinuz --initrd /assets/bench/initrd.img \
 			--ignition "$work/snippet.ign" bench >/dev/null

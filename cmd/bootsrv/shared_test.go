@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -124,6 +125,22 @@ func TestSharedChain(t *testing.T) {
 		t.Errorf("one history from both servers: %v, want %v", types, want)
 	}
 
+	// A rack's import through B is one transaction, served by A at once.
+	var csv strings.Builder
+	csv.WriteString("mac,hostname,ip,profile\n")
+	for i := 0; i < 200; i++ { // about 1,800 etcd operations: more than etcd's default 128
+		fmt.Fprintf(&csv, "52:54:00:c5:00:%02x,rack-%d,127.0.0.%d,lab\n", i, i, i+2)
+	}
+	rack := filepath.Join(dir, "rack.csv")
+	if err := os.WriteFile(rack, []byte(csv.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.cli("machine", "import", "-f", rack)
+	// (A's own admin socket: what A's copy holds.)
+	if show := a.cli("machine", "show", "-o", "json", "52:54:00:c5:00:c7"); !strings.Contains(show, "127.0.0.201") {
+		t.Fatalf("A's view of the last machine B imported: %s", show)
+	}
+
 	// Both servers registered, one elected.
 	type listing struct {
 		Servers []struct{ ID, Role, URL string }
@@ -176,7 +193,7 @@ func TestSharedChain(t *testing.T) {
 		Verified bool
 		Buckets  map[string]int
 	}
-	if err := json.Unmarshal([]byte(out), &cp); err != nil || !cp.Verified || cp.Buckets["machines"] != 1 || cp.Buckets["events"] != len(types)+1 { // and B's /ipxe after the kill
+	if err := json.Unmarshal([]byte(out), &cp); err != nil || !cp.Verified || cp.Buckets["machines"] != 201 || cp.Buckets["events"] != len(types)+200+1 { // the rack's registrations, B's /ipxe after the kill
 		t.Fatalf("store copy to bbolt: %v\n%s", err, out)
 	}
 	ec2 := etcdtest.Start(t)
@@ -194,7 +211,7 @@ func TestSharedChain(t *testing.T) {
 		Verified bool
 		Buckets  map[string]int
 	}{}
-	if err := json.Unmarshal([]byte(out), &cp); err != nil || !cp.Verified || cp.Buckets["machines"] != 1 {
+	if err := json.Unmarshal([]byte(out), &cp); err != nil || !cp.Verified || cp.Buckets["machines"] != 201 {
 		t.Fatalf("store copy back to etcd: %v\n%s", err, out)
 	}
 	// The copy serves: the machine is there, provisioned.

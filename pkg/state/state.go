@@ -86,9 +86,6 @@ func OpenWith(o Options) (*DB, error) {
 	return &DB{kv: kv}, nil
 }
 
-// Schema is the layout this binary writes, for copying a state whole.
-func Schema() store.Schema { return schema }
-
 // Shared is the engine when other servers share it (nil for bbolt).
 func (d *DB) Shared() store.Shared {
 	s, _ := d.kv.(store.Shared)

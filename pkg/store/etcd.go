@@ -48,9 +48,10 @@ type EtcdConfig struct {
 // DefaultPrefix is where bootsrv's keys live in etcd.
 const DefaultPrefix = "/bootsrv/"
 
-// MaxTxnOps is what bootsrv needs of etcd's --max-txn-ops: the journal
-// commits up to EtcdBatchItems events per transaction.
-const MaxTxnOps = 1024
+// MaxTxnOps is what bootsrv needs of etcd's --max-txn-ops: a machine
+// import is one transaction of about 9 operations per machine, so this
+// takes about 1,800 machines at once (with --max-request-bytes 10 MiB).
+const MaxTxnOps = 16384
 
 // EtcdBatchItems is how many journal items go in one etcd transaction.
 const EtcdBatchItems = 100

@@ -71,15 +71,28 @@ func StartOn(t testing.TB, host string) *Cluster {
 		os.RemoveAll(dir)
 	})
 	c.certs(t)
+	// All six ports are held until all are picked, so none comes twice.
+	var held []net.Listener
+	port := func(host string) string {
+		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, l)
+		return l.Addr().String()
+	}
 	var parts []string
 	for i := 0; i < 3; i++ {
 		c.names = append(c.names, fmt.Sprintf("m%d", i))
-		c.client = append(c.client, "https://"+freePort(t, host))
-		c.peer = append(c.peer, "https://"+freePort(t, "127.0.0.1"))
+		c.client = append(c.client, "https://"+port(host))
+		c.peer = append(c.peer, "https://"+port("127.0.0.1"))
 		parts = append(parts, c.names[i]+"="+c.peer[i])
 	}
+	for _, l := range held {
+		l.Close()
+	}
 	c.initial = strings.Join(parts, ",")
-	c.Endpoints = c.client
+	c.Endpoints = append([]string(nil), c.client...)
 	c.cmds = make([]*exec.Cmd, 3)
 	c.waits = make([]chan error, 3)
 	for i := 0; i < 3; i++ {
@@ -90,15 +103,6 @@ func StartOn(t testing.TB, host string) *Cluster {
 	}
 	c.enableAuth(t)
 	return c
-}
-
-func freePort(t testing.TB, host string) string {
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func (c *Cluster) start(t testing.TB, i int, state string) {
@@ -116,7 +120,7 @@ func (c *Cluster) start(t testing.TB, i int, state string) {
 		"--cert-file", filepath.Join(d, "server.pem"), "--key-file", filepath.Join(d, "server-key.pem"),
 		"--peer-client-cert-auth", "--peer-trusted-ca-file", c.CAFile,
 		"--peer-cert-file", filepath.Join(d, "server.pem"), "--peer-key-file", filepath.Join(d, "server-key.pem"),
-		"--max-txn-ops", "1024", "--max-request-bytes", "10485760",
+		"--max-txn-ops", "16384", "--max-request-bytes", "10485760",
 		"--heartbeat-interval", "50", "--election-timeout", "500",
 		"--logger", "zap", "--log-level", "warn")
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -221,24 +225,20 @@ func (c *Cluster) newClient(t testing.TB, eps []string, cert, key string) *clien
 	return cli
 }
 
-// enableAuth makes users root and bootsrv (certificate CNs; passwords are
-// never used), gives bootsrv read and write on the prefix only, and turns
-// authentication on.
+// enableAuth makes users root and bootsrv without passwords (etcd takes
+// the user from the client certificate's CN), gives bootsrv read and
+// write on the prefix only, and turns authentication on.
 func (c *Cluster) enableAuth(t testing.TB) {
 	t.Helper()
 	cli := c.newClient(t, c.Endpoints, c.RootCertFile, c.RootKeyFile)
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	pw := func() string {
-		b := make([]byte, 16)
-		rand.Read(b)
-		return fmt.Sprintf("%x", b)
-	}
+	noPassword := &clientv3.UserAddOptions{NoPassword: true} // etcd 3.4 takes it, as etcdctl user add --no-password
 	steps := []func() error{
-		func() error { _, err := cli.UserAdd(ctx, "root", pw()); return err },
+		func() error { _, err := cli.UserAddWithOptions(ctx, "root", "", noPassword); return err },
 		func() error { _, err := cli.UserGrantRole(ctx, "root", "root"); return err },
-		func() error { _, err := cli.UserAdd(ctx, "bootsrv", pw()); return err },
+		func() error { _, err := cli.UserAddWithOptions(ctx, "bootsrv", "", noPassword); return err },
 		func() error { _, err := cli.RoleAdd(ctx, "bootsrv"); return err },
 		func() error {
 			_, err := cli.RoleGrantPermission(ctx, "bootsrv", c.Prefix, clientv3.GetPrefixRangeEnd(c.Prefix),

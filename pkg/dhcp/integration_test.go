@@ -211,14 +211,23 @@ func newLabNet(t *testing.T, tag, net string, bits int) *lab {
 // startServer runs the helper in the server namespace and waits for it to
 // listen (or to fail, which is returned).
 func (l *lab) startServer(env ...string) error {
-	t := l.t
 	logf := filepath.Join(l.dir, fmt.Sprintf("server-%d.log", time.Now().UnixNano()))
+	pid, wait, err := startHelper(l.t, l.srvNS, logf, append([]string{"DATA=" + l.data, "IFACE=" + l.srvIf}, env...)...)
+	if err == nil {
+		l.serverPID, l.serverWait = pid, wait
+	}
+	return err
+}
+
+// startHelper runs this test binary as the DHCP server helper in ns, its
+// output in logf, and waits until it listens; cleanup kills it by PID.
+func startHelper(t *testing.T, ns, logf string, env ...string) (int, chan error, error) {
 	f, err := os.Create(logf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("ip", "netns", "exec", l.srvNS, os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), append([]string{helperEnv + "=1", "DATA=" + l.data, "IFACE=" + l.srvIf}, env...)...)
+	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), append([]string{helperEnv + "=1"}, env...)...)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -230,23 +239,22 @@ func (l *lab) startServer(env ...string) error {
 	t.Cleanup(func() {
 		syscall.Kill(pid, syscall.SIGKILL) // no-op if it already exited
 		if t.Failed() {
-			t.Logf("server log %s:\n%s", logf, tail(logf, 30))
+			t.Logf("server log %s:\n%s", logf, tail(logf, 40))
 		}
 	})
 	for range 200 {
 		select {
 		case err := <-wait:
 			b, _ := os.ReadFile(logf)
-			return fmt.Errorf("server exited (%v): %s", err, b)
+			return 0, nil, fmt.Errorf("server exited (%v): %s", err, b)
 		case <-time.After(50 * time.Millisecond):
 		}
 		if b, _ := os.ReadFile(logf); strings.Contains(string(b), "DHCP listening") {
-			l.serverPID, l.serverWait = pid, wait
-			return nil
+			return pid, wait, nil
 		}
 	}
 	t.Fatalf("server did not start listening: %s", tail(logf, 30))
-	return nil
+	return 0, nil, nil
 }
 
 // stopServer ends the helper gracefully (SIGTERM) and waits for it.

@@ -34,11 +34,7 @@ func TestBenchHTTPStores(t *testing.T) {
 		}
 	}
 	run("bbolt")
-	hosts := make([]string, len(ec.Endpoints))
-	for i, ep := range ec.Endpoints {
-		hosts[i] = strings.TrimPrefix(ep, "https://")
-	}
-	run("etcd", "BENCH_STORE=etcd://"+strings.Join(hosts, ",")+strings.TrimSuffix(ec.Prefix, "/"),
+	run("etcd", "BENCH_STORE="+ec.Spec(true),
 		"BOOTSRV_ETCD_CA="+ec.CAFile, "BOOTSRV_ETCD_CERT="+ec.CertFile, "BOOTSRV_ETCD_KEY="+ec.KeyFile)
 }
 

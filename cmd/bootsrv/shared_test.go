@@ -17,11 +17,7 @@ import (
 
 // storeEnv points every bootsrv this test starts at the etcd cluster.
 func storeEnv(t *testing.T, c *etcdtest.Cluster, keyFile string) string {
-	hosts := make([]string, len(c.Endpoints))
-	for i, ep := range c.Endpoints {
-		hosts[i] = strings.TrimPrefix(ep, "https://")
-	}
-	spec := "etcd://" + strings.Join(hosts, ",") + strings.TrimSuffix(c.Prefix, "/")
+	spec := c.Spec(true)
 	t.Setenv("BOOTSRV_STORE", spec)
 	t.Setenv("BOOTSRV_ETCD_CA", c.CAFile)
 	t.Setenv("BOOTSRV_ETCD_CERT", c.CertFile)
@@ -197,15 +193,11 @@ func TestSharedChain(t *testing.T) {
 		t.Fatalf("store copy to bbolt: %v\n%s", err, out)
 	}
 	ec2 := etcdtest.Start(t)
-	hosts := make([]string, len(ec2.Endpoints))
-	for i, ep := range ec2.Endpoints {
-		hosts[i] = strings.TrimPrefix(ep, "https://")
-	}
 	t.Setenv("BOOTSRV_ETCD_CA", ec2.CAFile)
 	t.Setenv("BOOTSRV_ETCD_CERT", ec2.CertFile)
 	t.Setenv("BOOTSRV_ETCD_KEY", ec2.KeyFile)
 	back := &chainEnv{t: t, bin: bin, dataDir: copied, log: log}
-	out = back.cli("store", "copy", "--store", "bolt", "--to", "etcd://"+strings.Join(hosts, ","), "-o", "json")
+	out = back.cli("store", "copy", "--store", "bolt", "--to", ec2.Spec(false), "-o", "json")
 	cp = struct {
 		Records  int
 		Verified bool
@@ -215,7 +207,7 @@ func TestSharedChain(t *testing.T) {
 		t.Fatalf("store copy back to etcd: %v\n%s", err, out)
 	}
 	// The copy serves: the machine is there, provisioned.
-	show := back.cli("machine", "show", "-o", "json", "--store", "etcd://"+strings.Join(hosts, ","), mac)
+	show := back.cli("machine", "show", "-o", "json", "--store", ec2.Spec(false), mac)
 	if !strings.Contains(show, `"provisioned"`) {
 		t.Fatalf("machine in the copied-back store: %s", show)
 	}

@@ -177,6 +177,20 @@ func (c *Cluster) waitHealthy(t testing.TB, i int) {
 	}
 }
 
+// Spec is the cluster as bootsrv's --store names it:
+// etcd://HOST:PORT,...[/PREFIX] (without the prefix when prefix is false).
+func (c *Cluster) Spec(prefix bool) string {
+	hosts := make([]string, len(c.Endpoints))
+	for i, ep := range c.Endpoints {
+		hosts[i] = strings.TrimPrefix(ep, "https://")
+	}
+	spec := "etcd://" + strings.Join(hosts, ",")
+	if prefix {
+		spec += strings.TrimSuffix(c.Prefix, "/")
+	}
+	return spec
+}
+
 // StopMember stops member i (SIGTERM) and waits for it to exit.
 func (c *Cluster) StopMember(t testing.TB, i int) {
 	t.Helper()

@@ -2,6 +2,7 @@ package bootchain
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -135,9 +136,28 @@ func (s *Chain) fromMachine(m model.Machine, remote netip.Addr) (netip.Addr, boo
 }
 
 // Tokens name the machine's install generation in their purpose, so that
-// re-provisioning kills every token of the earlier install.
+// re-provisioning kills every token of the earlier install, and the count
+// of its reports, so that the machine's report (booted, installed,
+// failed) kills every token issued before it: the config, private keys
+// included, is served to the boot that asked for it and not after.
 func ignitionPurpose(m model.Machine) string {
-	return fmt.Sprintf("%s/%d", token.PurposeIgnition, m.Generation)
+	return ignitionPurposeAt(m, m.Reports)
+}
+
+func ignitionPurposeAt(m model.Machine, reports uint64) string {
+	return fmt.Sprintf("%s/%d/%d", token.PurposeIgnition, m.Generation, reports)
+}
+
+// spentIgnition says whether tok is one of m's Ignition tokens from before
+// one of its last few reports: refused all the same, but the operator is
+// told why.
+func spentIgnition(key []byte, m model.Machine, tok string, now time.Time) bool {
+	for r := m.Reports; r > 0 && m.Reports-r < 16; r-- {
+		if _, err := token.Check(key, tok, m.MAC, ignitionPurposeAt(m, r-1), now); err == nil || errors.Is(err, token.ErrExpired) {
+			return true
+		}
+	}
+	return false
 }
 
 // BootRequest is what a booting machine asks with.
@@ -310,6 +330,10 @@ func (s *Chain) checkToken(m model.Machine, req BootRequest, purpose string) err
 		return &fault.Error{Kind: fault.KindDenied, Msg: "no token: use the URL from the machine's boot script"}
 	}
 	if _, err := token.Check(key, req.Token, m.MAC, purpose, s.now()); err != nil {
+		if errors.Is(err, token.ErrForged) && purpose == ignitionPurpose(m) && spentIgnition(key, m, req.Token, s.now()) {
+			s.record(m.MAC, model.Event{Type: "denied", Detail: "ignition: token spent: the machine reported after it was issued", Fields: from})
+			return &fault.Error{Kind: fault.KindDenied, Msg: fmt.Sprintf("ignition token for %s refused: spent, the machine reported since it was issued (a new network boot gets a new one; bootsrv machine reprovision installs again)", m.MAC)}
+		}
 		s.record(m.MAC, model.Event{Type: "denied", Detail: purpose + ": " + err.Error(), Fields: from})
 		return &fault.Error{Kind: fault.KindDenied, Msg: fmt.Sprintf("%s token for %s refused: %v", purpose, m.MAC, err)}
 	}
@@ -376,6 +400,7 @@ func (s *Chain) Report(_ context.Context, req BootRequest, said, detail string) 
 		if err := journey.Append(tx, &m, e); err != nil {
 			return err
 		}
+		m.Reports++ // ends the Ignition tokens handed out so far
 		switch said {
 		case model.ReportInstalled:
 			if err := journey.Append(tx, &m, model.Event{Time: e.Time, Type: model.StateInstalled, Detail: "installed to disk: rebooting into it"}); err != nil {

@@ -402,6 +402,12 @@ func TestLiveNetbootsAgain(t *testing.T) {
 		if err != nil || m.State != model.StateProvisioned {
 			t.Fatalf("boot %d: report booted again: %v, state %q", boot, err, m.State)
 		}
+		// The report ended the token: its config (private keys) is not
+		// served again, and the refusal says why.
+		_, err = s.Ignition(ctx, bootchain.BootRequest{MAC: bootMAC, Token: tok, BaseURL: "http://10.9.0.1:8080"})
+		if fault.KindOf(err) != fault.KindDenied || !strings.Contains(err.Error(), "spent") {
+			t.Fatalf("boot %d: ignition with the token after the report: %v, want denied: spent", boot, err)
+		}
 	}
 	evs, err := s.MachineEvents(ctx, bootMAC)
 	if err != nil {
@@ -418,6 +424,47 @@ func TestLiveNetbootsAgain(t *testing.T) {
 	}
 	if n != 4 {
 		t.Errorf("%d provisioned events, want one per boot (4)", n)
+	}
+}
+
+// TestReportEndsIgnitionToken: whatever the report says, the Ignition
+// token handed out before it stops working (it is on the node's
+// /proc/cmdline for any user to read); a token that was never valid is
+// still told apart from a spent one; reprovisioning gives a working one.
+func TestReportEndsIgnitionToken(t *testing.T) {
+	for _, said := range []string{model.ReportBooted, model.ReportFailed, model.ReportInstalled} {
+		t.Run(said, func(t *testing.T) {
+			p := model.Profile{Name: "plain", Role: model.RoleCustom, Kernel: "/assets/k", Initrds: []string{"/assets/i"}}
+			if said == model.ReportInstalled {
+				p = diskProfile
+			}
+			s := newBootServiceOn(t, bootchain.BootConfig{}, p)
+			ctx := context.Background()
+			_, tok := bootScript(t, s)
+			req := bootchain.BootRequest{MAC: bootMAC, Token: tok, BaseURL: "http://10.9.0.1:8080"}
+			if _, err := s.Ignition(ctx, req); err != nil {
+				t.Fatalf("ignition before the report: %v", err)
+			}
+			if _, err := report(t, s, said); err != nil {
+				t.Fatalf("report %s: %v", said, err)
+			}
+			_, err := s.Ignition(ctx, req)
+			if fault.KindOf(err) != fault.KindDenied || !strings.Contains(err.Error(), "spent") {
+				t.Fatalf("ignition after report %s: %v, want denied: spent", said, err)
+			}
+			forged := req
+			forged.Token = tok[:len(tok)-4] + "AAAA"
+			if _, err := s.Ignition(ctx, forged); fault.KindOf(err) != fault.KindDenied || strings.Contains(err.Error(), "spent") {
+				t.Fatalf("ignition with a forged token: %v, want denied, not spent", err)
+			}
+			if _, err := s.Reprovision(ctx, bootMAC); err != nil {
+				t.Fatal(err)
+			}
+			_, tok2 := bootScript(t, s)
+			if _, err := s.Ignition(ctx, bootchain.BootRequest{MAC: bootMAC, Token: tok2, BaseURL: "http://10.9.0.1:8080"}); err != nil {
+				t.Fatalf("ignition after reprovision: %v", err)
+			}
+		})
 	}
 }
 
@@ -559,18 +606,23 @@ func TestFCOSDiskInstallArgs(t *testing.T) {
 		strings.Contains(string(inst), "/etc/hostname") || strings.Contains(string(inst), "kubelet") {
 		t.Errorf("the FCOS live system's config is not the installer's report alone:\n%s", inst)
 	}
-	if m, err := report(t, s, model.ReportInstalled); err != nil || m.State != model.StateInstalled {
-		t.Fatalf("report installed: %+v %v", m, err)
-	}
-	if script, _ := bootScript(t, s); !strings.Contains(script, "local disk") {
-		t.Errorf("an installed FCOS machine's next netboot is not sent to its disk (a reinstall loop):\n%s", script)
-	}
+	// coreos-installer fetches the final config; then the live system
+	// reports installed, which ends the token.
 	cfg, err := s.Ignition(ctx, bootchain.BootRequest{MAC: bootMAC, Token: tok, BaseURL: base, Stage: model.StageFinal})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(cfg), "/etc/hostname") {
 		t.Errorf("the final config is not the node's: %s", cfg)
+	}
+	if m, err := report(t, s, model.ReportInstalled); err != nil || m.State != model.StateInstalled {
+		t.Fatalf("report installed: %+v %v", m, err)
+	}
+	if _, err := s.Ignition(ctx, bootchain.BootRequest{MAC: bootMAC, Token: tok, BaseURL: base, Stage: model.StageFinal}); fault.KindOf(err) != fault.KindDenied {
+		t.Errorf("the final config served again after the report installed: %v", err)
+	}
+	if script, _ := bootScript(t, s); !strings.Contains(script, "local disk") {
+		t.Errorf("an installed FCOS machine's next netboot is not sent to its disk (a reinstall loop):\n%s", script)
 	}
 	if _, err := report(t, s, model.ReportBooted); err != nil {
 		t.Fatal(err)

@@ -10,6 +10,8 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
+
+	"github.com/bootsrv/bootsrv/pkg/model"
 )
 
 // Client is what a request says about the machine that sent it.
@@ -101,6 +103,9 @@ func Inspect(req *dhcpv4.DHCPv4) (Client, error) {
 	}
 	if len(req.ClientHWAddr) != 6 {
 		return c, badf("hlen %d is not 6", len(req.ClientHWAddr))
+	}
+	if err := model.MachineMAC(req.ClientHWAddr); err != nil {
+		return c, badf("chaddr: %v", err)
 	}
 	c.MAC = req.ClientHWAddr.String()
 	mt := req.Options.Get(dhcpv4.OptionDHCPMessageType)

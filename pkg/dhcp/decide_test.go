@@ -439,6 +439,10 @@ func TestBadInput(t *testing.T) {
 		"arch odd length":       append(gb[:optStart:optStart], 53, 1, 1, 93, 3, 0, 0, 7, 255),
 		"requested ip 3 bytes":  append(gb[:optStart:optStart], 53, 1, 3, 50, 3, 10, 0, 0, 255),
 		"server id 5 bytes":     append(gb[:optStart:optStart], 53, 1, 3, 54, 5, 10, 0, 0, 1, 1, 255),
+		// chaddr starts at byte 28: no card sends from these.
+		"zero chaddr":      mut(func(b []byte) []byte { copy(b[28:34], make([]byte, 6)); return b }),
+		"broadcast chaddr": mut(func(b []byte) []byte { copy(b[28:34], []byte{255, 255, 255, 255, 255, 255}); return b }),
+		"multicast chaddr": mut(func(b []byte) []byte { copy(b[28:34], []byte{1, 0, 0x5e, 0, 0, 1}); return b }),
 	}
 	for name, b := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -329,9 +329,11 @@ func (j *Journal) commitBatch(batch []item) {
 
 // commit appends events in one transaction (or several of the size a
 // shared store takes); events of unknown machines (removed meanwhile, or
-// never discovered) are dropped. While a shared store is unavailable the
-// events are kept and retried, in order, until it is back: a retry skips
-// events an uncertain commit did land, so none is written twice.
+// never discovered) are dropped. While a shared store is unavailable, or
+// the disk under the state file is full, the events are kept and retried,
+// in order, until they can be written (the queue behind them waits, up to
+// queueLen items, then holds its senders back): a retry skips events an
+// uncertain commit did land, so none is written twice.
 func (j *Journal) commit(events []item) {
 	if n := j.st.MaxBatchItems(); n > 0 && len(events) > n {
 		for len(events) > 0 {
@@ -347,7 +349,10 @@ func (j *Journal) commit(events []item) {
 	var waitedSince time.Time
 	for retry := false; ; retry = true {
 		err := j.commitOnce(events, retry)
-		if err == nil || !errors.Is(err, state.ErrUnavailable) || j.giveUp(waitedSince) {
+		if err == nil && !waitedSince.IsZero() && j.log != nil {
+			j.log.Info("events held while the state could not be written are recorded", "events", len(events), "held_for", time.Since(waitedSince).Round(time.Millisecond))
+		}
+		if err == nil || !state.Transient(err) || j.giveUp(waitedSince) {
 			if err != nil && j.log != nil {
 				j.log.Error("recording events failed", "events", len(events), "err", err)
 			}
@@ -355,6 +360,11 @@ func (j *Journal) commit(events []item) {
 		}
 		if waitedSince.IsZero() {
 			waitedSince = time.Now()
+			// Once per outage, not per try: the store's own probe (etcd)
+			// or the disk filling says the rest.
+			if j.log != nil && errors.Is(err, state.ErrWriteFailed) {
+				j.log.Warn("recording events failed; holding them and retrying until the state can be written", "events", len(events), "err", err)
+			}
 		}
 		time.Sleep(500 * time.Millisecond)
 	}

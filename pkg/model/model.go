@@ -132,11 +132,16 @@ type Machine struct {
 	// Reprovision asks that the next network boot installs again instead
 	// of booting from disk; Generation counts installs, so tokens of an
 	// earlier install stop working.
-	Reprovision bool      `json:"reprovision,omitempty" yaml:"reprovision,omitempty"`
-	Generation  uint64    `json:"generation,omitempty" yaml:"generation,omitempty"`
-	LastEvent   string    `json:"last_event,omitempty" yaml:"last_event,omitempty"`
-	UpdatedAt   time.Time `json:"updated_at" yaml:"updated_at"`
-	CreatedAt   time.Time `json:"created_at" yaml:"created_at"`
+	Reprovision bool   `json:"reprovision,omitempty" yaml:"reprovision,omitempty"`
+	Generation  uint64 `json:"generation,omitempty" yaml:"generation,omitempty"`
+	// Reports counts the reports the machine made; an Ignition token names
+	// the count at its issue, so a report ends every token handed out
+	// before it (the token sits on the node's /proc/cmdline, readable by
+	// any user there, and the config holds the node's private keys).
+	Reports   uint64    `json:"reports,omitempty" yaml:"reports,omitempty"`
+	LastEvent string    `json:"last_event,omitempty" yaml:"last_event,omitempty"`
+	UpdatedAt time.Time `json:"updated_at" yaml:"updated_at"`
+	CreatedAt time.Time `json:"created_at" yaml:"created_at"`
 
 	// What the firmware told about itself, for discovered machines and as
 	// a record for known ones.

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -295,6 +296,10 @@ func NormalizeProfile(p Profile) (Profile, error) {
 // checked by the service, in the transaction.
 func NormalizeMachine(m Machine, subnet netip.Prefix) (Machine, error) {
 	mac, err := NormalizeMAC(m.MAC)
+	if err == nil {
+		hw, _ := net.ParseMAC(mac)
+		err = MachineMAC(hw)
+	}
 	if err != nil {
 		return m, fault.At(m.Source, fault.InField("mac", err))
 	}

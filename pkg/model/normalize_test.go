@@ -371,6 +371,10 @@ func TestNormalizeMachine(t *testing.T) {
 	}{
 		{"bad mac", func(m *Machine) { m.MAC = "52:54:00" }, []string{"rack.csv:4: field mac:", `"52:54:00" is not a MAC address`}},
 		{"eui-64", func(m *Machine) { m.MAC = "52:54:00:aa:00:01:02:03" }, []string{"rack.csv:4: field mac:", "6-byte"}},
+		{"zero mac", func(m *Machine) { m.MAC = "00:00:00:00:00:00" }, []string{"rack.csv:4: field mac:", "all-zero MAC"}},
+		{"broadcast mac", func(m *Machine) { m.MAC = "FF-FF-FF-FF-FF-FF" }, []string{"rack.csv:4: field mac:", "ff:ff:ff:ff:ff:ff is the broadcast MAC"}},
+		{"multicast mac", func(m *Machine) { m.MAC = "01:00:5e:00:00:01" }, []string{"rack.csv:4: field mac:", "multicast MAC"}},
+		{"ipv6 multicast mac", func(m *Machine) { m.MAC = "33:33:00:00:00:01" }, []string{"rack.csv:4: field mac:", "multicast MAC"}},
 		{"bad hostname", func(m *Machine) { m.Hostname = "node_1" }, []string{"rack.csv:4: field hostname:", `"node_1"`}},
 		{"no hostname", func(m *Machine) { m.Hostname = "" }, []string{"rack.csv:4: field hostname: hostname is empty"}},
 		{"no ip", func(m *Machine) { m.IP = "" }, []string{"rack.csv:4: field ip: machine 52:54:00:aa:00:01 has no IP"}},

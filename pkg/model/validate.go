@@ -15,7 +15,9 @@ import (
 
 // NormalizeMAC turns any common spelling of an Ethernet MAC
 // (AA-BB-CC-DD-EE-FF, aabb.ccdd.eeff, AA:BB:..., aabbccddeeff) into the
-// lower-case colon form bootsrv keys machines by.
+// lower-case colon form bootsrv keys machines by. It checks spelling only,
+// so a record of any address can still be looked up and deleted; what may
+// become a machine is MachineMAC's to say.
 func NormalizeMAC(s string) (string, error) {
 	t := strings.TrimSpace(s)
 	var hw net.HardwareAddr
@@ -36,6 +38,26 @@ func NormalizeMAC(s string) (string, error) {
 		return "", fault.Invalidf("%q is not a 6-byte Ethernet MAC address", s)
 	}
 	return hw.String(), nil
+}
+
+// MachineMAC refuses addresses no network card has: all zeros (an unset
+// field), and group addresses (the I/G bit, so broadcast too), which a
+// frame can be sent to but never from. A machine keyed by one could never
+// boot, and a DHCP client claiming one is lying.
+func MachineMAC(hw net.HardwareAddr) error {
+	if len(hw) != 6 {
+		return fault.Invalidf("%s is not a 6-byte Ethernet MAC address", hw)
+	}
+	if hw[0]|hw[1]|hw[2]|hw[3]|hw[4]|hw[5] == 0 {
+		return fault.Invalidf("%s is the all-zero MAC, which no network card has: give the machine's own MAC", hw)
+	}
+	if hw[0]&1 != 0 {
+		if hw.String() == "ff:ff:ff:ff:ff:ff" {
+			return fault.Invalidf("%s is the broadcast MAC, which no network card has: give the machine's own MAC", hw)
+		}
+		return fault.Invalidf("%s is a multicast MAC (the first octet is odd), which no network card has: give the machine's own MAC", hw)
+	}
+	return nil
 }
 
 // NormalizeHostname lower-cases and checks a hostname (a DNS name of

@@ -52,7 +52,16 @@ var (
 	// ErrUnavailable: a shared store lost its quorum; reads go on from
 	// this server's copy, writes wait.
 	ErrUnavailable = store.ErrUnavailable
+	// ErrWriteFailed: the state file could not be written (disk full);
+	// nothing of the transaction is stored.
+	ErrWriteFailed = store.ErrWriteFailed
 )
+
+// Transient says whether err is one a later try of the same write may not
+// meet: the store is away or its disk is full, not the change wrong.
+func Transient(err error) bool {
+	return errors.Is(err, ErrUnavailable) || errors.Is(err, ErrWriteFailed)
+}
 
 // DB is the state over one engine.
 type DB struct{ kv store.Store }

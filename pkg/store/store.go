@@ -173,11 +173,41 @@ func (s *DB) View(fn func(Tx) error) error {
 }
 
 func (s *DB) Update(fn func(Tx) error) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return fn(boltTx{tx}) })
+	return writeErr(s.db.Update(func(tx *bolt.Tx) error { return fnErr(fn(boltTx{tx})) }))
 }
 
 func (s *DB) Batch(fn func(Tx) error) error {
-	return s.db.Batch(func(tx *bolt.Tx) error { return fn(boltTx{tx}) })
+	return writeErr(s.db.Batch(func(tx *bolt.Tx) error { return fnErr(fn(boltTx{tx})) }))
+}
+
+// ErrWriteFailed means a transaction's changes were sound but could not be
+// written (a full disk, an I/O error): nothing of it is stored, and the
+// same change may succeed once the disk has room. bbolt does not keep the
+// cause's type in every path, so the engine marks it.
+var ErrWriteFailed = errors.New("writing the state file failed")
+
+// fnError carries an error of the transaction's own function through
+// bbolt, so that writeErr tells it from a failed commit.
+type fnError struct{ err error }
+
+func (e fnError) Error() string { return e.err.Error() }
+
+func fnErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fnError{err}
+}
+
+func writeErr(err error) error {
+	var fe fnError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &fe):
+		return fe.err
+	}
+	return fmt.Errorf("%w (is the disk under the data dir full?): %v", ErrWriteFailed, err)
 }
 
 func (s *DB) Path() string { return s.path }

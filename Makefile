@@ -4,6 +4,11 @@ BIN       ?= bin/bootsrv
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 PKGS      := ./...
+# The QEMU lab and demo run alone, after the rest: four emulated vCPUs on a
+# 2-core machine leave nothing to spare, and beside the other packages'
+# race builds and namespace tests master1's apiserver starved (TLS handshake
+# timeouts on its own loopback) and the demo failed in CI.
+LABPKG    := ./examples/qemu-lab
 GOFILES    = $(shell find cmd pkg assets examples bench -name '*.go')
 
 .PHONY: help deps build assets releases run test test-short lint bench bench-dhcp bench-dhcp-stores bench-http-stores bench-tftp bench-http bench-compare demo clean
@@ -30,7 +35,8 @@ test: deps assets releases ## vet, then every test with the race detector (root 
 	$(GO) vet $(PKGS)
 	cd examples/qemu-lab/labpod && $(GO) vet ./...
 	@test -z "$$(gofmt -l $(GOFILES))" || { echo "gofmt would change:"; gofmt -l $(GOFILES); exit 1; }
-	$(GO) test -race -count=1 -timeout 60m $(PKGS)
+	$(GO) test -race -count=1 -timeout 30m $$($(GO) list $(PKGS) | grep -v '/examples/qemu-lab$$')
+	$(GO) test -race -count=1 -timeout 60m $(LABPKG)
 
 test-short: ## unit tests only, no namespaces or VMs
 	$(GO) test -short -count=1 $(PKGS)

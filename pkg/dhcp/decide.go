@@ -202,6 +202,16 @@ func decideFull(req *dhcpv4.DHCPv4, in Input) Decision {
 		if err != nil || !sub.Prefix.Contains(ip) {
 			return silent("reservation-outside-subnet", "reserved address %s is not in subnet %s", in.Machine.IP, sub.Prefix)
 		}
+		// Handed out, it would take the network's gateway or bootsrv
+		// itself off the air for every machine: refused, whatever the
+		// record says (machine add refuses the gateway; the server's
+		// address is only known here).
+		switch {
+		case ip == in.Server:
+			return silent("reservation-is-server", "reserved address %s is bootsrv's own address on this network: give machine %s another with `bootsrv machine add --replace`", ip, c.MAC)
+		case sub.Router.IsValid() && ip == sub.Router:
+			return silent("reservation-is-router", "reserved address %s is the subnet's router: give machine %s another with `bootsrv machine add --replace`", ip, c.MAC)
+		}
 		reserved = ip
 	}
 	switch c.Type {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -356,6 +357,29 @@ func check(t *testing.T, d Decision, w want) {
 		}
 	} else if r.Options.Has(dhcpv4.OptionIPAddressLeaseTime) {
 		t.Errorf("proxy reply carries a lease time")
+	}
+}
+
+// A reservation of bootsrv's own address or of the router is never handed
+// out, for a DISCOVER or a REQUEST, and the reason names the fix.
+func TestReservationOfServerOrRouterRefused(t *testing.T) {
+	settings := testSettings(ModeFull, UnknownIgnore)
+	settings.Subnets[0].Router = netip.MustParseAddr("10.99.0.254")
+	for _, tc := range []struct{ ip, code, reason string }{
+		{"10.99.0.1", "reservation-is-server", "bootsrv's own address"},
+		{"10.99.0.254", "reservation-is-router", "the subnet's router"},
+	} {
+		for _, mt := range []dhcpv4.MessageType{dhcpv4.MessageTypeDiscover, dhcpv4.MessageTypeRequest} {
+			m := knownMachine()
+			m.IP = tc.ip
+			req := pkt{mt: mt, arch: 0, vendor: vcBIOS}.build(t)
+			c, _ := Inspect(req)
+			d := decideLikeServer(req, Input{Client: c, Machine: m, Settings: settings, Leases: noLeases(), Server: srvIP, Port: 67, Now: t0})
+			if d.Reply != nil || d.Action != ActNone || d.Code != tc.code || !strings.Contains(d.Reason, tc.reason) || !strings.Contains(d.Reason, "machine add --replace") {
+				t.Errorf("%s for a reservation of %s: reply %v, action %v, code %q, reason %q; want silence, %s, naming %q and the fix",
+					mt, tc.ip, d.Reply != nil, d.Action, d.Code, d.Reason, tc.code, tc.reason)
+			}
+		}
 	}
 }
 

@@ -209,6 +209,9 @@ func (s *Inventory) AddMachines(_ context.Context, ms []model.Machine) ([]model.
 			if err != nil {
 				return err
 			}
+			if err := reservable(tx, c, m, now); err != nil {
+				return err
+			}
 			var adopted model.Machine
 			if !profileOK[m.Profile] {
 				if tx.ProfileRaw(m.Profile) == nil {
@@ -272,6 +275,32 @@ func (s *Inventory) AddMachines(_ context.Context, ms []model.Machine) ([]model.
 		return nil, err
 	}
 	return ms, nil
+}
+
+// reservable refuses a reservation that DHCP could not honour: the
+// network's gateway (handed out, it would take the network off the air),
+// or an address another MAC holds a live lease on (it renews it while it
+// is up, and the reserved machine could never boot). Refusing beats taking
+// the lease away: the holder would keep using the address until its next
+// renewal, beside the machine it was reserved for.
+func reservable(tx state.Tx, c model.Cluster, m model.Machine, now time.Time) error {
+	if m.IP == c.Network.Gateway {
+		return fault.At(m.Source, fault.Field(fault.KindConflict, "ip", "field ip: %s is the network's gateway (cluster network.gateway): give machine %s another address", m.IP, m.MAC))
+	}
+	ip, err := netip.ParseAddr(m.IP)
+	if err != nil {
+		return err
+	}
+	le, ok, err := tx.Lease(ip)
+	if err != nil {
+		return err
+	}
+	if ok && le.MAC != "" && le.MAC != m.MAC && le.State == model.LeaseBound && le.Expiry.After(now) {
+		return fault.At(m.Source, fault.Field(fault.KindConflict, "ip",
+			"field ip: %s is leased to %s until %s (a DHCP pool lease it renews while it is up): give machine %s another address, or reserve it once %s has let it go",
+			m.IP, le.MAC, le.Expiry.UTC().Format(time.RFC3339), m.MAC, le.MAC))
+	}
+	return nil
 }
 
 func orHere(src string) string {

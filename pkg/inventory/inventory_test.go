@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"reflect"
 	"sync/atomic"
 	"testing"
@@ -146,6 +147,59 @@ func TestAddMachinesBad(t *testing.T) {
 				t.Errorf("a failed AddMachines opened %d write transactions", cs.writes()-writes)
 			}
 		})
+	}
+}
+
+// A reservation DHCP could not honour is refused at add and import, naming
+// why and the fix: the network's gateway, or an address another MAC holds
+// a live pool lease on. An expired lease, or the machine's own, is no
+// obstacle.
+func TestAddMachinesRefusesGatewayAndLeasedAddress(t *testing.T) {
+	ctx := context.Background()
+	st, err := state.Open(t.TempDir(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s := newInventory(st)
+	if _, err := s.ClusterInit(ctx, model.Cluster{Name: "lab", APIServer: "192.168.1.10", Network: model.Network{Subnet: "192.168.1.0/24", Gateway: "192.168.1.254"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AddProfiles(ctx, []model.Profile{{Name: "worker", Role: model.RoleWorker}}, false); err != nil {
+		t.Fatal(err)
+	}
+	m := mach(1)
+	m.IP, m.Source = "192.168.1.254", "rack.csv:7"
+	_, err = s.AddMachines(ctx, []model.Machine{m})
+	faulttest.Want(t, err, fault.KindConflict, "rack.csv:7: field ip: 192.168.1.254 is the network's gateway", "another address")
+
+	now := time.Now()
+	leases := []model.Lease{
+		{IP: netip.MustParseAddr("192.168.1.50"), MAC: "52:54:00:99:00:01", State: model.LeaseBound, Expiry: now.Add(time.Hour)},
+		{IP: netip.MustParseAddr("192.168.1.51"), MAC: "52:54:00:99:00:02", State: model.LeaseBound, Expiry: now.Add(-time.Minute)},
+		{IP: netip.MustParseAddr("192.168.1.52"), MAC: mach(3).MAC, State: model.LeaseBound, Expiry: now.Add(time.Hour)},
+	}
+	if err := st.Update(func(tx state.Tx) error {
+		for _, le := range leases {
+			if err := tx.PutLease(le); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	m = mach(1)
+	m.IP = "192.168.1.50"
+	_, err = s.AddMachines(ctx, []model.Machine{m})
+	faulttest.Want(t, err, fault.KindConflict, "field ip: 192.168.1.50 is leased to 52:54:00:99:00:01 until", "give machine "+m.MAC+" another address")
+	if ms, _ := s.Machines(ctx); len(ms) != 0 {
+		t.Fatalf("a refused add stored %d machines", len(ms))
+	}
+	expired, own := mach(2), mach(3)
+	expired.IP, own.IP = "192.168.1.51", "192.168.1.52"
+	if _, err := s.AddMachines(ctx, []model.Machine{expired, own}); err != nil {
+		t.Fatalf("reserving an address whose lease expired, and one the machine itself holds: %v", err)
 	}
 }
 

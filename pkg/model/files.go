@@ -199,6 +199,19 @@ func eachField(name string, entry *yaml.Node, set func(k, v *yaml.Node) error) e
 	return nil
 }
 
+// nodeKind names what a YAML node is, for errors.
+func nodeKind(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.AliasNode:
+		return "an alias (*" + n.Value + ")"
+	}
+	return "a document"
+}
+
 func scalar(src, field string, n *yaml.Node) (string, error) {
 	if n.Kind != yaml.ScalarNode {
 		return "", fault.Invalidf("%s:%d: field %s: expected a single value", src, n.Line, field)
@@ -255,7 +268,16 @@ func parseMachinesYAML(name string, data []byte) ([]Machine, error) {
 				}
 				m.Labels = map[string]string{}
 				for j := 0; j+1 < len(v.Content); j += 2 {
-					lk, lv := v.Content[j].Value, v.Content[j+1].Value
+					kn, vn := v.Content[j], v.Content[j+1]
+					// A list, a map or an alias has no single value: its
+					// Value is "", which would be stored as the label.
+					if kn.Kind != yaml.ScalarNode {
+						return fault.Invalidf("%s:%d: field labels: a label's key must be a single value, not %s", name, kn.Line, nodeKind(kn))
+					}
+					if vn.Kind != yaml.ScalarNode {
+						return fault.Invalidf("%s:%d: field labels: label %s: the value must be a single value (quote it if it looks like YAML), not %s", name, vn.Line, kn.Value, nodeKind(vn))
+					}
+					lk, lv := kn.Value, vn.Value
 					if err := ValidLabel(lk, lv); err != nil {
 						return fault.At(fmt.Sprintf("%s:%d", name, v.Content[j].Line), fault.InField("labels", err))
 					}

@@ -20,7 +20,7 @@ import (
 var layer = map[string]int{
 	// Libraries that know nothing of bootsrv's model.
 	"assets": 0, "pkg/fault": 0, "pkg/k8snames": 0, "pkg/kubeconfig": 0, "pkg/render": 0, "pkg/release": 0,
-	"pkg/release/releasetest": 0, "pkg/store": 0, "pkg/token": 0, "pkg/metrics": 0, "pkg/assetfs": 0, "pkg/noderun": 0,
+	"pkg/release/releasetest": 0, "pkg/store": 0, "pkg/token": 0, "pkg/metrics": 0, "pkg/lograte": 0, "pkg/assetfs": 0, "pkg/noderun": 0,
 	"pkg/fault/httpcode": 1, "pkg/fault/faulttest": 1, "pkg/pki": 1, "pkg/nodeconfig": 1, "pkg/tftp": 1,
 	// The model, and the state that owns its storage.
 	"pkg/model": 2,

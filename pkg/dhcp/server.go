@@ -17,6 +17,7 @@ import (
 
 	"github.com/bootsrv/bootsrv/pkg/fault"
 	"github.com/bootsrv/bootsrv/pkg/lease"
+	"github.com/bootsrv/bootsrv/pkg/lograte"
 	"github.com/bootsrv/bootsrv/pkg/metrics"
 	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/state"
@@ -50,6 +51,10 @@ type Server struct {
 
 	requests *metrics.CounterVec // by message type and decision code
 	failures *metrics.CounterVec // lease changes refused or not durable, by action
+
+	// warns limits WARN lines that every packet could cause (a full disk
+	// fails each lease write), by cause.
+	warns *lograte.Limiter
 }
 
 // Enabled says whether cfg answers DHCP at all (a mode other than off,
@@ -72,7 +77,8 @@ func New(ctx context.Context, cfg Config, inv Inventory, leases *lease.Table) (*
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, inv: inv, leases: leases, log: cfg.Logger.With("server", "dhcp"), now: func() time.Time { return time.Now().UTC() }}
+	s := &Server{cfg: cfg, inv: inv, leases: leases, log: cfg.Logger.With("server", "dhcp"), now: func() time.Time { return time.Now().UTC() },
+		warns: lograte.New(10*time.Second, 5, 1024)}
 	if !s.enabled() {
 		return s, nil
 	}
@@ -343,11 +349,22 @@ func (s *Server) handle(ctx context.Context, l *listener, pkt []byte, peer netip
 			}
 			// Never answer for a lease that is not held (or not durable).
 			// A shared store's outage is logged once, by the store.
-			level := slog.LevelWarn
-			if errors.Is(err, state.ErrUnavailable) {
-				level = slog.LevelDebug
+			attrs := []any{"mac", c.MAC, "action", d.Action, "ip", d.IP, "err", err}
+			switch {
+			case errors.Is(err, state.ErrUnavailable):
+				s.log.Debug("dhcp: lease not changed, no answer", attrs...)
+			case errors.Is(err, state.ErrWriteFailed):
+				// Every client fails alike until the disk has room: a few
+				// lines, then one every 10 s with the count left out.
+				if ok, dropped := s.warns.Allow("write"); ok {
+					if dropped > 0 {
+						attrs = append(attrs, "suppressed", dropped)
+					}
+					s.log.Warn("dhcp: lease not written (disk full?), no answer", attrs...)
+				}
+			default:
+				s.log.Warn("dhcp: lease not changed, no answer", attrs...)
 			}
-			s.log.Log(ctx, level, "dhcp: lease not changed, no answer", "mac", c.MAC, "action", d.Action, "ip", d.IP, "err", err)
 			return
 		}
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/bootsrv/bootsrv/pkg/assetfs"
 	"github.com/bootsrv/bootsrv/pkg/bootchain"
 	"github.com/bootsrv/bootsrv/pkg/fault/httpcode"
+	"github.com/bootsrv/bootsrv/pkg/lograte"
 	"github.com/bootsrv/bootsrv/pkg/metrics"
 	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/render"
@@ -58,6 +59,9 @@ type Server struct {
 	// modification time (embedded files have none, so the hash tells them
 	// apart).
 	etags sync.Map
+	// warns limits the WARN lines a client can cause (refused requests),
+	// per client address.
+	warns *lograte.Limiter
 }
 
 // BootChain is what the HTTP door needs of the core: the boot script, the
@@ -85,7 +89,7 @@ func New(cfg Config, svc BootChain, reg *metrics.Registry, log *slog.Logger) (*S
 	if cfg.ReadHeaderTimeout <= 0 {
 		cfg.ReadHeaderTimeout = 10 * time.Second
 	}
-	s := &Server{cfg: cfg, svc: svc, log: log, reg: reg}
+	s := &Server{cfg: cfg, svc: svc, log: log, reg: reg, warns: newWarnLimiter()}
 	files, err := assetfs.Open(cfg.FirstStage, cfg.AssetsDir)
 	if err != nil {
 		return nil, fmt.Errorf("http: %w (fix --assets-dir)", err)
@@ -281,9 +285,29 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, what, doing, mac
 		http.Error(w, "bootsrv could not "+doing+"; the server log names the cause", code)
 		return code
 	}
-	s.log.Warn(what+" refused", "mac", mac, "from", r.RemoteAddr, "code", code, "reason", err)
+	s.warn(r, what+" refused", "mac", mac, "from", r.RemoteAddr, "code", code, "reason", err)
 	http.Error(w, err.Error(), code)
 	return code
+}
+
+// newWarnLimiter: per client address 5 lines, then one every 10 s; across
+// all of them 50, then one a second.
+func newWarnLimiter() *lograte.Limiter { return lograte.New(10*time.Second, 5, 4096) }
+
+// warn logs a line a client's request caused, unless that client (by
+// address) has caused too many lately; the next line written says how
+// many were left out.
+func (s *Server) warn(r *http.Request, msg string, args ...any) {
+	if s.warns != nil {
+		ok, dropped := s.warns.Allow(msg + " " + remoteIP(r).String())
+		if !ok {
+			return
+		}
+		if dropped > 0 {
+			args = append(args, "suppressed", dropped)
+		}
+	}
+	s.log.Warn(msg, args...)
 }
 
 // certs serves a running node its current certificates (a tar of the
@@ -333,7 +357,7 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request) int {
 	m, err := s.svc.Report(r.Context(), bootchain.BootRequest{MAC: mac, Token: q.Get("token"), RemoteIP: remoteIP(r)}, state, detail)
 	if err != nil {
 		code := statusOf(err)
-		s.log.Warn("report refused", "mac", mac, "state", state, "from", r.RemoteAddr, "code", code, "reason", err)
+		s.warn(r, "report refused", "mac", mac, "state", state, "from", r.RemoteAddr, "code", code, "reason", err)
 		http.Error(w, err.Error(), code)
 		return code
 	}
@@ -385,7 +409,7 @@ func (s *Server) serveAsset(w http.ResponseWriter, r *http.Request, rel string) 
 		return http.StatusNotFound
 	case err != nil:
 		// os.Root refuses paths that escape it (symlinks out, ..).
-		s.log.Warn("asset refused", "path", rel, "from", r.RemoteAddr, "err", err)
+		s.warn(r, "asset refused", "path", rel, "from", r.RemoteAddr, "err", err)
 		http.Error(w, "forbidden", http.StatusForbidden)
 		return http.StatusForbidden
 	}

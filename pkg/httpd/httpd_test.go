@@ -997,3 +997,17 @@ func TestAddressBinding(t *testing.T) {
 		}
 	})
 }
+
+// A client that keeps sending refused reports gets a few WARN lines, then
+// one every 10 s carrying the count left out: it cannot flood the log.
+func TestRefusedReportsRateLimited(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	for i := range 200 {
+		if r := e.get("/report?mac=" + macA + "&state=booted&token=bogus"); r.code != http.StatusForbidden {
+			t.Fatalf("report %d with a bogus token: %d %s", i, r.code, r.body)
+		}
+	}
+	if n := strings.Count(e.log.String(), "report refused"); n < 1 || n > 5 {
+		t.Errorf("%d WARN lines for 200 refused reports from one address, want 1 to 5:\n%s", n, e.log.String())
+	}
+}

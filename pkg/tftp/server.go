@@ -32,6 +32,7 @@ import (
 	"golang.org/x/net/ipv4"
 
 	"github.com/bootsrv/bootsrv/pkg/assetfs"
+	"github.com/bootsrv/bootsrv/pkg/lograte"
 )
 
 // Defaults.
@@ -105,6 +106,9 @@ type Server struct {
 
 	mu    sync.Mutex
 	perIP map[netip.Addr]int // transfers in flight by client address
+
+	// warns limits the WARN lines clients can cause, per client address.
+	warns *lograte.Limiter
 }
 
 // New validates cfg, opens AssetsDir and binds the UDP socket, so that a bad
@@ -133,7 +137,7 @@ func New(cfg Config, files fs.FS, log *slog.Logger) (*Server, error) {
 	if cfg.MaxPerClient <= 0 {
 		cfg.MaxPerClient = DefaultMaxPerClient
 	}
-	s := &Server{cfg: cfg, log: log, perIP: map[netip.Addr]int{}}
+	s := &Server{cfg: cfg, log: log, perIP: map[netip.Addr]int{}, warns: lograte.New(10*time.Second, 5, 4096)}
 	if s.files, err = assetfs.Open(files, cfg.AssetsDir); err != nil {
 		return nil, fmt.Errorf("tftp: %w", err)
 	}
@@ -253,7 +257,7 @@ func (s *Server) handle(ctx context.Context, pkt []byte, src *net.UDPAddr, local
 	if global, ok := s.acquire(remote); !ok {
 		busy := refuse(CodeNotDefined, "server busy, retry later")
 		if global {
-			s.log.Warn("tftp: busy, request refused", "remote", src.String(), "file", logName(req.Filename), "max_transfers", s.cfg.MaxTransfers)
+			s.warn("tftp: busy, request refused", "", "remote", src.String(), "file", logName(req.Filename), "max_transfers", s.cfg.MaxTransfers)
 		} else {
 			s.log.Debug("tftp: client has too many transfers, request refused", "remote", src.String(), "file", logName(req.Filename),
 				"max_per_client", s.cfg.MaxPerClient)
@@ -352,15 +356,29 @@ func (s *Server) logResult(req Request, src *net.UDPAddr, t *transfer, n int64, 
 			// A missing file is worth seeing (a firmware name that does not
 			// match bootsrv's), and so is a refusal with a cause on this side
 			// (permissions, a symlink out of the assets dir, a read error).
-			s.log.Warn("tftp: refused", attrs...)
+			s.warn("tftp: refused", src.IP.String(), attrs...)
 		default:
 			// The request itself was bad (a write, a traversal attempt, a
 			// junk option): a client's doing, logged at debug.
 			s.log.Debug("tftp: refused", attrs...)
 		}
 	default:
-		s.log.Warn("tftp: transfer failed", append(attrs, "err", logErr(err))...)
+		s.warn("tftp: transfer failed", src.IP.String(), append(attrs, "err", logErr(err))...)
 	}
+}
+
+// warn logs a line clients cause, unless the client at addr ("" for the
+// server as a whole) caused too many lately: 5, then one every 10 s, and
+// the next one written counts those left out.
+func (s *Server) warn(msg, addr string, attrs ...any) {
+	ok, dropped := s.warns.Allow(msg + " " + addr)
+	if !ok {
+		return
+	}
+	if dropped > 0 {
+		attrs = append(attrs, "suppressed", dropped)
+	}
+	s.log.Warn(msg, attrs...)
 }
 
 // source is a file ready to send: random access (so a retransmission re-reads

@@ -733,6 +733,9 @@ func TestChainDiskInstall(t *testing.T) {
 		if motd, _ := chainFile(t, final, "/etc/motd"); motd != "installed by bootsrv\n" {
 			t.Errorf("the final config lacks the snippet: %s", final)
 		}
+		if code, body := c.fetch(http.MethodGet, gm[1]+"&stage=early"); code != http.StatusBadRequest {
+			t.Errorf("a bad stage: %d %s, want 400", code, body)
+		}
 		// What bootsrv-install.service runs once flatcar-install is done.
 		if !strings.HasSuffix(env["BOOTSRV_INSTALLED_URL"], "&state=installed") {
 			t.Fatalf("install.env: BOOTSRV_INSTALLED_URL=%q", env["BOOTSRV_INSTALLED_URL"])
@@ -765,8 +768,9 @@ func TestChainDiskInstall(t *testing.T) {
 		if strings.Contains(rendered, "bootsrv-install.service") || !strings.Contains(rendered, "/etc/motd") {
 			t.Errorf("render ignition is not the final config:\n%s", rendered)
 		}
-		if code, body := c.fetch(http.MethodGet, gm[1]+"&stage=early"); code != http.StatusBadRequest {
-			t.Errorf("a bad stage: %d %s, want 400", code, body)
+		// The reports ended the install's token: the keys are not served again.
+		if code, body := c.fetch(http.MethodGet, env["BOOTSRV_FINAL_URL"]); code != http.StatusForbidden || !strings.Contains(string(body), "spent") {
+			t.Errorf("the final config after the reports: %d %s, want 403 spent", code, body)
 		}
 	})
 
@@ -794,17 +798,19 @@ func TestChainDiskInstall(t *testing.T) {
 			t.Fatalf("the FCOS installer config has no install.env: %s", inst)
 		}
 		ienv := chainEnvFile(t, iraw)
+		// coreos-installer fetches the final config while it installs;
+		// then the live system reports installed.
+		final := c.get200From("127.0.0.2", m[1])
+		chainValidate(t, "the FCOS final config", final)
+		if h, _ := chainFile(t, final, "/etc/hostname"); h != "core1\n" {
+			t.Errorf("the final config is not core1's: %s", final)
+		}
 		if code, body := c.fetchFrom("127.0.0.2", http.MethodPost, ienv["BOOTSRV_INSTALLED_URL"]); code != http.StatusOK {
 			t.Fatalf("installed report: %d %s", code, body)
 		}
 		c.wantState(fcos, "installed", "the installed report")
 		if local := string(c.get200From("127.0.0.2", c.base+"/ipxe?mac="+fcos)); !strings.Contains(local, "local disk") {
 			t.Errorf("installed FCOS disk machine's script (a reinstall loop):\n%s", local)
-		}
-		final := c.get200From("127.0.0.2", m[1])
-		chainValidate(t, "the FCOS final config", final)
-		if h, _ := chainFile(t, final, "/etc/hostname"); h != "core1\n" {
-			t.Errorf("the final config is not core1's: %s", final)
 		}
 		if code, body := c.fetchFrom("127.0.0.2", http.MethodPost, chainReportURL(t, final)+"&state=booted"); code != http.StatusOK {
 			t.Fatalf("booted report: %d %s", code, body)

@@ -23,6 +23,7 @@ import (
 	"github.com/bootsrv/bootsrv/pkg/core"
 	"github.com/bootsrv/bootsrv/pkg/dhcp"
 	"github.com/bootsrv/bootsrv/pkg/httpd"
+	"github.com/bootsrv/bootsrv/pkg/journey"
 	"github.com/bootsrv/bootsrv/pkg/lease"
 	"github.com/bootsrv/bootsrv/pkg/metrics"
 	"github.com/bootsrv/bootsrv/pkg/peers"
@@ -47,6 +48,8 @@ type serveOpts struct {
 	assetsDir      string
 	tokenTTL       time.Duration
 	reportTimeout  time.Duration
+	discoverMax    int
+	discoverTTL    time.Duration
 }
 
 func serveCommand() *command {
@@ -74,6 +77,8 @@ Stops cleanly on SIGTERM or SIGINT, committing every queued event.`,
 			fs.DurationVar(&o.serve.tokenTTL, "token-ttl", bootchain.DefaultBootConfig.TokenTTL, "how long a boot script's Ignition token is valid")
 			fs.StringVar(&o.serve.tokenBind, "token-bind", "address", "address: a machine's boot script and tokens are only served to its own address (leased, else reserved); any: to any address (when another DHCP server hands out other addresses)")
 			fs.DurationVar(&o.serve.reportTimeout, "report-timeout", time.Hour, "mark a machine failed when it has not reported this long after fetching Ignition")
+			fs.IntVar(&o.serve.discoverMax, "discover-max", journey.DefaultMaxDiscovered, "with --unknown discover: most discovered machines (no profile) kept; beyond it unknown MACs are not recorded")
+			fs.DurationVar(&o.serve.discoverTTL, "discover-ttl", 24*time.Hour, "remove a discovered machine (no profile) not seen for this long")
 		},
 		run: runServe,
 	}
@@ -91,8 +96,11 @@ func runServe(ctx context.Context, c *cli, o *opts, args []string) error {
 	if so.tokenBind != "address" && so.tokenBind != "any" {
 		return usagef("--token-bind %q: use address or any", so.tokenBind)
 	}
-	if so.tokenTTL <= 0 || so.reportTimeout <= 0 {
-		return usagef("--token-ttl and --report-timeout must be positive durations such as 30m")
+	if so.tokenTTL <= 0 || so.reportTimeout <= 0 || so.discoverTTL <= 0 {
+		return usagef("--token-ttl, --report-timeout and --discover-ttl must be positive durations such as 30m")
+	}
+	if so.discoverMax <= 0 {
+		return usagef("--discover-max %d: give a positive number of machines", so.discoverMax)
 	}
 	log := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: level}))
 	baseURL, err := advertisedURL(so.listen, so.httpAddr)
@@ -136,6 +144,7 @@ func runServe(ctx context.Context, c *cli, o *opts, args []string) error {
 	if err != nil {
 		return err
 	}
+	svc.SetMaxDiscovered(so.discoverMax)
 	svc.StartRecorder(log)
 	// Runs after the servers stopped: queued events reach the file before
 	// it closes.
@@ -200,6 +209,7 @@ func runServe(ctx context.Context, c *cli, o *opts, args []string) error {
 		g.Go(func() error { return flushDeferred(gctx, leases, log) })
 	}
 	g.Go(func() error { return sweepSilent(gctx, svc, so.reportTimeout, leader, log) })
+	g.Go(func() error { return expireDiscovered(gctx, svc, so.discoverTTL, leader, log) })
 	err = g.Wait()
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("serve: %w", err)
@@ -272,6 +282,29 @@ func sweepSilent(ctx context.Context, svc *core.Service, timeout time.Duration, 
 			} else if n > 0 {
 				log.Warn("machines never reported after fetching Ignition: marked failed", "count", n, "timeout", timeout)
 			}
+		}
+	}
+}
+
+// expireDiscovered removes, every few minutes, discovered machines not seen
+// for ttl; the first pass runs at start.
+func expireDiscovered(ctx context.Context, svc *core.Service, ttl time.Duration, leader func() bool, log *slog.Logger) error {
+	every := min(ttl/4, 5*time.Minute)
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(every):
+			}
+		}
+		if !leader() {
+			continue
+		}
+		if n, err := svc.ExpireDiscovered(ctx, ttl); err != nil {
+			log.Error("discovered-machine expiry failed", "err", err)
+		} else if n > 0 {
+			log.Info("discovered machines not seen for --discover-ttl removed", "count", n, "ttl", ttl)
 		}
 	}
 }

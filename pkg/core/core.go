@@ -50,5 +50,9 @@ func (s *Service) Configure(cfg bootchain.BootConfig) {
 // Close. Without it (the CLI path) events are written at once.
 func (s *Service) StartRecorder(log *slog.Logger) { s.j.Start(log) }
 
+// SetMaxDiscovered caps the discovered machines unknown MACs may create
+// (see journey.DefaultMaxDiscovered). Call before StartRecorder.
+func (s *Service) SetMaxDiscovered(n int) { s.j.SetMaxDiscovered(n) }
+
 // Close records every held and queued event and stops the journal.
 func (s *Service) Close() { s.j.Close() }

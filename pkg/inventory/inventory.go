@@ -33,6 +33,8 @@ type Inventory struct {
 
 	importMu sync.Mutex // serializes release imports
 
+	discoveredIndexed bool // ExpireDiscovered has indexed old records
+
 	countsMu sync.Mutex
 	counts   map[string]float64
 	countsAt time.Time
@@ -386,6 +388,53 @@ func (s *Inventory) RemoveMachine(_ context.Context, mac string) error {
 		}
 		return tx.PutNextGeneration(m.MAC, m.Generation+1)
 	})
+}
+
+// ExpireDiscovered removes the discovered machines (no profile) not seen
+// for ttl, with their histories, and says how many: an unknown MAC that
+// booted once, or a spoofed one, does not stay forever. It goes through
+// the journal, so an event queued for one of them lands first (and keeps
+// it). The first call also indexes discovered machines an older bootsrv
+// wrote.
+func (s *Inventory) ExpireDiscovered(_ context.Context, ttl time.Duration) (int, error) {
+	cutoff := s.now().Add(-ttl)
+	n := 0
+	err := s.j.Do(func(tx state.Tx) error {
+		n = 0
+		if !s.discoveredIndexed {
+			if _, err := tx.IndexDiscovered(); err != nil {
+				return err
+			}
+		}
+		var macs []string
+		if err := tx.Discovered(func(mac string) error { macs = append(macs, mac); return nil }); err != nil {
+			return err
+		}
+		for _, mac := range macs {
+			m, ok, err := tx.Machine(mac)
+			switch {
+			case err != nil:
+				return err
+			case !ok:
+				continue
+			case m.Profile != "":
+				// A stale entry: writing the record drops it.
+				if err := tx.PutMachine(m); err != nil {
+					return err
+				}
+			case m.UpdatedAt.Before(cutoff):
+				if err := tx.DeleteMachine(mac); err != nil {
+					return err
+				}
+				n++
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		s.discoveredIndexed = true
+	}
+	return n, err
 }
 
 // MachineEvents returns a machine's kept history, oldest first.

@@ -672,3 +672,71 @@ func newInventory(st *state.DB) *Inventory {
 	now := func() time.Time { return time.Now().UTC() }
 	return New(st, journey.New(st, now), now)
 }
+
+// Unknown MACs (spoofed ones too) cannot grow the state without bound:
+// discovered machines stop at their cap, expire when not seen for the ttl,
+// and an assigned machine or one seen lately stays.
+func TestDiscoveredCappedAndExpire(t *testing.T) {
+	ctx := context.Background()
+	st, err := state.Open(t.TempDir(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	clock := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	now := func() time.Time { return clock }
+	j := journey.New(st, now)
+	j.SetMaxDiscovered(3)
+	s := New(st, j, now)
+	if _, err := s.ClusterInit(ctx, model.Cluster{Name: "lab", APIServer: "192.168.1.10"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AddProfiles(ctx, []model.Profile{{Name: "worker", Role: model.RoleWorker}}, false); err != nil {
+		t.Fatal(err)
+	}
+	seen := func(mac string) {
+		t.Helper()
+		if err := s.Observe(ctx, mac, model.Firmware{Arch: "x86-64 UEFI"}, model.Event{Type: model.StateDHCP}, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	macs := func() []string {
+		var out []string
+		ms, _ := s.Machines(ctx)
+		for _, m := range ms {
+			out = append(out, m.MAC)
+		}
+		return out
+	}
+	for i := range 10 {
+		seen(fmt.Sprintf("52:54:00:dd:00:%02x", i))
+	}
+	if got := macs(); len(got) != 3 {
+		t.Fatalf("%d discovered machines after 10 unknown MACs with a cap of 3: %v", len(got), got)
+	}
+	// Assigning one makes room; a known machine is never capped.
+	if _, err := s.AddMachines(ctx, []model.Machine{{MAC: "52:54:00:dd:00:00", Hostname: "n0", IP: "192.168.1.20", Profile: "worker"}}); err != nil {
+		t.Fatal(err)
+	}
+	seen("52:54:00:dd:00:0a")
+	if got := macs(); len(got) != 4 {
+		t.Fatalf("after assigning one: %v, want it and 3 discovered", got)
+	}
+	clock = clock.Add(23 * time.Hour)
+	seen("52:54:00:dd:00:01") // seen again: stays
+	clock = clock.Add(2 * time.Hour)
+	n, err := s.ExpireDiscovered(ctx, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := macs()
+	if n != 2 || len(got) != 2 || got[0] != "52:54:00:dd:00:00" || got[1] != "52:54:00:dd:00:01" {
+		t.Fatalf("expired %d, left %v; want 2 expired, the assigned machine and the one seen lately left", n, got)
+	}
+	var z state.Sizes
+	_ = st.View(func(tx state.Tx) error { z = tx.Sizes(); return nil })
+	// Each kept machine: discovered, dhcp, and registered or dhcp again.
+	if z.ProfileIndex != 2 || z.Events != 6 {
+		t.Errorf("after expiry: profile index %d (want 2), events %d (want the two kept machines' 3 each)", z.ProfileIndex, z.Events)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bootsrv/bootsrv/pkg/lograte"
 	"github.com/bootsrv/bootsrv/pkg/model"
 	"github.com/bootsrv/bootsrv/pkg/state"
 )
@@ -39,6 +40,11 @@ type Journal struct {
 	mu      sync.RWMutex
 	started bool
 	closed  bool
+
+	// maxDiscovered caps the machines without a profile that unknown MACs
+	// may create (0: DefaultMaxDiscovered); capped limits its log line.
+	maxDiscovered int
+	capped        *lograte.Limiter
 
 	// Held events (a DHCP OFFER waiting for its ACK), by MAC.
 	hmu     sync.Mutex
@@ -83,7 +89,24 @@ func New(st *state.DB, now func() time.Time) *Journal {
 	if now == nil {
 		now = func() time.Time { return time.Now().UTC() }
 	}
-	return &Journal{st: st, now: now, holdFor: HoldFor, held: map[string]*heldEvent{}}
+	return &Journal{st: st, now: now, holdFor: HoldFor, held: map[string]*heldEvent{}, capped: lograte.New(time.Minute, 1, 1)}
+}
+
+// DefaultMaxDiscovered is how many discovered machines (unknown MACs that
+// booted, with no profile yet) the state holds at most: a few rows of
+// racks waiting to be assigned, but not a flood of spoofed MACs.
+const DefaultMaxDiscovered = 4096
+
+// SetMaxDiscovered caps the discovered machines unknown MACs may create;
+// beyond it their events are dropped (with a log line a minute) until an
+// operator assigns or removes some, or they expire. Call before Start.
+func (j *Journal) SetMaxDiscovered(n int) { j.maxDiscovered = n }
+
+func (j *Journal) discoverCap() int {
+	if j.maxDiscovered > 0 {
+		return j.maxDiscovered
+	}
+	return DefaultMaxDiscovered
 }
 
 // Start makes appends asynchronous and batched until Close.
@@ -396,9 +419,21 @@ func landed(tx state.Tx, mac string, e model.Event) bool {
 	return found
 }
 
+// atCap logs, once a minute, that an unknown MAC was not recorded.
+func (j *Journal) atCap(mac string, limit int) {
+	if j.log == nil {
+		return
+	}
+	if ok, dropped := j.capped.Allow("cap"); ok {
+		j.log.Warn("discovered machines are at their cap: unknown MAC not recorded; assign profiles to some (bootsrv machine add) or remove them (bootsrv machine rm), or raise --discover-max",
+			"mac", mac, "max", limit, "also_not_recorded", dropped)
+	}
+}
+
 func (j *Journal) commitOnce(events []item, retry bool) error {
 	return j.st.Update(func(tx state.Tx) error {
 		machines := map[string]*model.Machine{}
+		discovered, limit := -1, j.discoverCap()
 		for _, it := range events {
 			m := machines[it.mac]
 			found := m != nil
@@ -409,6 +444,16 @@ func (j *Journal) commitOnce(events []item, retry bool) error {
 				}
 				if !ok && (it.fw == nil || !it.discover) {
 					continue
+				}
+				if !ok {
+					if discovered < 0 {
+						discovered = tx.CountDiscovered(limit)
+					}
+					if discovered >= limit {
+						j.atCap(it.mac, limit)
+						continue
+					}
+					discovered++
 				}
 				m, found = &got, ok
 			}

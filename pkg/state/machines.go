@@ -66,19 +66,67 @@ func (t Tx) PutMachine(m model.Machine) error {
 			return err
 		}
 	}
-	if k := profileKey(m.Profile, m.MAC); k != "" {
-		if err := t.kv.Put(bIdxProfile, []byte(k), nil); err != nil {
+	if err := t.kv.Put(bIdxProfile, []byte(profileKey(m.Profile, m.MAC)), nil); err != nil {
+		return err
+	}
+	if m.Profile != "" && t.kv.Get(bIdxProfile, []byte(profileKey("", m.MAC))) != nil {
+		// Left by a bootsrv that did not index discovered machines, when
+		// it gave this one its profile.
+		if err := t.kv.Delete(bIdxProfile, []byte(profileKey("", m.MAC))); err != nil {
 			return err
 		}
 	}
 	return putJSON(t.kv, bMachines, []byte(m.MAC), m)
 }
 
+// profileKey is a machine's entry in the profile index. A machine without
+// a profile (discovered) is indexed under the empty name, which no profile
+// has: so discovered machines can be counted and expired without reading
+// the fleet.
 func profileKey(profile, mac string) string {
-	if profile == "" {
-		return ""
-	}
 	return profile + "\x00" + mac
+}
+
+// Discovered calls fn with the MAC of every machine without a profile,
+// through the profile index, until fn returns an error (ErrStop ends it
+// without one). A MAC may name a machine that has a profile since (an
+// entry an older bootsrv left): read the record before acting on it.
+func (t Tx) Discovered(fn func(mac string) error) error {
+	return t.MachinesOfProfile("", fn)
+}
+
+// CountDiscovered counts the machines without a profile, up to limit.
+func (t Tx) CountDiscovered(limit int) int {
+	n := 0
+	_ = t.Discovered(func(string) error {
+		if n++; n >= limit {
+			return ErrStop
+		}
+		return nil
+	})
+	return n
+}
+
+// IndexDiscovered indexes the machines without a profile that a bootsrv
+// before the index wrote, and says how many it found. It reads every
+// machine: run it once, at start.
+func (t Tx) IndexDiscovered() (int, error) {
+	var macs []string
+	err := t.Machines(func(m model.Machine) error {
+		if m.Profile == "" && t.kv.Get(bIdxProfile, []byte(profileKey("", m.MAC))) == nil {
+			macs = append(macs, m.MAC)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, mac := range macs {
+		if err := t.kv.Put(bIdxProfile, []byte(profileKey("", mac)), nil); err != nil {
+			return 0, err
+		}
+	}
+	return len(macs), nil
 }
 
 // DeleteMachine removes a machine with everything kept for it: its index
@@ -89,7 +137,7 @@ func (t Tx) DeleteMachine(mac string) error {
 		return err
 	}
 	for _, d := range []struct{ bucket, key string }{
-		{bIdxIP, m.IP}, {bIdxHostname, m.Hostname}, {bIdxProfile, profileKey(m.Profile, m.MAC)},
+		{bIdxIP, m.IP}, {bIdxHostname, m.Hostname}, {bIdxProfile, profileKey(m.Profile, m.MAC)}, {bIdxProfile, profileKey("", m.MAC)},
 		{bMachines, m.MAC}, {bCerts, m.MAC}, {bRendered, m.MAC},
 	} {
 		if d.key == "" {

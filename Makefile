@@ -11,7 +11,7 @@ PKGS      := ./...
 LABPKG    := ./examples/qemu-lab
 GOFILES    = $(shell find cmd pkg assets examples bench -name '*.go')
 
-.PHONY: help deps build assets releases run test test-short lint bench bench-dhcp bench-dhcp-stores bench-http-stores bench-tftp bench-http bench-compare demo clean
+.PHONY: help deps build assets releases run test test-short lint bench bench-dhcp bench-dhcp-stores bench-http-stores bench-tftp bench-http bench-compare fuzz demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -46,6 +46,17 @@ lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l $(GOFILES))" || { echo "gofmt would change:"; gofmt -l $(GOFILES); exit 1; }
 	$(GO) vet $(PKGS)
 	cd examples/qemu-lab/labpod && $(GO) vet ./...
+
+FUZZTIME  ?= 30s
+FUZZ      := FuzzDecide:./pkg/dhcp FuzzParseRequest:./pkg/tftp FuzzParseMachinesFile:./pkg/model FuzzQuery:./pkg/httpd
+
+fuzz: ## each fuzz target for FUZZTIME (30s): DHCP packets to decisions, TFTP requests, machine imports, HTTP queries
+	@for t in $(FUZZ); do \
+		echo "fuzz: $${t%%:*} ($${t#*:}) for $(FUZZTIME)"; \
+		out=$$($(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) $${t#*:} 2>&1); rc=$$?; \
+		echo "$$out" | grep 'elapsed:' | tail -1; echo "$$out" | grep -E '^(ok|FAIL|---|    )'; \
+		[ $$rc = 0 ] || { echo "fuzz: $${t%%:*} failed: the crasher is in $${t#*:}/testdata/fuzz/$${t%%:*}/ (go test -run $${t%%:*} $${t#*:} replays it)"; exit 1; }; \
+	done
 
 bench: ## Go benchmarks of every package
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s $(PKGS)

@@ -29,6 +29,7 @@
 #   LAB_MEM="3072 1536 1536"  MiB per VM (the node OS lives in RAM: the root,
 #                             the binaries, etcd and the apiserver)
 #   LAB_SMP="2 1 1"           virtual CPUs per VM
+#   LAB_NICE="0 10 10"        host niceness of each VM's QEMU (the master first)
 #   FW="bios uefi uefi-pxe"   firmware per VM (see lab.sh)
 #   DEMO_REPROVISION=0        skip the reprovision of worker2
 #   DEMO_HOLD=1               keep the lab up at the end until Ctrl-C (to use it
@@ -112,6 +113,13 @@ export LAB_MEM=${LAB_MEM:-3072 1536 1536}
 # on one alone answer too slowly for the controller-manager's and the
 # scheduler's leader leases (they lose them and restart); the workers idle.
 export LAB_SMP=${LAB_SMP:-2 1 1}
+# And its QEMU comes first on the host: on 2 cores the three VMs' four vCPU
+# threads share what there is, and a slower host (boots of 400 s instead of
+# 230) left master1's apiserver initialising for over 7 minutes, its own
+# loopback TLS handshakes timing out until a post-start hook gave up and it
+# exited, while the workers' kubelets, which can do nothing before it
+# answers, took their share. The workers still boot alongside.
+export LAB_NICE=${LAB_NICE:-0 10 10}
 # Power-on to systemd's report takes 2-4 min per VM under TCG, three at once.
 export LAB_BOOT_TIMEOUT=${LAB_BOOT_TIMEOUT:-900}
 export LAB_SERVER_CMD="docker-registry serve $data/registry.yml >\$LAB_RUN_DIR/registry.log 2>&1 & exec $bin serve --data-dir $data --interface \$LAB_BRIDGE --listen \$LAB_SERVER_IP --http-addr \$LAB_SERVER_IP:8080 --tftp-addr \$LAB_SERVER_IP:69"

@@ -53,6 +53,10 @@
 #                      needs more (bootsrv's master ~2048, worker ~1024).
 #   LAB_SMP            virtual CPUs: one value or a per-VM list like LAB_MEM (default 1);
 #                      under TCG each one is a host thread (MTTCG)
+#   LAB_NICE           host scheduling niceness of each VM's QEMU: one value or a
+#                      per-VM list like LAB_MEM (default 0). Under TCG every vCPU is
+#                      a host thread; on a small host a VM on the critical path (a
+#                      master) can be favoured over the others
 #   LAB_PARALLEL       VMs running at once (default 3)
 #   LAB_BOOT_TIMEOUT   seconds from a VM's QEMU start to its marker (default 120)
 #   LAB_SERVER_TIMEOUT seconds for the server to become ready (default 30)
@@ -77,6 +81,7 @@ N=${LAB_N:-3}
 FW_LIST=${FW:-bios uefi uefi-pxe}
 MEM_LIST=${LAB_MEM:-512}
 SMP_LIST=${LAB_SMP:-1}
+NICE_LIST=${LAB_NICE:-0}
 PARALLEL=${LAB_PARALLEL:-3}
 BOOT_TIMEOUT=${LAB_BOOT_TIMEOUT:-120}
 SERVER_TIMEOUT=${LAB_SERVER_TIMEOUT:-30}
@@ -118,7 +123,8 @@ read -r -a uuids_in <<<"${LAB_UUIDS:-}"
 read -r -a names_in <<<"${LAB_NAMES:-}"
 read -r -a mems <<<"${MEM_LIST//,/ }"
 read -r -a smps <<<"${SMP_LIST//,/ }"
-declare -a name fw mem smp mac uuid state result secs vmip pid start
+read -r -a nices <<<"${NICE_LIST//,/ }"
+declare -a name fw mem smp nice mac uuid state result secs vmip pid start
 for ((i = 0; i < N; i++)); do
 	n=$((i + 1))
 	name[i]=${names_in[i]:-vm$n}
@@ -127,6 +133,8 @@ for ((i = 0; i < N; i++)); do
 	[[ "${mem[i]}" =~ ^[0-9]+$ && "${mem[i]}" -ge 128 ]] || die "LAB_MEM: '${mem[i]}' is not a number of MiB (>= 128)"
 	smp[i]=${smps[i % ${#smps[@]}]}
 	[[ "${smp[i]}" =~ ^[1-8]$ ]] || die "LAB_SMP: '${smp[i]}' is not a number of CPUs (1-8)"
+	nice[i]=${nices[i % ${#nices[@]}]}
+	[[ "${nice[i]}" =~ ^[0-9]+$ && "${nice[i]}" -le 19 ]] || die "LAB_NICE: '${nice[i]}' is not a niceness (0-19)"
 	mac[i]=${macs_in[i]:-$(printf '52:54:00:00:00:%02x' "$n")}
 	uuid[i]=${uuids_in[i]:-$(printf 'b0075e00-0000-4000-8000-5254000000%02x' "$n")}
 	state[i]=waiting result[i]=- secs[i]=- vmip[i]=- pid[i]= start[i]=
@@ -295,12 +303,12 @@ start_vm() {
 		cmd+=(-no-reboot)
 	fi
 	printf '%q ' "${cmd[@]}" >"$RUN/${name[i]}.qemu-cmd"
-	setpriv --pdeathsig KILL ip netns exec "$NS" "${cmd[@]}" >"$RUN/${name[i]}.qemu.log" 2>&1 </dev/null &
+	setpriv --pdeathsig KILL nice -n "${nice[i]}" ip netns exec "$NS" "${cmd[@]}" >"$RUN/${name[i]}.qemu.log" 2>&1 </dev/null &
 	pid[i]=$!
 	start[i]=$(date +%s.%N)
 	echo "${start[i]}" >"$RUN/${name[i]}.started"
 	state[i]=firmware
-	log "${name[i]}: started (${fw[i]}, ${mem[i]} MiB, ${smp[i]} CPU, ${mac[i]}, uuid ${uuid[i]}, pid ${pid[i]})"
+	log "${name[i]}: started (${fw[i]}, ${mem[i]} MiB, ${smp[i]} CPU, nice ${nice[i]}, ${mac[i]}, uuid ${uuid[i]}, pid ${pid[i]})"
 }
 
 elapsed() { awk -v a="${start[$1]}" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }

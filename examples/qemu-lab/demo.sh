@@ -118,10 +118,13 @@ export LAB_SMP=${LAB_SMP:-2 1 1}
 # 230) left master1's apiserver initialising for over 7 minutes, its own
 # loopback TLS handshakes timing out until a post-start hook gave up and it
 # exited, while the workers' kubelets, which can do nothing before it
-# answers, took their share. The workers still boot alongside.
+# answers, took their share. The workers still boot alongside, and are back
+# at nice 0 once all three are up (lab.sh), for the demo and the reprovision.
 export LAB_NICE=${LAB_NICE:-0 10 10}
-# Power-on to systemd's report takes 2-4 min per VM under TCG, three at once.
-export LAB_BOOT_TIMEOUT=${LAB_BOOT_TIMEOUT:-900}
+# Power-on to systemd's report takes 2-4 min per VM under TCG, three at once;
+# on a slow host with the workers at nice 10, ~3 min for master1 and up to
+# 14 for the workers.
+export LAB_BOOT_TIMEOUT=${LAB_BOOT_TIMEOUT:-1500}
 export LAB_SERVER_CMD="docker-registry serve $data/registry.yml >\$LAB_RUN_DIR/registry.log 2>&1 & exec $bin serve --data-dir $data --interface \$LAB_BRIDGE --listen \$LAB_SERVER_IP --http-addr \$LAB_SERVER_IP:8080 --tftp-addr \$LAB_SERVER_IP:69"
 export LAB_READY_CMD="curl -fsS -o /dev/null http://10.99.0.1:8080/healthz && curl -fsS -o /dev/null http://10.99.0.1:5000/v2/"
 export LAB_BEFORE_CMD="$data/bin/labpod push 10.99.0.1:5000"

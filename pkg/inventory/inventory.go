@@ -418,8 +418,7 @@ func (s *Inventory) ExpireDiscovered(_ context.Context, ttl time.Duration) (int,
 			case !ok:
 				continue
 			case m.Profile != "":
-				// A stale entry: writing the record drops it.
-				if err := tx.PutMachine(m); err != nil {
+				if err := tx.Undiscover(mac); err != nil { // a stale entry
 					return err
 				}
 			case m.UpdatedAt.Before(cutoff):

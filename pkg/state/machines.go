@@ -69,13 +69,6 @@ func (t Tx) PutMachine(m model.Machine) error {
 	if err := t.kv.Put(bIdxProfile, []byte(profileKey(m.Profile, m.MAC)), nil); err != nil {
 		return err
 	}
-	if m.Profile != "" && t.kv.Get(bIdxProfile, []byte(profileKey("", m.MAC))) != nil {
-		// Left by a bootsrv that did not index discovered machines, when
-		// it gave this one its profile.
-		if err := t.kv.Delete(bIdxProfile, []byte(profileKey("", m.MAC))); err != nil {
-			return err
-		}
-	}
 	return putJSON(t.kv, bMachines, []byte(m.MAC), m)
 }
 
@@ -90,9 +83,16 @@ func profileKey(profile, mac string) string {
 // Discovered calls fn with the MAC of every machine without a profile,
 // through the profile index, until fn returns an error (ErrStop ends it
 // without one). A MAC may name a machine that has a profile since (an
-// entry an older bootsrv left): read the record before acting on it.
+// older bootsrv gave it one and left the entry): read the record before
+// acting on it.
 func (t Tx) Discovered(fn func(mac string) error) error {
 	return t.MachinesOfProfile("", fn)
+}
+
+// Undiscover drops mac's entry among the discovered machines: one a
+// bootsrv before the index left when it gave the machine a profile.
+func (t Tx) Undiscover(mac string) error {
+	return t.kv.Delete(bIdxProfile, []byte(profileKey("", mac)))
 }
 
 // CountDiscovered counts the machines without a profile, up to limit.

@@ -134,3 +134,41 @@ type failEngine struct {
 }
 
 func (f failEngine) Update(func(store.Tx) error) error { return f.err }
+
+// Discovered machines (no profile) are indexed as they are written, a
+// profile moves them out, and records an older bootsrv wrote without the
+// entry are indexed once by IndexDiscovered.
+func TestDiscoveredIndex(t *testing.T) {
+	db := open(t)
+	count := func() (n int) {
+		_ = db.View(func(tx Tx) error { n = tx.CountDiscovered(100); return nil })
+		return n
+	}
+	err := db.Update(func(tx Tx) error {
+		for _, mac := range []string{"52:54:00:00:00:01", "52:54:00:00:00:02"} {
+			if err := tx.PutMachine(model.Machine{MAC: mac, State: model.StateDiscovered}); err != nil {
+				return err
+			}
+		}
+		// As an older bootsrv wrote it: the record, no index entry.
+		return putJSON(tx.kv, bMachines, []byte("52:54:00:00:00:03"), model.Machine{MAC: "52:54:00:00:00:03", State: model.StateDiscovered})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 2 {
+		t.Fatalf("%d discovered indexed, want 2", n)
+	}
+	var found int
+	if err := db.Update(func(tx Tx) (err error) { found, err = tx.IndexDiscovered(); return err }); err != nil || found != 1 || count() != 3 {
+		t.Fatalf("IndexDiscovered found %d (%v), %d indexed; want 1 found, 3 indexed", found, err, count())
+	}
+	if err := db.Update(func(tx Tx) error {
+		return tx.PutMachine(model.Machine{MAC: "52:54:00:00:00:01", IP: "10.0.0.11", Hostname: "n1", Profile: "worker"})
+	}); err != nil || count() != 2 {
+		t.Fatalf("a profile given: %v, %d discovered indexed, want 2", err, count())
+	}
+	if err := db.Update(func(tx Tx) error { return tx.DeleteMachine("52:54:00:00:00:02") }); err != nil || count() != 1 {
+		t.Fatalf("a discovered machine deleted: %v, %d indexed, want 1", err, count())
+	}
+}

@@ -118,8 +118,10 @@ export LAB_SMP=${LAB_SMP:-2 1 1}
 # 230) left master1's apiserver initialising for over 7 minutes, its own
 # loopback TLS handshakes timing out until a post-start hook gave up and it
 # exited, while the workers' kubelets, which can do nothing before it
-# answers, took their share. The workers still boot alongside, and are back
-# at nice 0 once all three are up (lab.sh), for the demo and the reprovision.
+# answers, took their share. The workers still boot alongside. It stays so
+# for the whole demo: with every VM back at nice 0 once all were up, the
+# controller-manager on master1 lost its leader lease eight times in ten
+# minutes (its renewals timed out) and never untainted the workers.
 export LAB_NICE=${LAB_NICE:-0 10 10}
 # Power-on to systemd's report takes 2-4 min per VM under TCG, three at once;
 # on a slow host with the workers at nice 10, ~3 min for master1 and up to

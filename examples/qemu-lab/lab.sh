@@ -56,8 +56,7 @@
 #   LAB_NICE           host scheduling niceness of each VM's QEMU: one value or a
 #                      per-VM list like LAB_MEM (default 0). Under TCG every vCPU is
 #                      a host thread; on a small host a VM on the critical path (a
-#                      master) can be favoured over the others while they boot (all
-#                      go back to 0 before LAB_AFTER_CMD)
+#                      master) can be favoured over the others
 #   LAB_PARALLEL       VMs running at once (default 3)
 #   LAB_BOOT_TIMEOUT   seconds from a VM's QEMU start to its marker (default 120)
 #   LAB_SERVER_TIMEOUT seconds for the server to become ready (default 30)
@@ -445,14 +444,6 @@ for ((i = 0; i < N; i++)); do [[ "${result[i]}" == booted || "${result[i]}" == m
 if [[ -n "${LAB_AFTER_CMD:-}" && -n "$STAY" ]] && ((!ok)); then
 	log "not running LAB_AFTER_CMD: it needs every VM up"
 elif [[ -n "${LAB_AFTER_CMD:-}" ]]; then
-	# LAB_NICE orders the boots; what runs after (and a VM's reboot) runs
-	# with every VM equal again. Every thread of each QEMU, by its PID.
-	for ((i = 0; i < N; i++)); do
-		if ((nice[i] != 0)) && [[ -n "${pid[i]}" && -d /proc/${pid[i]}/task ]]; then
-			for t in /proc/"${pid[i]}"/task/*; do renice -n 0 -p "${t##*/}" >/dev/null 2>&1 || true; done
-			log "${name[i]}: nice ${nice[i]} -> 0 (every VM is up)"
-		fi
-	done
 	log "after: $LAB_AFTER_CMD"
 	ip netns exec "$NS" bash -c "$LAB_AFTER_CMD" || { log "LAB_AFTER_CMD failed"; ok=0; }
 fi

@@ -298,14 +298,12 @@ func newWarnLimiter() *lograte.Limiter { return lograte.New(10*time.Second, 5, 4
 // address) has caused too many lately; the next line written says how
 // many were left out.
 func (s *Server) warn(r *http.Request, msg string, args ...any) {
-	if s.warns != nil {
-		ok, dropped := s.warns.Allow(msg + " " + remoteIP(r).String())
-		if !ok {
-			return
-		}
-		if dropped > 0 {
-			args = append(args, "suppressed", dropped)
-		}
+	ok, dropped := s.warns.Allow(msg + " " + remoteIP(r).String())
+	if !ok {
+		return
+	}
+	if dropped > 0 {
+		args = append(args, "suppressed", dropped)
 	}
 	s.log.Warn(msg, args...)
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"syscall"
 	"time"
@@ -50,6 +51,7 @@ type serveOpts struct {
 	reportTimeout  time.Duration
 	discoverMax    int
 	discoverTTL    time.Duration
+	cpuprofile     string
 }
 
 func serveCommand() *command {
@@ -78,6 +80,7 @@ Stops cleanly on SIGTERM or SIGINT, committing every queued event.`,
 			fs.StringVar(&o.serve.tokenBind, "token-bind", "address", "address: a machine's boot script and tokens are only served to its own address (leased, else reserved); any: to any address (when another DHCP server hands out other addresses)")
 			fs.DurationVar(&o.serve.reportTimeout, "report-timeout", time.Hour, "mark a machine failed when it has not reported this long after fetching Ignition")
 			fs.IntVar(&o.serve.discoverMax, "discover-max", journey.DefaultMaxDiscovered, "with --unknown discover: most discovered machines (no profile) kept; beyond it unknown MACs are not recorded")
+			fs.StringVar(&o.serve.cpuprofile, "cpuprofile", "", "write a CPU profile (go tool pprof) here until the server stops, for finding what limits it")
 			fs.DurationVar(&o.serve.discoverTTL, "discover-ttl", 24*time.Hour, "remove a discovered machine (no profile) not seen for this long")
 		},
 		run: runServe,
@@ -112,6 +115,18 @@ func runServe(ctx context.Context, c *cli, o *opts, args []string) error {
 		if err := os.MkdirAll(so.assetsDir, 0o755); err != nil {
 			return fmt.Errorf("create assets dir: %w", err)
 		}
+	}
+
+	if so.cpuprofile != "" {
+		f, err := os.Create(so.cpuprofile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)

@@ -276,6 +276,11 @@ func assetPath(u string) string {
 	return "/assets/" + u
 }
 
+// ignitionRecordWait bounds how long /ignition waits for its event to be
+// committed (a full disk, an etcd without quorum) before it answers 500
+// and the machine's Ignition retries.
+const ignitionRecordWait = 10 * time.Second
+
 // Ignition serves a machine's Ignition config to the machine itself: the
 // token must be its own, unexpired, and come from the address bootsrv
 // leased it.
@@ -297,7 +302,11 @@ func (s *Chain) Ignition(ctx context.Context, req BootRequest) ([]byte, error) {
 	if req.Stage != "" {
 		fields["stage"] = req.Stage
 	}
-	s.record(mac, model.Event{Type: model.StateIgnition, Fields: fields})
+	// Durable before it is served: the config holds the machine's private
+	// keys, and a crash must not leave a handout with no record of it.
+	if err := s.j.RecordDurable(mac, model.Event{Type: model.StateIgnition, Fields: fields}, ignitionRecordWait); err != nil {
+		return nil, fmt.Errorf("ignition for %s not served, its handout could not be recorded (it is retried): %w", mac, err)
+	}
 	return cfg, nil
 }
 

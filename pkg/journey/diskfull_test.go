@@ -109,3 +109,55 @@ func TestDiskFullHoldsEvents(t *testing.T) {
 		t.Errorf("logs: %d warnings about held events, want 1 and a line when they are recorded:\n%s", w, logs.String())
 	}
 }
+
+// RecordDurable returns once its event is in the state file itself (no
+// journal flush in between), and with ErrWriteFailed after its wait while
+// the disk is full; the event is still held and lands when space returns.
+func TestRecordDurable(t *testing.T) {
+	dir := tinyDisk(t, "2m")
+	st, err := state.Open(dir, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Update(func(tx state.Tx) error {
+		return tx.PutMachine(model.Machine{MAC: mac, IP: "10.0.0.1", Hostname: "n1", Profile: "p", State: model.StateRegistered})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	j := New(st, nil)
+	j.Start(slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil)))
+	defer j.Close()
+	inFile := func() (n int) {
+		st.View(func(tx state.Tx) error {
+			return tx.Events(mac, func(e model.Event) error {
+				if e.Type == model.StateIgnition {
+					n++
+				}
+				return nil
+			})
+		})
+		return n
+	}
+	if err := j.RecordDurable(mac, model.Event{Type: model.StateIgnition}, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if n := inFile(); n != 1 {
+		t.Fatalf("after RecordDurable returned: %d ignition events in the state file, want 1", n)
+	}
+
+	filler := fill(t, dir)
+	pad := strings.Repeat("z", 64<<10) // more than the space left
+	err = j.RecordDurable(mac, model.Event{Type: model.StateIgnition, Fields: map[string]string{"pad": pad}}, 700*time.Millisecond)
+	if !errors.Is(err, state.ErrWriteFailed) || !strings.Contains(err.Error(), "not committed within") {
+		t.Fatalf("RecordDurable on a full disk: %v, want ErrWriteFailed saying it was not committed", err)
+	}
+	os.Remove(filler)
+	deadline := time.Now().Add(10 * time.Second)
+	for inFile() != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the held event did not land when space returned: %d ignition events", inFile())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -65,6 +65,9 @@ type item struct {
 	do      func(state.Tx) error
 	barrier bool
 	res     chan error
+	// durable is an event whose sender waits (on res) until it is
+	// committed, with the rest of its batch.
+	durable bool
 }
 
 // HoldFor is how long a held event waits for the event that completes it.
@@ -152,6 +155,31 @@ func (j *Journal) Record(mac string, e model.Event) {
 	}
 	j.send(item{mac: mac, e: e})
 }
+
+// RecordDurable appends e to a known machine's history and returns once
+// it is committed, or after wait with an error saying it is not: for
+// events that must not be lost to a crash, such as a config with the
+// machine's private keys handed out. It shares its batch's commit with
+// every other event queued meanwhile, so many waiters cost one fsync.
+func (j *Journal) RecordDurable(mac string, e model.Event, wait time.Duration) error {
+	if e.Time.IsZero() {
+		e.Time = j.now()
+	}
+	res := make(chan error, 1)
+	if !j.send(item{mac: mac, e: e, durable: true, res: res}) {
+		return j.commitNow(item{mac: mac, e: e})
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case err := <-res:
+		return err
+	case <-t.C:
+		return fmt.Errorf("recording %s of %s: not committed within %s (%w)", e.Type, mac, wait, state.ErrWriteFailed)
+	}
+}
+
+func (j *Journal) commitNow(it item) error { return j.commitOnce([]item{it}, false) }
 
 // Observe appends e together with what the machine's firmware said. An
 // unknown MAC becomes a discovered machine (no profile, no address) when
@@ -339,7 +367,7 @@ func (j *Journal) commitBatch(batch []item) {
 		if it.do == nil && !it.barrier {
 			continue
 		}
-		j.commit(batch[start:i])
+		j.commitRun(batch[start:i])
 		start = i + 1
 		if it.do != nil {
 			it.res <- j.st.Update(it.do)
@@ -347,7 +375,17 @@ func (j *Journal) commitBatch(batch []item) {
 			close(it.res)
 		}
 	}
-	j.commit(batch[start:])
+	j.commitRun(batch[start:])
+}
+
+// commitRun commits a run of events and tells their durable senders.
+func (j *Journal) commitRun(events []item) {
+	err := j.commit(events)
+	for _, it := range events {
+		if it.durable {
+			it.res <- err
+		}
+	}
 }
 
 // commit appends events in one transaction (or several of the size a
@@ -357,17 +395,20 @@ func (j *Journal) commitBatch(batch []item) {
 // in order, until they can be written (the queue behind them waits, up to
 // queueLen items, then holds its senders back): a retry skips events an
 // uncertain commit did land, so none is written twice.
-func (j *Journal) commit(events []item) {
+func (j *Journal) commit(events []item) error {
 	if n := j.st.MaxBatchItems(); n > 0 && len(events) > n {
+		var first error
 		for len(events) > 0 {
 			k := min(n, len(events))
-			j.commit(events[:k])
+			if err := j.commit(events[:k]); err != nil && first == nil {
+				first = err
+			}
 			events = events[k:]
 		}
-		return
+		return first
 	}
 	if len(events) == 0 {
-		return
+		return nil
 	}
 	var waitedSince time.Time
 	for retry := false; ; retry = true {
@@ -379,7 +420,7 @@ func (j *Journal) commit(events []item) {
 			if err != nil && j.log != nil {
 				j.log.Error("recording events failed", "events", len(events), "err", err)
 			}
-			return
+			return err
 		}
 		if waitedSince.IsZero() {
 			waitedSince = time.Now()

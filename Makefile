@@ -11,7 +11,7 @@ PKGS      := ./...
 LABPKG    := ./examples/qemu-lab
 GOFILES    = $(shell find cmd pkg assets examples bench -name '*.go')
 
-.PHONY: help deps build assets releases run test test-short lint bench bench-dhcp bench-dhcp-stores bench-http-stores bench-tftp bench-http bench-compare fuzz demo clean
+.PHONY: help deps build assets releases run test test-short lint bench bench-dhcp bench-dhcp-stores bench-http-stores bench-tftp bench-http bench-compare bench-storm test-faults fuzz demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -75,6 +75,18 @@ bench-tftp: build ## fetches/s of ipxe.efi: bootsrv against tftpd-hpa (root)
 
 bench-http: build ## /ipxe and /ignition req/s at 10 and 10,000 machines
 	bench/http.sh
+
+STORM     ?= bin/bootstorm
+
+$(STORM): $(GOFILES)
+	$(GO) build -o $(STORM) ./cmd/bootstorm
+
+bench-storm: build $(STORM) ## boot storms of 1,000 and 10,000 machines through the whole journey against bootsrv serve, then the state checked (root)
+	$(STORM) -n 1000 -bin $(BIN)
+	$(STORM) -n 10000 -bin $(BIN)
+
+test-faults: build $(STORM) ## a 1,000-machine storm with bootsrv SIGKILLed 6 times and SIGTERMed twice mid-storm, then the state checked (root)
+	$(STORM) -n 1000 -kills 6 -terms 2 -ramp 20s -bin $(BIN)
 
 bench-compare: build ## before/after in one run: /ipxe, /ignition req/s and DHCP DORA/s of BEFORE (default c88dc13, built if missing) against bin/bootsrv (root)
 	bench/compare.sh "$(BEFORE)" $(BIN)

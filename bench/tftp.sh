@@ -1,27 +1,32 @@
 #!/usr/bin/env bash
-# bench/tftp.sh (make bench-tftp): 50 concurrent Go clients (pin/tftp's
-# client, one goroutine each) each fetch ipxe.efi 20 times at blksize 1468,
-# sha256 checked, against bootsrv's TFTP server, tftpd-hpa (in.tftpd) and,
-# when installed, dnsmasq's TFTP, one after the other in the same run. Prints
-# fetches/s, the servers' CPU time per fetch, and the ratios.
+# bench/tftp.sh (make bench-tftp): fetches/s of ipxe.efi from bin/bootsrv
+# serve (its defaults: the embedded first stage from memory, at most 8
+# transfers per address and 8192 in all), from tftpd-hpa (in.tftpd) and,
+# when installed, from dnsmasq's TFTP, one after the other in the same run,
+# under the same load: CLIENTS machines, each on its own address as a
+# rack's are, each fetching the file FETCHES times in turn at blksize 1468,
+# sha256 checked (bench/tftp: bootsrv's PXE-ROM-like client, pkg/tftp
+# Fetch). Prints fetches/s, the servers' CPU time per fetch, the ratios.
 #
-# Everything runs on 127.0.0.1 inside a private network namespace
-# (unshare --net, gone when the run ends), so dnsmasq can have port 69 and no
-# packet leaves the namespace.
+# Everything runs on loopback inside a private network namespace
+# (unshare --net, gone when the run ends): the clients use 127.0.1.1 up
+# (all of 127/8 is local), the servers 127.0.0.1 and .3, and no packet leaves.
 #
-# Needs root, go, tftpd-hpa, ipxe; dnsmasq-base optional (DNSMASQ=0 skips it).
-# Knobs: CLIENTS FETCHES BLKSIZE ROUNDS FILE IPXE_DIR CPUPROFILE.
+# Needs root, go, bin/bootsrv (make build), tftpd-hpa, ipxe; dnsmasq-base
+# optional (DNSMASQ=0 skips it).
+# Knobs: CLIENTS (50) FETCHES (20) BLKSIZE ROUNDS FILE IPXE_DIR BIN CPUPROFILE.
 set -euo pipefail
 
+BIN=${BIN:-bin/bootsrv}
 CLIENTS=${CLIENTS:-50}
 FETCHES=${FETCHES:-20}
 BLKSIZE=${BLKSIZE:-1468}
-ROUNDS=${ROUNDS:-1}
+ROUNDS=${ROUNDS:-2}
 FILE=${FILE:-ipxe.efi}
 IPXE_DIR=${IPXE_DIR:-/usr/lib/ipxe}
 TFTPD=${TFTPD:-/usr/sbin/in.tftpd}
 DNSMASQ=${DNSMASQ:-auto}
-export CLIENTS FETCHES BLKSIZE ROUNDS FILE IPXE_DIR TFTPD DNSMASQ
+export CLIENTS FETCHES BLKSIZE ROUNDS FILE IPXE_DIR TFTPD DNSMASQ BIN
 
 die() {
 	echo "bench-tftp: $*" >&2
@@ -58,15 +63,18 @@ if [[ ${BENCH_TFTP_WORK:-} ]]; then
 	pids+=($!)
 	addr[tftpd-hpa]=127.0.0.1:6969 pid[tftpd-hpa]=$!
 
-	"$work/tftp-bench" serve -addr 127.0.0.1:0 -ipxe-dir "$IPXE_DIR" ${CPUPROFILE:+-cpuprofile "$CPUPROFILE"} >"$work/serve.out" &
+	# bootsrv serve as a user runs it: its own data dir, DHCP off (no
+	# --interface), TFTP and HTTP on loopback of this private namespace.
+	"$BIN" serve --data-dir "$work/data" --tftp-addr 127.0.0.3:69 --http-addr 127.0.0.3:8080 --log-level warn \
+		${CPUPROFILE:+--cpuprofile "$CPUPROFILE"} 2>"$work/serve.log" &
 	pids+=($!)
 	pid[bootsrv]=$!
-	for _ in $(seq 100); do
-		grep -q '^LISTEN' "$work/serve.out" && break
-		sleep 0.1
-	done
-	addr[bootsrv]=$(awk '/^LISTEN/{print $2}' "$work/serve.out")
-	[[ -n ${addr[bootsrv]} ]] || die "bootsrv's server did not start"
+	addr[bootsrv]=127.0.0.3:69
+	"$work/tftp-bench" wait -addr "${addr[bootsrv]}" -file "$FILE" || {
+		cat "$work/serve.log" >&2
+		die "bootsrv serve did not serve $FILE"
+	}
+	for s in tftpd-hpa; do "$work/tftp-bench" wait -addr "${addr[$s]}" -file "$FILE" || die "$s did not start"; done
 
 	servers=(bootsrv tftpd-hpa)
 	if [[ $DNSMASQ != 0 ]] && command -v dnsmasq >/dev/null; then
@@ -79,7 +87,7 @@ if [[ ${BENCH_TFTP_WORK:-} ]]; then
 	elif [[ $DNSMASQ == 1 ]]; then
 		die "dnsmasq missing: apt-get install dnsmasq-base"
 	fi
-	sleep 0.3 # let in.tftpd and dnsmasq bind
+	[[ -z ${pid[dnsmasq]:-} ]] || "$work/tftp-bench" wait -addr "${addr[dnsmasq]}" -file "$FILE" || die "dnsmasq did not start"
 
 	echo "bench-tftp: $CLIENTS clients x $FETCHES fetches of $FILE ($size B), blksize $BLKSIZE, $ROUNDS round(s), $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg)"
 	for r in $(seq "$ROUNDS"); do
@@ -122,6 +130,8 @@ fi
 # phase 2 in a fresh network namespace.
 cd "$(dirname "$0")/.."
 ((EUID == 0)) || die "run as root (network namespace; in.tftpd chroots)"
+[[ -x $BIN ]] || die "$BIN missing: make build"
+BIN=$(realpath "$BIN")
 [[ -x $TFTPD ]] || die "$TFTPD missing: apt-get install tftpd-hpa"
 [[ -r $IPXE_DIR/$FILE ]] || die "$IPXE_DIR/$FILE missing: apt-get install ipxe"
 command -v unshare >/dev/null || die "unshare missing: apt-get install util-linux"

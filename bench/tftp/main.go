@@ -1,49 +1,41 @@
-// Command tftp-bench measures TFTP fetch throughput: many concurrent Go
-// clients (pin/tftp/v3's client, one goroutine each) fetch one file and check
-// its sha256. It also runs bootsrv's TFTP server on its own, so that the
-// server under test and the load generator are separate processes, as they
-// are for tftpd-hpa. bench/tftp.sh drives it.
+// Command tftp-bench is bench-tftp's load: CLIENTS machines, each on its
+// own address (127.0.1.1 up, every 127/8 address being local) as a rack's
+// are, fetch one file FETCHES times in turn with bootsrv's PXE-ROM-like
+// client (pkg/tftp Fetch: blksize and tsize, lockstep, 1 s retransmit) and
+// check its sha256. The same load runs against every server. bench/tftp.sh
+// drives it.
 //
-//	tftp-bench serve -addr 127.0.0.1:0 -ipxe-dir /usr/lib/ipxe
-//	tftp-bench load -addr 127.0.0.1:PORT -file ipxe.efi -sha256 HEX -label NAME
-//	tftp-bench freeport
+//	tftp-bench load -addr 127.0.0.1:69 -file ipxe.efi -sha256 HEX -label NAME
+//	tftp-bench wait -addr 127.0.0.1:69 -file ipxe.efi
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"flag"
 	"fmt"
-	"log/slog"
-	"net"
+	"io"
+	"net/netip"
 	"os"
-	"os/signal"
-	"runtime/pprof"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
-	"github.com/bootsrv/bootsrv/assets"
 	"github.com/bootsrv/bootsrv/pkg/tftp"
-	pintftp "github.com/pin/tftp/v3"
 )
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: tftp-bench serve|load|freeport [flags]")
+		fmt.Fprintln(os.Stderr, "usage: tftp-bench load|wait [flags]")
 		os.Exit(2)
 	}
 	var err error
 	switch os.Args[1] {
-	case "serve":
-		err = serve(os.Args[2:])
 	case "load":
 		err = load(os.Args[2:])
-	case "freeport":
-		err = freeport()
+	case "wait":
+		err = wait(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -53,39 +45,9 @@ func main() {
 	}
 }
 
-func serve(args []string) error {
-	fs := flag.NewFlagSet("serve", flag.ExitOnError)
-	addr := fs.String("addr", "127.0.0.1:0", "listen address")
-	ipxeDir := fs.String("ipxe-dir", assets.DefaultIPXEDir, "iPXE binaries when not embedded")
-	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the server here")
-	verbose := fs.Bool("v", false, "log every transfer (default: warnings only)")
-	fs.Parse(args)
-	level := slog.LevelWarn
-	if *verbose {
-		level = slog.LevelInfo
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	set, err := assets.Load(*ipxeDir, log)
-	if err != nil {
-		return err
-	}
-	// Every benchmark client comes from 127.0.0.1: lift the per-address cap.
-	srv, err := tftp.New(tftp.Config{Addr: *addr, MaxPerClient: 1 << 16}, set.FS(), log)
-	if err != nil {
-		return err
-	}
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			return err
-		}
-		pprof.StartCPUProfile(f)
-		defer pprof.StopCPUProfile()
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	fmt.Println("LISTEN", srv.Addr().String())
-	return srv.Serve(ctx)
+// clientAddr is client i's own address: 127.0.1.1 up, 250 a /24.
+func clientAddr(i int) netip.Addr {
+	return netip.AddrFrom4([4]byte{127, 0, byte(1 + i/250), byte(1 + i%250)})
 }
 
 func load(args []string) error {
@@ -93,13 +55,17 @@ func load(args []string) error {
 	addr := fs.String("addr", "", "server host:port")
 	file := fs.String("file", "ipxe.efi", "file to fetch")
 	want := fs.String("sha256", "", "expected sha256 of the file (required)")
-	clients := fs.Int("clients", 50, "concurrent clients")
+	clients := fs.Int("clients", 50, "concurrent clients, each on its own address")
 	fetches := fs.Int("fetches", 20, "fetches per client")
 	blksize := fs.Int("blksize", 1468, "blksize to ask")
 	label := fs.String("label", "server", "name in the result line")
 	fs.Parse(args)
-	if *addr == "" || *want == "" {
-		return fmt.Errorf("load needs -addr and -sha256")
+	server, err := netip.ParseAddrPort(*addr)
+	if err != nil || *want == "" {
+		return fmt.Errorf("load needs -addr HOST:PORT and -sha256")
+	}
+	if *clients < 1 || *clients > 250*250 {
+		return fmt.Errorf("-clients %d: give 1 to 62500", *clients)
 	}
 	var bytesTotal, failures atomic.Int64
 	var firstErr atomic.Value
@@ -109,34 +75,21 @@ func load(args []string) error {
 	}
 	start := time.Now()
 	var wg sync.WaitGroup
-	for range *clients {
+	for i := range *clients {
+		local := clientAddr(i)
 		wg.Go(func() {
-			c, err := pintftp.NewClient(*addr)
-			if err != nil {
-				fail(err)
-				return
-			}
-			c.SetBlockSize(*blksize)
-			c.RequestTSize(true)
-			c.SetTimeout(2 * time.Second)
-			var buf bytes.Buffer
 			for range *fetches {
-				buf.Reset()
-				wt, err := c.Receive(*file, "octet")
+				h := sha256.New()
+				n, err := tftp.Fetch(context.Background(), local, server, *file, *blksize, h)
 				if err != nil {
-					fail(err)
+					fail(fmt.Errorf("from %s: %w", local, err))
 					continue
 				}
-				if _, err := wt.WriteTo(&buf); err != nil {
-					fail(err)
+				if hex.EncodeToString(h.Sum(nil)) != *want {
+					fail(fmt.Errorf("from %s: sha256 mismatch (%d bytes)", local, n))
 					continue
 				}
-				sum := sha256.Sum256(buf.Bytes())
-				if hex.EncodeToString(sum[:]) != *want {
-					fail(fmt.Errorf("sha256 mismatch (%d bytes)", buf.Len()))
-					continue
-				}
-				bytesTotal.Add(int64(buf.Len()))
+				bytesTotal.Add(n)
 			}
 		})
 	}
@@ -152,12 +105,26 @@ func load(args []string) error {
 	return nil
 }
 
-func freeport() error {
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+// wait fetches the file until a fetch succeeds (30 s at most): the server
+// is up.
+func wait(args []string) error {
+	fs := flag.NewFlagSet("wait", flag.ExitOnError)
+	addr := fs.String("addr", "", "server host:port")
+	file := fs.String("file", "ipxe.efi", "file to fetch")
+	fs.Parse(args)
+	server, err := netip.ParseAddrPort(*addr)
 	if err != nil {
-		return err
+		return fmt.Errorf("wait needs -addr HOST:PORT")
 	}
-	defer c.Close()
-	fmt.Println(c.LocalAddr().(*net.UDPAddr).Port)
-	return nil
+	end := time.Now().Add(30 * time.Second)
+	for {
+		_, err := tftp.Fetch(context.Background(), clientAddr(0), server, *file, 1468, io.Discard)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(end) {
+			return fmt.Errorf("%s did not serve %s within 30 s: %v", *addr, *file, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

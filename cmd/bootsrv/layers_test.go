@@ -35,7 +35,7 @@ var layer = map[string]int{
 	"pkg/dhcp": 9, "pkg/httpd": 9, "pkg/admin": 9,
 	"cmd/bootsrv": 10,
 	// Benchmarks and examples stand outside, on top.
-	"bench/httpload": 11, "bench/tftp": 11, "examples/cluster": 11, "examples/qemu-lab": 11,
+	"cmd/bootstorm": 11, "bench/httpload": 11, "bench/tftp": 11, "examples/cluster": 11, "examples/qemu-lab": 11,
 }
 
 const module = "github.com/bootsrv/bootsrv/"

@@ -187,6 +187,9 @@ func runServe(ctx context.Context, c *cli, o *opts, args []string) error {
 					return // UEFI asks the size first and aborts: normal
 				}
 				tftpFetches.Inc(tftpResult(terr))
+				if errors.Is(terr, tftp.ErrBusy) {
+					return // counted (error0) and logged at a limited rate; a storm would flood the histories
+				}
 				svc.FirstStageFetched(ip, file, n, terr)
 			}}, firstStage.FS(), log)
 		if err != nil {

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/bootsrv/bootsrv/pkg/tftp"
 )
 
 // The phases of a machine's journey, in order.
@@ -294,7 +296,7 @@ func (m *machine) boot(ctx context.Context) error {
 	}
 	pause(ctx, s.think)
 	if err := m.step(ctx, "tftp", func() error {
-		n, err := tftpGet(ctx, m.ip, server, file, s.blksize)
+		n, err := tftp.Fetch(ctx, m.ip, netip.AddrPortFrom(server, 69), file, s.blksize, io.Discard)
 		m.run.Bytes += n
 		return err
 	}); err != nil {

@@ -9,9 +9,11 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/bootsrv/bootsrv/pkg/model"
@@ -79,6 +81,17 @@ func runStorm(c config) (*report, error) {
 	}
 	e := &env{c: c, work: work, self: self}
 	defer e.cleanup()
+	// Interrupted: still remove the namespaces and stop bootsrv.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	go func() {
+		if _, ok := <-sig; ok {
+			e.logf("interrupted: cleaning up")
+			e.cleanup()
+			os.Exit(130)
+		}
+	}()
 	e.cleanups = append(e.cleanups, func() {
 		if c.keep {
 			e.logf("kept %s (serve.log, client.json, data/)", work)

@@ -149,3 +149,28 @@ func TestAdvances(t *testing.T) {
 		}
 	}
 }
+
+// An OFFER held past the events that followed it (a retransmitted
+// DISCOVER answered late, released by its timer) lands after them in
+// time order: it takes the last event's time and keeps its own.
+func TestHeldEventKeepsHistoryInOrder(t *testing.T) {
+	j, _ := newJournal(t, true)
+	j.holdFor = 100 * time.Millisecond
+	t0 := time.Now()
+	j.Hold(mac, model.Firmware{}, model.Event{Type: "dhcp-offer", Time: t0, Fields: map[string]string{"ip": "10.0.0.1"}}, false, model.StateDHCP)
+	j.Record(mac, model.Event{Type: model.StateIgnition, Time: t0.Add(50 * time.Millisecond)})
+	time.Sleep(300 * time.Millisecond)
+	var got []model.Event
+	_ = j.View(func(tx state.Tx) error {
+		return tx.Events(mac, func(e model.Event) error { got = append(got, e); return nil })
+	})
+	if len(got) != 2 || got[1].Type != "dhcp-offer" {
+		t.Fatalf("events %+v, want the ignition event then the released offer", got)
+	}
+	if got[1].Time.Before(got[0].Time) {
+		t.Errorf("the offer (%s) is before the event ahead of it (%s)", got[1].Time, got[0].Time)
+	}
+	if at := got[1].Fields["happened_at"]; at != t0.UTC().Format(time.RFC3339Nano) {
+		t.Errorf("the offer's own time is %q, want %s", at, t0.UTC().Format(time.RFC3339Nano))
+	}
+}

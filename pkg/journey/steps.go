@@ -25,6 +25,18 @@ func Append(tx state.Tx, m *model.Machine, e model.Event) error {
 		// journey out of it. The log and the metrics count every one.
 		return nil
 	}
+	if e.Time.Before(m.UpdatedAt) {
+		// An event that happened before the last one recorded lands after
+		// it (a DHCP offer held for its ACK, an event queued behind a
+		// commit): a history reads in time order, so it takes the last
+		// one's time and keeps its own in a field.
+		f := make(map[string]string, len(e.Fields)+1)
+		for k, v := range e.Fields {
+			f[k] = v
+		}
+		f["happened_at"] = e.Time.UTC().Format(time.RFC3339Nano)
+		e.Fields, e.Time = f, m.UpdatedAt
+	}
 	if err := tx.PutEvent(m.MAC, m.EventNext, e); err != nil {
 		return err
 	}

@@ -41,10 +41,22 @@ const (
 	// DefaultMaxBlksize is 1468: 1500-byte Ethernet MTU - 20 (IPv4) - 8 (UDP)
 	// - 4 (TFTP header). It is what PXE ROMs ask for; anything larger is
 	// fragmented on a standard network, and many ROMs cannot reassemble.
-	DefaultMaxBlksize   = 1468
-	DefaultTimeout      = time.Second
-	DefaultRetries      = 5
+	DefaultMaxBlksize = 1468
+	DefaultTimeout    = time.Second
+	DefaultRetries    = 5
+	// DefaultMaxTransfers bounds the transfers in flight. More at once do
+	// not move more bytes, they share them: lockstep TFTP collapses once a
+	// block's turn nears the 1 s retransmit timeout (8192 transfers at once
+	// on a 2-core box did: both sides resent, goodput fell to a sixth).
+	// Requests beyond it wait in a queue instead (DefaultMaxQueued).
 	DefaultMaxTransfers = 1024
+	// DefaultMaxQueued bounds the requests waiting for a transfer slot, and
+	// DefaultQueueWait how long one waits: a PXE ROM resends its request
+	// for about 24 s (EDK2: 4 s, 6 tries) before it gives up, and being
+	// answered late beats "server busy", which sends it to its next boot
+	// device and round again through DHCP.
+	DefaultMaxQueued = 16384
+	DefaultQueueWait = 20 * time.Second
 	// DefaultMaxPerClient bounds the transfers of one client address: a
 	// booting machine has one or two (a size probe, then the download).
 	DefaultMaxPerClient = 8
@@ -60,6 +72,11 @@ const (
 // the OACK: UEFI firmware does this on purpose to learn the file size
 // (tsize) before the real download. It is not a failure of the server.
 var ErrSizeProbe = errors.New("client ended the transfer after option negotiation (size probe)")
+
+// ErrBusy is the refusal of a request beyond MaxTransfers or MaxPerClient.
+// It is no event in a machine's history: in a boot storm it comes by the
+// thousand, and the firmware simply asks again.
+var ErrBusy = &Error{Code: CodeNotDefined, Msg: "server busy, retry later"}
 
 // ErrTimeout marks a transfer given up because the client stopped answering.
 var ErrTimeout = errors.New("client stopped acknowledging")
@@ -81,6 +98,12 @@ type Config struct {
 	// MaxTransfers bounds the transfers in flight; requests beyond it get
 	// "server busy" (firmware retries).
 	MaxTransfers int
+	// MaxQueued bounds the requests waiting for a slot beyond
+	// MaxTransfers (answered in arrival order as slots free; a client's
+	// resent request is the same one), and QueueWait how long one waits
+	// before it is dropped. Beyond MaxQueued, "server busy".
+	MaxQueued int
+	QueueWait time.Duration
 	// MaxPerClient bounds the transfers in flight from one IP address, so
 	// that one address cannot take every slot; beyond it, "server busy".
 	MaxPerClient int
@@ -104,8 +127,10 @@ type Server struct {
 	active atomic.Int64
 	wg     sync.WaitGroup
 
-	mu    sync.Mutex
-	perIP map[netip.Addr]int // transfers in flight by client address
+	mu     sync.Mutex
+	perIP  map[netip.Addr]int // transfers in flight by client address
+	queue  []queued           // requests waiting for a slot, oldest first
+	queued map[netip.AddrPort]bool
 
 	// warns limits the WARN lines clients can cause, per client address.
 	warns *lograte.Limiter
@@ -137,7 +162,14 @@ func New(cfg Config, files fs.FS, log *slog.Logger) (*Server, error) {
 	if cfg.MaxPerClient <= 0 {
 		cfg.MaxPerClient = DefaultMaxPerClient
 	}
-	s := &Server{cfg: cfg, log: log, perIP: map[netip.Addr]int{}, warns: lograte.New(10*time.Second, 5, 4096)}
+	if cfg.MaxQueued <= 0 {
+		cfg.MaxQueued = DefaultMaxQueued
+	}
+	if cfg.QueueWait <= 0 {
+		cfg.QueueWait = DefaultQueueWait
+	}
+	s := &Server{cfg: cfg, log: log, perIP: map[netip.Addr]int{}, queued: map[netip.AddrPort]bool{},
+		warns: lograte.New(10*time.Second, 5, 4096)}
 	if s.files, err = assetfs.Open(files, cfg.AssetsDir); err != nil {
 		return nil, fmt.Errorf("tftp: %w", err)
 	}
@@ -254,18 +286,55 @@ func (s *Server) handle(ctx context.Context, pkt []byte, src *net.UDPAddr, local
 		s.report(remote, req.Filename, 0, rerr)
 		return
 	}
-	if global, ok := s.acquire(remote); !ok {
-		busy := refuse(CodeNotDefined, "server busy, retry later")
+	global, ok := s.acquire(remote)
+	if !ok && global && s.enqueue(req, src, local, remote) {
+		return // it starts when a slot frees
+	}
+	if !ok {
 		if global {
-			s.warn("tftp: busy, request refused", "", "remote", src.String(), "file", logName(req.Filename), "max_transfers", s.cfg.MaxTransfers)
+			s.warn("tftp: busy, request refused", "", "remote", src.String(), "file", logName(req.Filename),
+				"max_transfers", s.cfg.MaxTransfers, "max_queued", s.cfg.MaxQueued)
 		} else {
 			s.log.Debug("tftp: client has too many transfers, request refused", "remote", src.String(), "file", logName(req.Filename),
 				"max_per_client", s.cfg.MaxPerClient)
 		}
-		s.reply(src, busy)
-		s.report(remote, req.Filename, 0, busy)
+		s.reply(src, ErrBusy)
+		s.report(remote, req.Filename, 0, ErrBusy)
 		return
 	}
+	s.start(ctx, req, src, local, remote)
+}
+
+// queued is a request waiting for a transfer slot.
+type queued struct {
+	req    Request
+	src    *net.UDPAddr
+	local  net.IP
+	remote netip.Addr
+	at     time.Time
+}
+
+// enqueue keeps a request for when a slot frees; it says false when the
+// queue is full. A request already waiting from the same address and port
+// (the client resending it) is not queued twice.
+func (s *Server) enqueue(req Request, src *net.UDPAddr, local net.IP, remote netip.Addr) bool {
+	key := src.AddrPort()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.queued[key] {
+		return true
+	}
+	if len(s.queue) >= s.cfg.MaxQueued {
+		return false
+	}
+	s.queued[key] = true
+	s.queue = append(s.queue, queued{req: req, src: src, local: local, remote: remote, at: time.Now()})
+	return true
+}
+
+// start runs a transfer that holds a slot; when it ends, its slot goes to
+// the oldest request waiting.
+func (s *Server) start(ctx context.Context, req Request, src *net.UDPAddr, local net.IP, remote netip.Addr) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -273,9 +342,19 @@ func (s *Server) handle(ctx context.Context, pkt []byte, src *net.UDPAddr, local
 		t, n, err := s.transfer(ctx, req, src, local)
 		// Free the slot before reporting, so that whoever sees the report sees
 		// the slot free.
-		s.release(remote)
+		next, refused := s.release(remote)
 		s.logResult(req, src, t, n, err, time.Since(start))
 		s.report(remote, req.Filename, n, err)
+		for _, q := range refused {
+			s.reply(q.src, ErrBusy)
+			s.report(q.remote, q.req.Filename, 0, ErrBusy)
+		}
+		for next != nil && ctx.Err() != nil {
+			next, _ = s.release(next.remote) // shutting down: start nothing
+		}
+		if next != nil {
+			s.start(ctx, next.req, next.src, next.local, next.remote)
+		}
 	}()
 }
 
@@ -295,13 +374,45 @@ func (s *Server) acquire(ip netip.Addr) (global, ok bool) {
 	return false, true
 }
 
-func (s *Server) release(ip netip.Addr) {
+// release frees ip's slot and hands it to the oldest waiting request that
+// is still fresh (within QueueWait) and within its address's share: next
+// holds the slot now. Waiting requests over their address's share come
+// back in refused, to be told "busy".
+func (s *Server) release(ip netip.Addr) (next *queued, refused []queued) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.perIP[ip]--; s.perIP[ip] <= 0 {
 		delete(s.perIP, ip)
 	}
 	s.active.Add(-1)
+	now := time.Now()
+	for len(s.queue) > 0 && next == nil {
+		q := s.queue[0]
+		s.queue[0] = queued{}
+		s.queue = s.queue[1:]
+		delete(s.queued, q.src.AddrPort())
+		switch {
+		case now.Sub(q.at) > s.cfg.QueueWait:
+			// Its client has given up (or asked again from a new port).
+		case s.perIP[q.remote] >= s.cfg.MaxPerClient:
+			refused = append(refused, q)
+		default:
+			s.perIP[q.remote]++
+			s.active.Add(1)
+			next = &q
+		}
+	}
+	if len(s.queue) == 0 {
+		s.queue = nil // let a storm's backing array go
+	}
+	return next, refused
+}
+
+// Queued is the number of requests waiting for a transfer slot.
+func (s *Server) Queued() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.queue)
 }
 
 // logName is a requested name as logged: at most maxLogName bytes, so that

@@ -508,16 +508,50 @@ func TestDuplicateAckIgnored(t *testing.T) {
 	}
 }
 
-func TestBusy(t *testing.T) {
-	h := start(t, Config{MaxTransfers: 1, Timeout: 5 * time.Second}, testFiles)
+// Beyond MaxTransfers a request waits, unanswered (the client resends
+// it, and a resend is the same request), and is served when a slot frees;
+// beyond MaxQueued it is refused "busy" at once.
+func TestBusyQueues(t *testing.T) {
+	h := start(t, Config{MaxTransfers: 1, MaxQueued: 1, Timeout: time.Second, Retries: 1}, testFiles)
 	stalled := dialRaw(t, h.addr)
 	stalled.send(rq(opRRQ, "odd", "octet"))
-	stalled.recv(5 * time.Second) // DATA 1, never acknowledged
-	c := dialRaw(t, h.addr)
-	c.send(rq(opRRQ, "small", "octet"))
-	code, msg, ok := errCode(c.recv(5 * time.Second))
+	stalled.recv(5 * time.Second) // DATA 1, never acknowledged: the slot frees after ~2 s
+	waiting := dialRaw(t, h.addr)
+	waiting.send(rq(opRRQ, "small", "octet"))
+	waiting.send(rq(opRRQ, "small", "octet")) // resent: still one in the queue
+	for end := time.Now().Add(time.Second); h.srv.Queued() == 0 && time.Now().Before(end); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // the resend, too, has arrived
+	if n := h.srv.Queued(); n != 1 {
+		t.Fatalf("Queued() = %d, want 1 (a resent request is the same)", n)
+	}
+	full := dialRaw(t, h.addr)
+	full.send(rq(opRRQ, "small", "octet"))
+	code, msg, ok := errCode(full.recv(5 * time.Second))
 	if !ok || code != CodeNotDefined || !strings.Contains(msg, "busy") {
-		t.Fatalf("got %d %q, want busy", code, msg)
+		t.Fatalf("beyond the queue: got %d %q, want busy", code, msg)
+	}
+	p := waiting.recv(10 * time.Second)
+	if len(p) < 4 || binary.BigEndian.Uint16(p) != opDATA || string(p[4:]) != "hello\n" {
+		t.Fatalf("the queued request got %q, want DATA 1 of small once the slot freed", p)
+	}
+	waiting.ack(1)
+}
+
+// A request that waited longer than QueueWait is dropped: its client gave up.
+func TestQueueWaitExpires(t *testing.T) {
+	h := start(t, Config{MaxTransfers: 1, QueueWait: 100 * time.Millisecond, Timeout: time.Second, Retries: 1}, testFiles)
+	stalled := dialRaw(t, h.addr)
+	stalled.send(rq(opRRQ, "odd", "octet"))
+	stalled.recv(5 * time.Second)
+	late := dialRaw(t, h.addr)
+	late.send(rq(opRRQ, "small", "octet"))
+	if p := late.recv(4 * time.Second); p != nil {
+		t.Fatalf("a request queued past QueueWait got %q, want nothing", p)
+	}
+	if n := h.srv.Queued(); n != 0 {
+		t.Errorf("Queued() = %d after the slot freed, want 0", n)
 	}
 }
 

@@ -1,4 +1,4 @@
-package main
+package tftp
 
 import (
 	"bytes"
@@ -6,27 +6,22 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"strconv"
 	"time"
 )
 
-// TFTP opcodes (RFC 1350, 2347).
-const (
-	opRRQ   = 1
-	opDATA  = 3
-	opACK   = 4
-	opERROR = 5
-	opOACK  = 6
-)
-
-// tftpGet fetches file from server:69 as a PXE ROM does: from the machine's
-// own leased address, asking blksize and tsize, acknowledging each block,
+// Fetch gets file from server as a PXE ROM does: from the local address
+// given (a machine's leased one), asking blksize and tsize, acknowledging each block,
 // and sending its last packet again after a second of silence (five times
-// at most). It returns the bytes received. pin/tftp's client cannot bind a
-// local address, and the server keys its per-address limits on it.
-func tftpGet(ctx context.Context, local, server netip.Addr, file string, blksize int) (int64, error) {
+// at most; the request itself with backoff, about 23 s, as a busy server
+// may queue it). It writes the file to w and returns its size. It is the load of
+// bootstorm and bench-tftp: pin/tftp's client cannot bind a local address,
+// and servers key their per-address limits on it. Errors start with their
+// kind (tftp-timeout, tftp-error, ...).
+func Fetch(ctx context.Context, local netip.Addr, server netip.AddrPort, file string, blksize int, w io.Writer) (int64, error) {
 	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, 0)))
 	if err != nil {
 		return 0, fmt.Errorf("tftp-socket: %w", err)
@@ -37,7 +32,7 @@ func tftpGet(ctx context.Context, local, server netip.Addr, file string, blksize
 		rrq = append(append(rrq, s...), 0)
 	}
 	last := rrq
-	dst := net.UDPAddrFromAddrPort(netip.AddrPortFrom(server, 69))
+	dst := net.UDPAddrFromAddrPort(server)
 	var peer *net.UDPAddr // the server's transfer port, from its first reply
 	size, want := int64(0), int64(-1)
 	next := uint16(1)
@@ -59,7 +54,13 @@ func tftpGet(ctx context.Context, local, server netip.Addr, file string, blksize
 		if ctx.Err() != nil {
 			return size, errors.New("tftp-timeout: the machine gave up")
 		}
-		c.SetReadDeadline(time.Now().Add(time.Second))
+		wait := time.Second
+		if peer == nil {
+			// The request itself: resent after 1, 2, 4, 8, 8 s, about the
+			// 24 s an EDK2 PXE ROM waits (a busy server queues it).
+			wait = min(time.Second<<tries, 8*time.Second)
+		}
+		c.SetReadDeadline(time.Now().Add(wait))
 		n, from, err := c.ReadFromUDP(buf)
 		if err != nil {
 			var ne net.Error
@@ -109,6 +110,9 @@ func tftpGet(ctx context.Context, local, server netip.Addr, file string, blksize
 					send()
 				}
 				continue
+			}
+			if _, err := w.Write(buf[4:n]); err != nil {
+				return size, fmt.Errorf("tftp-write: %w", err)
 			}
 			size += int64(n - 4)
 			last = []byte{0, opACK, byte(blk >> 8), byte(blk)}

@@ -396,8 +396,8 @@ func (r *report) print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  errors seen by the machines: %s\n", errs)
 	fmt.Fprintf(w, "  served %.0f MB, %.1f MB/s over the storm\n", float64(r.BytesServed)/1e6, r.BytesPerSecond/1e6)
-	fmt.Fprintf(w, "  bootsrv: %.1f CPU s, peak RSS %.0f MiB, state file %.1f MiB, SIGTERM drain %.2f s\n",
-		r.CPUSeconds, float64(r.PeakRSS)/(1<<20), float64(r.StateBytes)/(1<<20), r.DrainSeconds)
+	fmt.Fprintf(w, "  bootsrv: %.1f CPU s, peak RSS %.0f MiB (%.0f MiB beyond the state file, which bbolt maps), state file %.1f MiB, SIGTERM drain %.2f s\n",
+		r.CPUSeconds, float64(r.PeakRSS)/(1<<20), float64(r.PeakRSS-r.StateBytes)/(1<<20), float64(r.StateBytes)/(1<<20), r.DrainSeconds)
 	if len(r.RestartSeconds) > 0 {
 		var l []string
 		for _, s := range r.RestartSeconds {

@@ -100,3 +100,54 @@ func TestReportPassesWhatTheMachineSaid(t *testing.T) {
 		t.Errorf("report without a state: %d, want 400", w.Code)
 	}
 }
+
+// An address refused too often gets 429 with Retry-After before any work
+// (the boot chain is not asked); other addresses are not affected, and
+// requests that succeed do not count.
+func TestRefusedTooOftenIs429(t *testing.T) {
+	f := &fakeChain{err: fault.Deniedf("token: not this machine's")}
+	h := fakeServer(t, f)
+	from := func(addr, target string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodGet, target, nil)
+		r.RemoteAddr = addr
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	const bad = "/ignition?mac=52:54:00:00:00:01&token=forged"
+	n403 := 0
+	for i := 0; i < 100; i++ {
+		w := from("10.0.0.66:4000", bad)
+		if w.Code == http.StatusTooManyRequests {
+			if w.Header().Get("Retry-After") == "" {
+				t.Error("429 without Retry-After")
+			}
+			break
+		}
+		if w.Code != http.StatusForbidden {
+			t.Fatalf("refusal %d: %d, want 403", i, w.Code)
+		}
+		n403++
+	}
+	if n403 == 0 || n403 >= 100 {
+		t.Fatalf("%d refusals before a 429, want some and a 429 within 100", n403)
+	}
+	asked := len(f.got)
+	for _, target := range []string{bad, "/report?mac=52:54:00:00:00:01&state=booted&token=x", "/ipxe?mac=52:54:00:00:00:01"} {
+		if w := from("10.0.0.66:4001", target); w.Code != http.StatusTooManyRequests {
+			t.Errorf("%s from the refused address: %d, want 429", target, w.Code)
+		}
+	}
+	if len(f.got) != asked {
+		t.Errorf("the boot chain was asked %d times after the 429s began, want 0", len(f.got)-asked)
+	}
+	if w := from("10.0.0.67:4000", bad); w.Code != http.StatusForbidden {
+		t.Errorf("another address: %d, want its own 403", w.Code)
+	}
+	f.err = nil
+	for i := 0; i < 100; i++ {
+		if w := from("10.0.0.68:4000", "/ipxe?mac=52:54:00:00:00:01"); w.Code != http.StatusOK {
+			t.Fatalf("request %d that succeeds: %d, want 200 every time", i, w.Code)
+		}
+	}
+}

@@ -62,6 +62,8 @@ type Server struct {
 	// warns limits the WARN lines a client can cause (refused requests),
 	// per client address.
 	warns *lograte.Limiter
+	// refusals answers 429 to an address refused too often (refusals.go).
+	refusals *refusals
 }
 
 // BootChain is what the HTTP door needs of the core: the boot script, the
@@ -89,7 +91,7 @@ func New(cfg Config, svc BootChain, reg *metrics.Registry, log *slog.Logger) (*S
 	if cfg.ReadHeaderTimeout <= 0 {
 		cfg.ReadHeaderTimeout = 10 * time.Second
 	}
-	s := &Server{cfg: cfg, svc: svc, log: log, reg: reg, warns: newWarnLimiter()}
+	s := &Server{cfg: cfg, svc: svc, log: log, reg: reg, warns: newWarnLimiter(), refusals: newRefusals()}
 	files, err := assetfs.Open(cfg.FirstStage, cfg.AssetsDir)
 	if err != nil {
 		return nil, fmt.Errorf("http: %w (fix --assets-dir)", err)
@@ -155,10 +157,10 @@ func (s *Server) Serve(ctx context.Context) error {
 func (s *Server) Handler() http.Handler {
 	r := mux.NewRouter()
 	r.Handle("/boot.ipxe", s.route("boot.ipxe", s.bootIPXE)).Methods(http.MethodGet, http.MethodHead)
-	r.Handle("/ipxe", s.route("ipxe", s.ipxe)).Methods(http.MethodGet, http.MethodHead)
-	r.Handle("/ignition", s.route("ignition", s.ignition)).Methods(http.MethodGet)
-	r.Handle("/report", s.route("report", s.report)).Methods(http.MethodGet, http.MethodPost)
-	r.Handle("/certs", s.route("certs", s.certs)).Methods(http.MethodGet)
+	r.Handle("/ipxe", s.route("ipxe", s.limited(s.ipxe))).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/ignition", s.route("ignition", s.limited(s.ignition))).Methods(http.MethodGet)
+	r.Handle("/report", s.route("report", s.limited(s.report))).Methods(http.MethodGet, http.MethodPost)
+	r.Handle("/certs", s.route("certs", s.limited(s.certs))).Methods(http.MethodGet)
 	r.PathPrefix("/assets/").Handler(s.route("assets", s.asset)).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/healthz", s.route("healthz", func(w http.ResponseWriter, _ *http.Request) int {
 		w.Header().Set("Content-Type", "text/plain")
@@ -193,6 +195,24 @@ func (s *Server) route(name string, h func(http.ResponseWriter, *http.Request) i
 		code := h(w, r)
 		s.reqs.Inc(name, strconv.Itoa(code))
 	})
+}
+
+// limited answers 429 to an address that was refused too often lately,
+// before h does any work, and counts h's refusals (4xx) against it.
+func (s *Server) limited(h func(http.ResponseWriter, *http.Request) int) func(http.ResponseWriter, *http.Request) int {
+	return func(w http.ResponseWriter, r *http.Request) int {
+		ip := remoteIP(r)
+		if blocked, wait := s.refusals.blocked(ip); blocked {
+			w.Header().Set("Retry-After", strconv.Itoa(max(1, int(wait.Seconds()+0.999))))
+			http.Error(w, "too many refused requests from this address; retry later", http.StatusTooManyRequests)
+			return http.StatusTooManyRequests
+		}
+		code := h(w, r)
+		if code >= 400 && code < 500 {
+			s.refusals.refused(ip)
+		}
+		return code
+	}
 }
 
 // baseURL is the server as the client addressed it, so scripts point back

@@ -1000,12 +1000,20 @@ func TestAddressBinding(t *testing.T) {
 
 // A client that keeps sending refused reports gets a few WARN lines, then
 // one every 10 s carrying the count left out: it cannot flood the log.
+// Past its burst of refusals it is answered 429 without a look.
 func TestRefusedReportsRateLimited(t *testing.T) {
 	e := newEnv(t, envOpts{})
+	n429 := 0
 	for i := range 200 {
-		if r := e.get("/report?mac=" + macA + "&state=booted&token=bogus"); r.code != http.StatusForbidden {
-			t.Fatalf("report %d with a bogus token: %d %s", i, r.code, r.body)
+		switch r := e.get("/report?mac=" + macA + "&state=booted&token=bogus"); {
+		case r.code == http.StatusTooManyRequests:
+			n429++
+		case r.code != http.StatusForbidden || n429 > 0:
+			t.Fatalf("report %d with a bogus token: %d %s (after %d 429s)", i, r.code, r.body, n429)
 		}
+	}
+	if n429 == 0 {
+		t.Error("200 refused reports from one address and no 429")
 	}
 	if n := strings.Count(e.log.String(), "report refused"); n < 1 || n > 5 {
 		t.Errorf("%d WARN lines for 200 refused reports from one address, want 1 to 5:\n%s", n, e.log.String())

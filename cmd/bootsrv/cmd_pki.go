@@ -4,6 +4,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -14,8 +17,8 @@ import (
 func caCommand() *command {
 	return &command{
 		name:    "ca",
-		summary: "Show the cluster's certificate authorities",
-		subs: []*command{{
+		summary: "Show the cluster's certificate authorities; issue admin client certificates",
+		subs: []*command{issueAdminCommand(), {
 			name:    "show",
 			summary: "Show the cluster CA and the etcd CA (their keys never leave the server)",
 			flags:   func(fs *flag.FlagSet, o *opts) { outputFlag(fs, o) },
@@ -111,4 +114,61 @@ func printCerts(c *cli, o *opts, cs []nodecerts.CertInfo, machines bool) error {
 			}
 		}
 	})
+}
+
+func issueAdminCommand() *command {
+	return &command{
+		name:    "issue-admin",
+		args:    "NAME",
+		summary: "Issue a client certificate for the admin API on TCP (serve --admin-addr)",
+		long: `Makes the admin CA in the data dir on first use (admin-ca.pem, its key
+0600; apart from the cluster CA), then a client certificate for NAME
+(organization bootsrv-admin) into --out: NAME.pem, NAME-key.pem (0600) and
+ca.pem. A server started with --admin-addr takes only such certificates
+(TLS 1.3, mutual); the CLI reaches it with --admin-url https://HOST:PORT
+--admin-cert, --admin-key and --admin-ca. Run it on the server's host.`,
+		flags: func(fs *flag.FlagSet, o *opts) {
+			fs.StringVar(&o.file, "out", "", "directory for the certificate, key and CA (default ./NAME-admin)")
+		},
+		run: func(_ context.Context, c *cli, o *opts, args []string) error {
+			if len(args) != 1 || strings.TrimSpace(args[0]) == "" || strings.ContainsAny(args[0], "/\\") {
+				return usagef("give one NAME (no slashes), the admin's name in the certificate")
+			}
+			name := args[0]
+			dir := o.file
+			if dir == "" {
+				dir = name + "-admin"
+			}
+			if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
+				return err
+			}
+			now := time.Now()
+			ca, created, err := admin.LoadOrCreateCA(o.dataDir, now)
+			if err != nil {
+				return err
+			}
+			p, err := admin.IssueClient(ca, name, 0, now)
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return err
+			}
+			for _, f := range []struct {
+				name string
+				b    []byte
+				mode os.FileMode
+			}{{name + "-key.pem", p.KeyPEM, 0o600}, {name + ".pem", p.CertPEM, 0o644}, {"ca.pem", ca.CertPEM, 0o644}} {
+				if err := os.WriteFile(filepath.Join(dir, f.name), f.b, f.mode); err != nil {
+					return err
+				}
+			}
+			if created {
+				fmt.Fprintf(c.stderr, "made the admin CA %s\n", filepath.Join(o.dataDir, admin.CAFile))
+			}
+			fmt.Fprintf(c.stdout, "admin certificate for %s in %s\nuse: bootsrv --admin-url https://HOST:PORT --admin-cert %s --admin-key %s --admin-ca %s COMMAND\n",
+				name, dir, filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem"), filepath.Join(dir, "ca.pem"))
+			return nil
+		},
+	}
 }

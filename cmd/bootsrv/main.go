@@ -58,11 +58,13 @@ type command struct {
 // opts holds every flag value; each command registers the ones it takes.
 type opts struct {
 	dataDir string
-	store   storeFlags
-	copyTo  string
-	output  string
-	file    string
-	replace bool
+	// the admin API on TCP (serve --admin-addr), instead of the socket
+	adminURL, adminCert, adminKey, adminCA string
+	store                                  storeFlags
+	copyTo                                 string
+	output                                 string
+	file                                   string
+	replace                                bool
 
 	// cluster
 	cl      model.Cluster
@@ -152,6 +154,14 @@ func (c *cli) main(ctx context.Context, args []string) int {
 		o.dataDir = defaultDataDir
 	}
 	o.store.fromEnv(c.env)
+	for _, e := range []struct {
+		v   *string
+		env string
+	}{{&o.adminURL, "BOOTSRV_ADMIN_URL"}, {&o.adminCert, "BOOTSRV_ADMIN_CERT"}, {&o.adminKey, "BOOTSRV_ADMIN_KEY"}, {&o.adminCA, "BOOTSRV_ADMIN_CA"}} {
+		if *e.v == "" {
+			*e.v = c.env(e.env)
+		}
+	}
 	if o.output != "" && o.output != "table" && o.output != "json" && o.output != "yaml" {
 		fmt.Fprintf(c.stderr, "bootsrv: -o %q: use table, json or yaml\n", o.output)
 		return exitUsage
@@ -234,6 +244,10 @@ func newFlagSet(cmd *command, o *opts) *flag.FlagSet {
 	fs := flag.NewFlagSet(cmd.name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&o.dataDir, "data-dir", "", "state directory (env BOOTSRV_DATA_DIR, default "+defaultDataDir+")")
+	fs.StringVar(&o.adminURL, "admin-url", "", "a remote server's admin API, https://HOST:PORT (its --admin-addr; env BOOTSRV_ADMIN_URL), with the three below")
+	fs.StringVar(&o.adminCert, "admin-cert", "", "admin client certificate from 'bootsrv ca issue-admin' (env BOOTSRV_ADMIN_CERT)")
+	fs.StringVar(&o.adminKey, "admin-key", "", "its key (env BOOTSRV_ADMIN_KEY)")
+	fs.StringVar(&o.adminCA, "admin-ca", "", "the admin CA certificate (env BOOTSRV_ADMIN_CA)")
 	o.store.register(fs)
 	if cmd.flags != nil {
 		cmd.flags(fs, o)
@@ -318,6 +332,13 @@ func versionString() string {
 // openAPI returns the running server's admin API, or, when no server runs,
 // the service over the state file opened here.
 func openAPI(o *opts) (admin.API, func(), error) {
+	if o.adminURL != "" {
+		cl, err := admin.DialTLS(o.adminURL, o.adminCert, o.adminKey, o.adminCA)
+		if err != nil {
+			return nil, nil, err
+		}
+		return cl, func() {}, nil
+	}
 	sock := filepath.Join(o.dataDir, admin.SocketName)
 	cl, err := admin.Dial(sock)
 	if err == nil {

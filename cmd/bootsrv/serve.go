@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -52,6 +53,7 @@ type serveOpts struct {
 	discoverMax    int
 	discoverTTL    time.Duration
 	cpuprofile     string
+	adminAddr      string
 }
 
 func serveCommand() *command {
@@ -80,6 +82,7 @@ Stops cleanly on SIGTERM or SIGINT, committing every queued event.`,
 			fs.StringVar(&o.serve.tokenBind, "token-bind", "address", "address: a machine's boot script and tokens are only served to its own address (leased, else reserved); any: to any address (when another DHCP server hands out other addresses)")
 			fs.DurationVar(&o.serve.reportTimeout, "report-timeout", time.Hour, "mark a machine failed when it has not reported this long after fetching Ignition")
 			fs.IntVar(&o.serve.discoverMax, "discover-max", journey.DefaultMaxDiscovered, "with --unknown discover: most discovered machines (no profile) kept; beyond it unknown MACs are not recorded")
+			fs.StringVar(&o.serve.adminAddr, "admin-addr", "", "also serve the admin API on this TCP HOST:PORT, TLS 1.3 with client certificates from 'bootsrv ca issue-admin' only (default: the Unix socket alone)")
 			fs.StringVar(&o.serve.cpuprofile, "cpuprofile", "", "write a CPU profile (go tool pprof) here until the server stops, for finding what limits it")
 			fs.DurationVar(&o.serve.discoverTTL, "discover-ttl", 24*time.Hour, "remove a discovered machine (no profile) not seen for this long")
 		},
@@ -174,6 +177,13 @@ func runServe(ctx context.Context, c *cli, o *opts, args []string) error {
 		return err
 	}
 	defer os.Remove(sock)
+	var adminTCP net.Listener
+	if so.adminAddr != "" {
+		if adminTCP, err = adminListener(o.dataDir, so.adminAddr, so.listen); err != nil {
+			return err
+		}
+		defer adminTCP.Close()
+	}
 
 	firstStage, err := assets.Load(so.ipxeDir, log)
 	if err != nil {
@@ -211,6 +221,10 @@ func runServe(ctx context.Context, c *cli, o *opts, args []string) error {
 		"admin_socket", sock, "http", hs.Addr().String(), "url", baseURL, "assets_dir", so.assetsDir, "tftp", so.tftpAddr)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return admin.Serve(gctx, l, svc, log) })
+	if adminTCP != nil {
+		log.Info("admin API on TCP, mutual TLS", "addr", adminTCP.Addr().String())
+		g.Go(func() error { return admin.Serve(gctx, adminTCP, svc, log) })
+	}
 	g.Go(func() error { return hs.Serve(gctx) })
 	g.Go(func() error { return ds.Serve(gctx) })
 	if ts != nil {
@@ -384,3 +398,35 @@ var (
 	_ httpd.BootChain = (*core.Service)(nil)
 	_ dhcp.Inventory  = (*core.Service)(nil)
 )
+
+// adminListener is the admin API's TCP listener: TLS 1.3, a server
+// certificate from the admin CA for the address's host (and --listen's),
+// and only clients with an admin certificate.
+func adminListener(dataDir, addr, listen string) (net.Listener, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, usagef("--admin-addr %q: want HOST:PORT, such as 10.0.0.1:8443", addr)
+	}
+	ca, err := admin.LoadCA(dataDir)
+	if err != nil {
+		return nil, fmt.Errorf("--admin-addr: %w", err)
+	}
+	hosts := []string{host, "127.0.0.1", "localhost"}
+	if h, _, err := net.SplitHostPort(listen); err == nil {
+		hosts = append(hosts, h)
+	} else if listen != "" {
+		hosts = append(hosts, listen)
+	}
+	if name, err := os.Hostname(); err == nil {
+		hosts = append(hosts, name)
+	}
+	cfg, err := admin.ServerTLS(ca, hosts, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("--admin-addr: %w", err)
+	}
+	l, err := tls.Listen("tcp", addr, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("--admin-addr: %w", err)
+	}
+	return l, nil
+}

@@ -28,6 +28,7 @@ var ErrNoServer = errors.New("no bootsrv server is running")
 type Client struct {
 	hc   *http.Client
 	path string
+	base string // https://HOST:PORT on TCP; "" on the socket
 }
 
 // Dial returns a client for the socket at path, or ErrNoServer when nothing
@@ -61,7 +62,11 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://bootsrv"+path, body)
+	base := c.base
+	if base == "" {
+		base = "http://bootsrv"
+	}
+	req, err := http.NewRequestWithContext(ctx, method, base+path, body)
 	if err != nil {
 		return err
 	}

@@ -61,7 +61,7 @@ fuzz: ## each fuzz target for FUZZTIME (30s): DHCP packets to decisions, TFTP re
 bench: ## Go benchmarks of every package
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s $(PKGS)
 
-bench-dhcp: build ## DORA/s: bootsrv against dnsmasq with perfdhcp (root)
+bench-dhcp: build ## DORA/s: bootsrv serve against dnsmasq and Kea memfile with perfdhcp (root)
 	bench/dhcp.sh
 
 bench-dhcp-stores: ## DORA/s: bootsrv on bbolt, on a 3-member etcd, and Kea memfile, with perfdhcp (root)
@@ -70,7 +70,7 @@ bench-dhcp-stores: ## DORA/s: bootsrv on bbolt, on a 3-member etcd, and Kea memf
 bench-http-stores: ## /ipxe and /ignition req/s of bootsrv serve on bbolt and on a 3-member etcd, one run
 	BOOTSRV_BENCH_HTTP_STORES=1 $(GO) test -count=1 -run '^TestBenchHTTPStores$$' -v ./cmd/bootsrv/ | grep -E 'bbolt:|etcd:|^(ok|FAIL|---)'
 
-bench-tftp: build ## fetches/s of ipxe.efi: bootsrv against tftpd-hpa (root)
+bench-tftp: build ## fetches/s of ipxe.efi: bootsrv serve against tftpd-hpa and dnsmasq, clients on many addresses (root)
 	bench/tftp.sh
 
 bench-http: build ## /ipxe and /ignition req/s at 10 and 10,000 machines

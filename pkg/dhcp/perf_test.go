@@ -18,7 +18,7 @@ import (
 )
 
 // TestPerfdhcpVsDnsmasq measures DORA exchanges per second with ISC
-// perfdhcp against bootsrv, dnsmasq and Kea (memfile) on the same veth, one
+// perfdhcp against bootsrv serve, dnsmasq and Kea (memfile) on the same veth, one
 // after the other in the same run, and reports all three and the ratios. It is a
 // benchmark, not a unit test: it runs only with BOOTSRV_BENCH_DHCP=1
 // (`make bench-dhcp`, bench/dhcp.sh).
@@ -95,13 +95,44 @@ func TestPerfdhcpVsDnsmasq(t *testing.T) {
 		return best
 	}
 
-	// bootsrv
-	if err := l.startServer("MODE=full", "UNKNOWN=discover", "RANGE="+pool, "BOOTSRV_DHCP_QUIET=1",
-		"BOOTSRV_DHCP_CPUPROFILE="+os.Getenv("BENCH_DHCP_CPUPROFILE")); err != nil {
+	// bootsrv serve, as a user runs it: its defaults but for the interface,
+	// the pool and discovery, and warnings only in its log (at info it
+	// writes a line per exchange). BOOTSRV_BIN: the binary (make build).
+	bin := envStr("BOOTSRV_BIN", "../../bin/bootsrv")
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("%s: %v (make build, or set BOOTSRV_BIN)", bin, err)
+	}
+	serveLog, _ := os.Create(filepath.Join(l.dir, "serve.log"))
+	args := []string{"netns", "exec", l.srvNS, bin, "serve", "--data-dir", l.data, "--interface", l.srvIf,
+		"--dhcp-range", pool, "--unknown", "discover", "--http-addr", "10.78.0.1:8080",
+		"--tftp-addr", "", "--log-level", envStr("BENCH_DHCP_LOG_LEVEL", "warn")}
+	if p := os.Getenv("BENCH_DHCP_CPUPROFILE"); p != "" {
+		args = append(args, "--cpuprofile", p)
+	}
+	srv := exec.Command("ip", args...)
+	srv.Stdout, srv.Stderr = serveLog, serveLog
+	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
+	srvPID := srv.Process.Pid
+	srvDone := make(chan error, 1)
+	go func() { srvDone <- srv.Wait() }()
+	t.Cleanup(func() { syscall.Kill(srvPID, syscall.SIGKILL) })
+	for end := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		// Up once its DHCP socket is bound in the namespace.
+		out, _ := exec.Command("ip", "netns", "exec", l.srvNS, "ss", "-Huln", "sport = :67").Output()
+		if len(strings.TrimSpace(string(out))) > 0 {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("bootsrv serve did not bind DHCP within 30 s:\n%s", tail(serveLog.Name(), 20))
+		}
+	}
 	b := search("bootsrv")
-	l.stopServer()
+	syscall.Kill(srvPID, syscall.SIGTERM)
+	if err := <-srvDone; err != nil {
+		t.Errorf("bootsrv serve after SIGTERM: %v\n%s", err, tail(serveLog.Name(), 20))
+	}
 	leases, acked := l.checkLeasesDurable(lease.Pool{Start: netip.MustParseAddr("10.78.1.0"), End: netip.MustParseAddr("10.78.20.255")})
 	t.Logf("bootsrv: %d leases on disk, %d ACKed clients, every ACKed client's lease durable: %v", leases, acked, !t.Failed())
 

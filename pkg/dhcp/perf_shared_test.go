@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -70,29 +69,9 @@ func TestPerfdhcpStores(t *testing.T) {
 	}
 
 	var k perfResult
-	if kea, err := exec.LookPath("kea-dhcp4"); err == nil {
-		conf := filepath.Join(l.dir, "kea.json")
-		os.WriteFile(conf, []byte(fmt.Sprintf(`{"Dhcp4": {
-  "interfaces-config": {"interfaces": [%q]},
-  "lease-database": {"type": "memfile", "persist": true, "name": %q, "lfc-interval": 0},
-  "valid-lifetime": 3600,
-  "subnet4": [{"id": 1, "subnet": "10.78.0.0/16", "pools": [{"pool": "10.78.1.0 - 10.78.20.255"}], "boot-file-name": "ipxe.efi"}],
-  "loggers": [{"name": "kea-dhcp4", "severity": "WARN", "output_options": [{"output": %q}]}]
-}}`, l.ifs[0], filepath.Join(l.dir, "kea-leases4.csv"), filepath.Join(l.dir, "kea.log"))), 0o644)
-		cmd := exec.Command("ip", "netns", "exec", l.ns[0], kea, "-c", conf)
-		cmd.Env = append(os.Environ(), "KEA_PIDFILE_DIR="+l.dir, "KEA_LOCKFILE_DIR="+l.dir)
-		logf, _ := os.Create(filepath.Join(l.dir, "kea.out"))
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		pid := cmd.Process.Pid
-		t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL); cmd.Wait() })
-		time.Sleep(time.Second)
+	if stop, ok := startKea(t, l.dir, l.ns[0], l.ifs[0]); ok {
 		k = search("Kea memfile")
-		syscall.Kill(pid, syscall.SIGTERM)
-	} else {
-		t.Log("kea-dhcp4 not found (Debian package kea-dhcp4-server): no Kea figure")
+		stop()
 	}
 	msg := fmt.Sprintf("DHCP DORA/s (%d clients, < 1 %% lost): bootsrv on bbolt %.0f, bootsrv on 3-member etcd %.0f, Kea memfile %.0f; etcd/bbolt %.2f, etcd/Kea %.2f, etcd/2396 (Kea 2.0 PostgreSQL, ISC) %.2f",
 		clients, b.rate, e.rate, k.rate, ratio(e.rate, b.rate), ratio(e.rate, k.rate), e.rate/2396)

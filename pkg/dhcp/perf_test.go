@@ -162,29 +162,9 @@ func TestPerfdhcpVsDnsmasq(t *testing.T) {
 
 	// Kea memfile, persisting every lease, same pool and boot file.
 	var k perfResult
-	if kea, err := exec.LookPath("kea-dhcp4"); err == nil {
-		conf := filepath.Join(l.dir, "kea.json")
-		os.WriteFile(conf, []byte(fmt.Sprintf(`{"Dhcp4": {
-  "interfaces-config": {"interfaces": [%q]},
-  "lease-database": {"type": "memfile", "persist": true, "name": %q, "lfc-interval": 0},
-  "valid-lifetime": 3600,
-  "subnet4": [{"id": 1, "subnet": "10.78.0.0/16", "pools": [{"pool": "10.78.1.0 - 10.78.20.255"}], "boot-file-name": "ipxe.efi"}],
-  "loggers": [{"name": "kea-dhcp4", "severity": "WARN", "output_options": [{"output": %q}]}]
-}}`, l.srvIf, filepath.Join(l.dir, "kea-leases4.csv"), filepath.Join(l.dir, "kea.log"))), 0o644)
-		kc := exec.Command("ip", "netns", "exec", l.srvNS, kea, "-c", conf)
-		kc.Env = append(os.Environ(), "KEA_PIDFILE_DIR="+l.dir, "KEA_LOCKFILE_DIR="+l.dir)
-		klog, _ := os.Create(filepath.Join(l.dir, "kea.out"))
-		kc.Stdout, kc.Stderr = klog, klog
-		if err := kc.Start(); err != nil {
-			t.Fatal(err)
-		}
-		kPID := kc.Process.Pid
-		t.Cleanup(func() { syscall.Kill(kPID, syscall.SIGKILL); kc.Wait() })
-		time.Sleep(time.Second) // let Kea bind
+	if stop, ok := startKea(t, l.dir, l.srvNS, l.srvIf); ok {
 		k = search("Kea memfile")
-		syscall.Kill(kPID, syscall.SIGTERM)
-	} else {
-		t.Log("kea-dhcp4 not found (Debian package kea-dhcp4-server): no Kea figure")
+		stop()
 	}
 
 	msg := fmt.Sprintf("DHCP DORA/s with durable leases (%d clients, < 1 %% lost): bootsrv %.0f, dnsmasq %.0f, Kea memfile %.0f; bootsrv/dnsmasq %.2f, bootsrv/Kea %.2f (aim >= 1.5)",
@@ -194,6 +174,38 @@ func TestPerfdhcpVsDnsmasq(t *testing.T) {
 	if b.rate == 0 {
 		t.Errorf("bootsrv never answered under 1 %% loss")
 	}
+}
+
+// startKea runs kea-dhcp4 with a memfile lease database that persists
+// every lease, on iface in ns, for the pool 10.78.1.0-10.78.20.255 of
+// 10.78.0.0/16 with boot file ipxe.efi; ok is false (and says why in the
+// log) when Kea is not installed. stop sends SIGTERM; cleanup kills it by
+// PID.
+func startKea(t *testing.T, dir, ns, iface string) (stop func(), ok bool) {
+	kea, err := exec.LookPath("kea-dhcp4")
+	if err != nil {
+		t.Log("kea-dhcp4 not found (Debian package kea-dhcp4-server): no Kea figure")
+		return nil, false
+	}
+	conf := filepath.Join(dir, "kea.json")
+	os.WriteFile(conf, []byte(fmt.Sprintf(`{"Dhcp4": {
+  "interfaces-config": {"interfaces": [%q]},
+  "lease-database": {"type": "memfile", "persist": true, "name": %q, "lfc-interval": 0},
+  "valid-lifetime": 3600,
+  "subnet4": [{"id": 1, "subnet": "10.78.0.0/16", "pools": [{"pool": "10.78.1.0 - 10.78.20.255"}], "boot-file-name": "ipxe.efi"}],
+  "loggers": [{"name": "kea-dhcp4", "severity": "WARN", "output_options": [{"output": %q}]}]
+}}`, iface, filepath.Join(dir, "kea-leases4.csv"), filepath.Join(dir, "kea.log"))), 0o644)
+	cmd := exec.Command("ip", "netns", "exec", ns, kea, "-c", conf)
+	cmd.Env = append(os.Environ(), "KEA_PIDFILE_DIR="+dir, "KEA_LOCKFILE_DIR="+dir)
+	logf, _ := os.Create(filepath.Join(dir, "kea.out"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL); cmd.Wait() })
+	time.Sleep(time.Second) // let Kea bind
+	return func() { syscall.Kill(pid, syscall.SIGTERM) }, true
 }
 
 type perfResult struct {

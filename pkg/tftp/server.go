@@ -286,18 +286,18 @@ func (s *Server) handle(ctx context.Context, pkt []byte, src *net.UDPAddr, local
 		s.report(remote, req.Filename, 0, rerr)
 		return
 	}
-	global, ok := s.acquire(remote)
-	if !ok && global && s.enqueue(req, src, local, remote) {
+	switch s.admit(req, src, local, remote) {
+	case admitQueued:
 		return // it starts when a slot frees
-	}
-	if !ok {
-		if global {
-			s.warn("tftp: busy, request refused", "", "remote", src.String(), "file", logName(req.Filename),
-				"max_transfers", s.cfg.MaxTransfers, "max_queued", s.cfg.MaxQueued)
-		} else {
-			s.log.Debug("tftp: client has too many transfers, request refused", "remote", src.String(), "file", logName(req.Filename),
-				"max_per_client", s.cfg.MaxPerClient)
-		}
+	case refuseFull:
+		s.warn("tftp: busy, request refused", "", "remote", src.String(), "file", logName(req.Filename),
+			"max_transfers", s.cfg.MaxTransfers, "max_queued", s.cfg.MaxQueued)
+		s.reply(src, ErrBusy)
+		s.report(remote, req.Filename, 0, ErrBusy)
+		return
+	case refusePerClient:
+		s.log.Debug("tftp: client has too many transfers, request refused", "remote", src.String(), "file", logName(req.Filename),
+			"max_per_client", s.cfg.MaxPerClient)
 		s.reply(src, ErrBusy)
 		s.report(remote, req.Filename, 0, ErrBusy)
 		return
@@ -314,22 +314,38 @@ type queued struct {
 	at     time.Time
 }
 
-// enqueue keeps a request for when a slot frees; it says false when the
-// queue is full. A request already waiting from the same address and port
-// (the client resending it) is not queued twice.
-func (s *Server) enqueue(req Request, src *net.UDPAddr, local net.IP, remote netip.Addr) bool {
+// What admit decided.
+const (
+	admitStart      = iota // it holds a slot: start it
+	admitQueued            // it waits for one (or is waiting already: a resend)
+	refuseFull             // no slot and the queue is full
+	refusePerClient        // its address holds MaxPerClient transfers
+)
+
+// admit takes a slot for a request, or queues it, or refuses it, under
+// the lock release pops the queue with: a request queued here is always
+// seen by the next release, never left waiting beside a free slot.
+func (s *Server) admit(req Request, src *net.UDPAddr, local net.IP, remote netip.Addr) int {
 	key := src.AddrPort()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.queued[key] {
-		return true
+		return admitQueued
+	}
+	if s.active.Load() < int64(s.cfg.MaxTransfers) {
+		if s.perIP[remote] >= s.cfg.MaxPerClient {
+			return refusePerClient
+		}
+		s.perIP[remote]++
+		s.active.Add(1)
+		return admitStart
 	}
 	if len(s.queue) >= s.cfg.MaxQueued {
-		return false
+		return refuseFull
 	}
 	s.queued[key] = true
 	s.queue = append(s.queue, queued{req: req, src: src, local: local, remote: remote, at: time.Now()})
-	return true
+	return admitQueued
 }
 
 // start runs a transfer that holds a slot; when it ends, its slot goes to
@@ -356,22 +372,6 @@ func (s *Server) start(ctx context.Context, req Request, src *net.UDPAddr, local
 			s.start(ctx, next.req, next.src, next.local, next.remote)
 		}
 	}()
-}
-
-// acquire takes a transfer slot for a client at ip; when it cannot, global
-// says whether the server is full (rather than the client over its share).
-func (s *Server) acquire(ip netip.Addr) (global, ok bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.active.Load() >= int64(s.cfg.MaxTransfers) {
-		return true, false
-	}
-	if s.perIP[ip] >= s.cfg.MaxPerClient {
-		return false, false
-	}
-	s.perIP[ip]++
-	s.active.Add(1)
-	return false, true
 }
 
 // release frees ip's slot and hands it to the oldest waiting request that

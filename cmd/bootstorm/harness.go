@@ -281,7 +281,7 @@ func (e *env) start() error {
 	}
 	cmd := exec.Command("ip", args...)
 	cmd.Stdout, cmd.Stderr = e.serveLog, e.serveLog
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = pdeath()
 	t0 := time.Now()
 	if err := cmd.Start(); err != nil {
 		return err

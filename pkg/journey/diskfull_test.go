@@ -54,20 +54,28 @@ func fill(t *testing.T, dir string) string {
 	}
 }
 
-// Events that cannot be written while the disk is full are held, not
-// dropped, and land by themselves, once and in order, when space returns.
-func TestDiskFullHoldsEvents(t *testing.T) {
+// tinyState is a state file on a 2 MB tmpfs (tinyDisk) holding one
+// registered machine, mac; it is closed when the test ends.
+func tinyState(t *testing.T) (string, *state.DB) {
+	t.Helper()
 	dir := tinyDisk(t, "2m")
 	st, err := state.Open(dir, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	t.Cleanup(func() { st.Close() })
 	if err := st.Update(func(tx state.Tx) error {
 		return tx.PutMachine(model.Machine{MAC: mac, IP: "10.0.0.1", Hostname: "n1", Profile: "p", State: model.StateRegistered})
 	}); err != nil {
 		t.Fatal(err)
 	}
+	return dir, st
+}
+
+// Events that cannot be written while the disk is full are held, not
+// dropped, and land by themselves, once and in order, when space returns.
+func TestDiskFullHoldsEvents(t *testing.T) {
+	dir, st := tinyState(t)
 	j := New(st, nil)
 	var logs bytes.Buffer
 	j.Start(slog.New(slog.NewTextHandler(&logs, nil)))
@@ -76,7 +84,7 @@ func TestDiskFullHoldsEvents(t *testing.T) {
 	filler := fill(t, dir)
 	// The disk is full for the state too: a direct write says so plainly.
 	big := strings.Repeat("y", 512<<10)
-	err = st.Update(func(tx state.Tx) error {
+	err := st.Update(func(tx state.Tx) error {
 		return tx.PutMachine(model.Machine{MAC: "52:54:00:00:00:02", IP: "10.0.0.2", Hostname: "n2", Profile: "p", Labels: map[string]string{"big": big}})
 	})
 	if !errors.Is(err, state.ErrWriteFailed) || !strings.Contains(err.Error(), "disk") {
@@ -114,17 +122,7 @@ func TestDiskFullHoldsEvents(t *testing.T) {
 // journal flush in between), and with ErrWriteFailed after its wait while
 // the disk is full; the event is still held and lands when space returns.
 func TestRecordDurable(t *testing.T) {
-	dir := tinyDisk(t, "2m")
-	st, err := state.Open(dir, time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if err := st.Update(func(tx state.Tx) error {
-		return tx.PutMachine(model.Machine{MAC: mac, IP: "10.0.0.1", Hostname: "n1", Profile: "p", State: model.StateRegistered})
-	}); err != nil {
-		t.Fatal(err)
-	}
+	dir, st := tinyState(t)
 	j := New(st, nil)
 	j.Start(slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil)))
 	defer j.Close()
@@ -148,7 +146,7 @@ func TestRecordDurable(t *testing.T) {
 
 	filler := fill(t, dir)
 	pad := strings.Repeat("z", 64<<10) // more than the space left
-	err = j.RecordDurable(mac, model.Event{Type: model.StateIgnition, Fields: map[string]string{"pad": pad}}, 700*time.Millisecond)
+	err := j.RecordDurable(mac, model.Event{Type: model.StateIgnition, Fields: map[string]string{"pad": pad}}, 700*time.Millisecond)
 	if !errors.Is(err, state.ErrWriteFailed) || !strings.Contains(err.Error(), "not committed within") {
 		t.Fatalf("RecordDurable on a full disk: %v, want ErrWriteFailed saying it was not committed", err)
 	}

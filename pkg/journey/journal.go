@@ -167,7 +167,7 @@ func (j *Journal) RecordDurable(mac string, e model.Event, wait time.Duration) e
 	}
 	res := make(chan error, 1)
 	if !j.send(item{mac: mac, e: e, durable: true, res: res}) {
-		return j.commitNow(item{mac: mac, e: e})
+		return j.commitOnce([]item{{mac: mac, e: e}}, false) // no writer: at once
 	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
@@ -178,8 +178,6 @@ func (j *Journal) RecordDurable(mac string, e model.Event, wait time.Duration) e
 		return fmt.Errorf("recording %s of %s: not committed within %s (%w)", e.Type, mac, wait, state.ErrWriteFailed)
 	}
 }
-
-func (j *Journal) commitNow(it item) error { return j.commitOnce([]item{it}, false) }
 
 // Observe appends e together with what the machine's firmware said. An
 // unknown MAC becomes a discovered machine (no profile, no address) when
